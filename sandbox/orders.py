@@ -1,0 +1,156 @@
+"""Orders client: talks to the stack's HTTP API exactly as curl would, and follows sagas."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.errors import OrderError, UsageError
+from sandbox.waiting import wait_until
+
+SAGA_STEPS = ("inventory", "payment", "shipping")
+TERMINAL_SAGA_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+DEFAULT_FLAKY_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One HTTP exchange with the order API."""
+
+    status: int
+    body: Any
+    raw: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def call_api(method: str, url: str, *, body: bytes | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 30) -> ApiResponse:
+    """Send one HTTP request; 4xx/5xx come back as responses, unreachable hosts as OrderError."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw, status, got = response.read(), response.status, dict(response.headers)
+    except urllib.error.HTTPError as error:
+        raw, status, got = error.read(), error.code, dict(error.headers)
+    except (urllib.error.URLError, OSError) as error:
+        raise OrderError(f"cannot reach the order API at {url}: {error}",
+                         hint="run `sandbox up` first") from error
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return ApiResponse(status, parsed, raw, got)
+
+
+class OrdersClient:
+    """The order API of one deployed stack."""
+
+    def __init__(self, api_url: str):
+        self.api_url = api_url.rstrip("/")
+
+    def post_order(self, payload: dict[str, Any] | bytes, idempotency_key: str | None = None) -> ApiResponse:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return call_api("POST", f"{self.api_url}/orders", body=body, headers=headers)
+
+    def get_order(self, order_id: str) -> ApiResponse:
+        return call_api("GET", f"{self.api_url}/orders/{order_id}")
+
+    def list_orders(self) -> list[dict[str, Any]]:
+        response = call_api("GET", f"{self.api_url}/orders")
+        _raise_for_status(response)
+        return list(response.body["orders"])
+
+    def place_order(self, payload: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """POST an order and return the 201 body; refusals become OrderError."""
+        response = self.post_order(payload, idempotency_key)
+        _raise_for_status(response)
+        return dict(response.body)
+
+    def follow_order(
+        self,
+        order_id: str,
+        *,
+        timeout: float = 60,
+        on_change: Callable[[dict[str, Any]], None] = lambda _: None,
+    ) -> dict[str, Any]:
+        """Poll the order until its saga ends, calling ``on_change`` whenever it moved."""
+        last: list[Any] = [None]
+
+        def is_done() -> dict[str, Any] | None:
+            response = self.get_order(order_id)
+            if response.status == 404:
+                return None
+            _raise_for_status(response)
+            order = response.body
+            fingerprint = (order["status"], order["sagaStatus"], json.dumps(order["steps"]))
+            if fingerprint != last[0]:
+                last[0] = fingerprint
+                on_change(order)
+            return order if order["sagaStatus"] in TERMINAL_SAGA_STATUSES else None
+
+        return wait_until(is_done, timeout=timeout, what=f"the saga of order {order_id} to finish",
+                          interval=0.05, max_interval=0.2)
+
+
+def _raise_for_status(response: ApiResponse) -> None:
+    if response.status >= 400:
+        message = response.body.get("message") if isinstance(response.body, dict) else response.body
+        raise OrderError(f"the order API answered {response.status}: {message}")
+
+
+def parse_item(text: str) -> dict[str, Any]:
+    """``PRODUCT:QTY[:PRICE]`` -> an order item; the price defaults to the demo catalog's."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0]:
+        raise UsageError(f"--item {text!r}: expected PRODUCT:QTY or PRODUCT:QTY:PRICE")
+    product, quantity_text = parts[0], parts[1]
+    try:
+        quantity = int(quantity_text)
+    except ValueError as error:
+        raise UsageError(f"--item {text!r}: quantity {quantity_text!r} is not a whole number") from error
+    if len(parts) == 3:
+        try:
+            price = Decimal(parts[2])
+        except ArithmeticError as error:
+            raise UsageError(f"--item {text!r}: price {parts[2]!r} is not a number") from error
+    elif product in DEMO_PRODUCTS:
+        price = DEMO_PRODUCTS[product]["price"]
+    else:
+        known = ", ".join(DEMO_PRODUCTS)
+        raise UsageError(f"--item {text!r}: {product} is not in the demo catalog ({known}); "
+                         "give its price as PRODUCT:QTY:PRICE")
+    return {"productId": product, "quantity": quantity, "price": float(price)}
+
+
+def parse_faults(fail: str | None, flaky: list[str]) -> dict[str, Any] | None:
+    """``--fail STEP`` and ``--flaky STEP[:N]`` -> the faults an order carries."""
+    faults: dict[str, Any] = {}
+    if fail:
+        if fail not in SAGA_STEPS:
+            raise UsageError(f"--fail {fail!r}: choose one of {', '.join(SAGA_STEPS)}")
+        faults["fail"] = fail
+    for spec in flaky:
+        step, _, count = spec.partition(":")
+        if step not in SAGA_STEPS:
+            raise UsageError(f"--flaky {spec!r}: choose one of {', '.join(SAGA_STEPS)}, e.g. payment:2")
+        try:
+            attempts = int(count) if count else DEFAULT_FLAKY_ATTEMPTS
+        except ValueError as error:
+            raise UsageError(f"--flaky {spec!r}: {count!r} is not a whole number") from error
+        faults.setdefault("flaky", {})[step] = attempts
+    return faults or None
+
+
+def expected_status(faults: dict[str, Any] | None) -> str:
+    """The final order status the faults intend."""
+    return "FAILED" if faults and faults.get("fail") else "COMPLETED"

@@ -1,0 +1,88 @@
+"""Packaging: function code and the state machine definition become S3 artifacts the template names."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from samtranslator.yaml_helper import yaml_parse
+
+from sandbox.errors import DeployError
+
+SHARED_PACKAGE = "shared"
+_FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # zip entries carry no mtime, so equal code -> equal hash
+_SKIPPED = ("__pycache__", ".pyc", ".pytest_cache", ".mypy_cache")
+
+Upload = Callable[[str, bytes], None]
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """The SAM template as a dict (short-form intrinsics such as !Ref expanded)."""
+    try:
+        return dict(yaml_parse(path.read_text()))
+    except FileNotFoundError as error:
+        raise DeployError(f"template not found: {path}") from error
+    except Exception as error:  # yaml's errors have no common base worth naming here
+        raise DeployError(f"{path.name} is not valid YAML: {error}") from error
+
+
+def _package_files(folder: Path, arc_root: str) -> Iterator[tuple[str, Path]]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not any(part in str(path) for part in _SKIPPED):
+            yield f"{arc_root}/{path.relative_to(folder).as_posix()}", path
+
+
+def build_function_zip(code_dir: Path) -> bytes:
+    """A deterministic zip of the function's package plus the shared package beside it."""
+    if not code_dir.is_dir():
+        raise DeployError(f"function code folder not found: {code_dir}")
+    buffer = io.BytesIO()
+    entries = list(_package_files(code_dir, code_dir.name))
+    shared = code_dir.parent / SHARED_PACKAGE
+    if shared.is_dir():
+        entries += list(_package_files(shared, SHARED_PACKAGE))
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, path in entries:
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def content_key(prefix: str, name: str, content: bytes, suffix: str) -> str:
+    """An S3 key that changes exactly when the content does."""
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    return f"{prefix}/{name}-{digest}{suffix}"
+
+
+def package_template(
+    template: dict[str, Any], project_dir: Path, bucket: str, upload: Upload
+) -> dict[str, Any]:
+    """The template with local CodeUri/DefinitionUri paths replaced by uploaded S3 artifacts."""
+    packaged = copy.deepcopy(template)
+    for logical_id, resource in packaged.get("Resources", {}).items():
+        properties = resource.get("Properties", {})
+        kind = resource.get("Type")
+        if kind == "AWS::Serverless::Function" and isinstance(properties.get("CodeUri"), str):
+            if properties["CodeUri"].startswith("s3://"):
+                continue
+            content = build_function_zip(project_dir / properties["CodeUri"])
+            key = content_key("functions", logical_id, content, ".zip")
+            upload(key, content)
+            properties["CodeUri"] = f"s3://{bucket}/{key}"
+        elif kind == "AWS::Serverless::StateMachine" and isinstance(properties.get("DefinitionUri"), str):
+            path = project_dir / properties["DefinitionUri"]
+            try:
+                content = path.read_bytes()
+            except FileNotFoundError as error:
+                raise DeployError(f"state machine definition not found: {path}") from error
+            key = content_key("state_machines", logical_id, content, ".asl.json")
+            upload(key, content)
+            properties["DefinitionUri"] = {"Bucket": bucket, "Key": key}
+    return packaged

@@ -1,0 +1,50 @@
+"""Settings: one frozen dataclass, read at call time from flags > SANDBOX_* env > defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ENGINES = ("embedded",)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SANDBOX_{name}") or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the engine runs and what the stack is called."""
+
+    project_dir: Path = PROJECT_DIR
+    state_dir: Path = PROJECT_DIR / ".sandbox"
+    port: int = 4566
+    region: str = "us-east-1"
+    stack_name: str = "saga-sandbox"
+    engine: str = "embedded"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Settings from the given flags (None means unset), then the environment."""
+        project_dir = Path(_env("PROJECT_DIR", str(PROJECT_DIR)))
+        settings = cls(
+            project_dir=project_dir,
+            state_dir=Path(_env("STATE_DIR", str(project_dir / ".sandbox"))),
+            port=int(_env("PORT", "4566")),
+            region=_env("REGION", "us-east-1"),
+            stack_name=_env("STACK_NAME", "saga-sandbox"),
+            engine=_env("ENGINE", "embedded"),
+        )
+        return replace(settings, **{key: value for key, value in flags.items() if value is not None})
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def template_path(self) -> Path:
+        return self.project_dir / "template.yaml"

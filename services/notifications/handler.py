@@ -1,0 +1,51 @@
+"""Notifications: tells the customer how their order ended (EventBridge rule target)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+
+from shared.aws import dynamodb, table_name
+
+logger = Logger()
+
+MESSAGES = {
+    "OrderCompleted": "Your order is on its way.",
+    "OrderFailed": "We could not complete your order; nothing was charged.",
+}
+
+
+def record_notification(event: EventBridgeEvent, table: Any = None) -> bool:
+    """Store one notification per order and event type; False when it was already sent."""
+    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    order_id = event.detail["orderId"]
+    try:
+        table.put_item(
+            Item={
+                "pk": f"ORDER#{order_id}",
+                "sk": f"NOTIFICATION#{event.detail_type}",
+                "orderId": order_id,
+                "eventId": event.get_id,
+                "message": MESSAGES.get(event.detail_type, event.detail_type),
+                "sentAt": event.time,
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
+@logger.inject_lambda_context
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(event.detail.get("orderId"))
+    is_new = record_notification(event)
+    logger.info("notification", extra={"detail_type": event.detail_type, "is_new": is_new})
+    return {"sent": is_new}

@@ -1,0 +1,87 @@
+"""Order API: POST /orders (idempotent), GET /orders, GET /orders/{orderId}."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from order_api.models import OrderRequest, RequestError, parse_order_request
+from order_api.orders import check_products_exist, get_order, list_orders, place_order
+from shared.aws import idempotency_store
+from shared.faults import is_fault_injection_enabled
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+
+IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
+# IETF Idempotency-Key draft: the key identifies the request, the payload must match it.
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="key",
+    payload_validation_jmespath="request",
+    expires_after_seconds=600,
+)
+
+
+def json_response(status: int, body: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(body))
+
+
+@idempotent_function(data_keyword_argument="submission", config=IDEMPOTENCY,
+                     persistence_store=idempotency_store())
+def place_order_once(submission: dict[str, Any]) -> dict[str, Any]:
+    """Place the order once per idempotency key; a replay returns the first response."""
+    return place_order(OrderRequest.model_validate(submission["request"]))
+
+
+@app.exception_handler(RequestError)
+def bad_request(error: RequestError) -> Response:
+    return json_response(400, {"message": str(error)})
+
+
+@app.post("/orders")
+def create_order() -> Response:
+    request = parse_order_request(app.current_event.decoded_body)
+    if request.faults and not request.faults.is_empty() and not is_fault_injection_enabled():
+        raise RequestError("fault injection is disabled on this stack")
+    check_products_exist(request)
+    headers = app.current_event.headers or {}
+    key = next((headers[name] for name in IDEMPOTENCY_HEADERS if headers.get(name)), None)
+    if key is None:
+        return json_response(201, place_order(request))
+    submission = {"key": key, "request": request.model_dump(mode="json")}
+    try:
+        return json_response(201, place_order_once(submission=submission))
+    except IdempotencyValidationError:
+        return json_response(422, {"message": f"Idempotency-Key {key} was already used with a different request body"})
+    except IdempotencyAlreadyInProgressError:
+        return json_response(409, {"message": f"a request with Idempotency-Key {key} is still in progress; retry later"})
+
+
+@app.get("/orders")
+def read_orders() -> Response:
+    return json_response(200, {"orders": list_orders()})
+
+
+@app.get("/orders/<order_id>")
+def read_order(order_id: str) -> Response:
+    order = get_order(order_id)
+    if order is None:
+        return json_response(404, {"message": f"order {order_id} not found"})
+    return json_response(200, order)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY.register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,98 @@
+"""The order request: validated with pydantic, totals computed here, never trusted from callers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MAX_BODY_BYTES = 64 * 1024
+StepService = Literal["inventory", "payment", "shipping"]
+
+
+class RequestError(ValueError):
+    """A request the API refuses with 400 and this message."""
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    productId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    quantity: int = Field(gt=0, le=1000, strict=True)
+    price: Decimal = Field(gt=0, max_digits=10, decimal_places=2)
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _price_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise ValueError("price must be a number")
+        return value
+
+
+class Faults(BaseModel):
+    """Faults an order carries through the saga (only on stacks with fault injection enabled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail: StepService | None = None
+    flaky: dict[StepService, int] = Field(default_factory=dict)
+
+    @field_validator("flaky")
+    @classmethod
+    def _attempts_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for step, attempts in value.items():
+            if not 1 <= attempts <= 3:
+                raise ValueError(f"flaky attempts for {step} must be 1 to 3 (the step's retry budget)")
+        return value
+
+    def is_empty(self) -> bool:
+        return self.fail is None and not self.flaky
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customerId: str = Field(min_length=1, max_length=64)
+    items: list[OrderItem] = Field(min_length=1, max_length=25)
+    faults: Faults | None = None
+
+    @model_validator(mode="after")
+    def _products_unique(self) -> OrderRequest:
+        seen: set[str] = set()
+        for item in self.items:
+            if item.productId in seen:
+                raise ValueError(f"productId {item.productId} appears twice; combine the quantities")
+            seen.add(item.productId)
+        return self
+
+    @property
+    def total_amount(self) -> Decimal:
+        return sum((item.price * item.quantity for item in self.items), Decimal("0")).quantize(
+            Decimal("0.01")
+        )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line for every problem pydantic found."""
+    problems = []
+    for detail in error.errors():
+        where = ".".join(str(part) for part in detail["loc"])
+        message = detail["msg"].removeprefix("Value error, ")
+        if detail["type"] == "json_invalid":
+            return "request body is not valid JSON"
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def parse_order_request(body: str | None) -> OrderRequest:
+    """Validate a raw request body, raising RequestError with a readable message."""
+    if not body:
+        raise RequestError("request body is required: {customerId, items: [{productId, quantity, price}]}")
+    size = len(body.encode())
+    if size > MAX_BODY_BYTES:
+        raise RequestError(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
+    try:
+        return OrderRequest.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestError(describe_validation_error(error)) from error

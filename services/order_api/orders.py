@@ -1,0 +1,162 @@
+"""Orders: the order and its outbox record are written in one transaction, or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeSerializer
+
+from order_api.models import OrderRequest, RequestError
+from shared.aws import client, dynamodb, table_name
+from shared.saga_history import compensations_run, summarize_steps
+from shared.status import PENDING
+
+_serializer = TypeSerializer()
+
+
+def _to_dynamodb(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB values as JSON-friendly ones (Decimal -> int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    return value
+
+
+def check_products_exist(request: OrderRequest, dynamodb_client: Any = None) -> None:
+    """Refuse an order naming a product the inventory does not know."""
+    dynamodb_client = dynamodb_client or client("dynamodb")
+    table = table_name("INVENTORY_TABLE")
+    wanted = sorted({item.productId for item in request.items})
+    response = dynamodb_client.batch_get_item(
+        RequestItems={
+            table: {
+                "Keys": [{"productId": {"S": product}} for product in wanted],
+                "ProjectionExpression": "productId",
+            }
+        }
+    )
+    known = {item["productId"]["S"] for item in response["Responses"].get(table, [])}
+    # Unprocessed keys are not "unknown": only refuse what the table answered about.
+    unprocessed = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    known |= {key["productId"]["S"] for key in unprocessed}
+    missing = [product for product in wanted if product not in known]
+    if missing:
+        raise RequestError(f"unknown productId: {', '.join(missing)}")
+
+
+def build_order_records(request: OrderRequest, order_id: str, now: str) -> tuple[dict, dict]:
+    """The ORDER# item and its OUTBOX# record, as the transaction writes them."""
+    order = {
+        "orderId": order_id,
+        "customerId": request.customerId,
+        "items": [item.model_dump() for item in request.items],
+        "totalAmount": request.total_amount,
+        "status": PENDING,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    if request.faults and not request.faults.is_empty():
+        order["faults"] = request.faults.model_dump(exclude_defaults=True)
+    outbox = {
+        "pk": f"OUTBOX#{order_id}",
+        "sk": "OUTBOX",
+        "eventType": "OrderPlaced",
+        "orderId": order_id,
+        "payload": json.dumps(_plain(order)),
+        "createdAt": now,
+    }
+    return {"pk": f"ORDER#{order_id}", "sk": "ORDER", **order}, outbox
+
+
+def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str, Any]:
+    """Write the order and its outbox record atomically; return the 201 response body."""
+    dynamodb_client = dynamodb_client or client("dynamodb")
+    order_id = str(uuid.uuid4())
+    now = datetime.now(timezone.utc).isoformat()
+    order, outbox = build_order_records(request, order_id, now)
+    table = table_name("ORDERS_TABLE")
+    dynamodb_client.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": table, "Item": _to_dynamodb(record),
+                     "ConditionExpression": "attribute_not_exists(pk)"}}
+            for record in (order, outbox)
+        ]
+    )
+    return {
+        "orderId": order_id,
+        "status": PENDING,
+        "totalAmount": _plain(request.total_amount),
+        "message": "Order created successfully",
+        "executedAt": now,
+    }
+
+
+def execution_arn(order_id: str) -> str:
+    """The saga execution of an order (its name is the order id)."""
+    machine = os.environ["STATE_MACHINE_ARN"]
+    return machine.replace(":stateMachine:", ":execution:", 1) + f":{order_id}"
+
+
+def read_saga(order_id: str, sfn: Any = None) -> dict[str, Any]:
+    """The saga's status and steps for an order; NOT_STARTED before the publisher ran."""
+    sfn = sfn or client("stepfunctions")
+    arn = execution_arn(order_id)
+    try:
+        status = sfn.describe_execution(executionArn=arn)["status"]
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return {"sagaStatus": "NOT_STARTED", "steps": [], "compensations": []}
+    events: list[dict[str, Any]] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        events.extend(page["events"])
+    steps = summarize_steps(events)
+    return {"sagaStatus": status, "steps": steps, "compensations": compensations_run(steps)}
+
+
+def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
+    """The order with its saga steps and notifications, or None."""
+    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    items = table.query(KeyConditionExpression=Key("pk").eq(f"ORDER#{order_id}"),
+                        ConsistentRead=True)["Items"]
+    order = next((item for item in items if item["sk"] == "ORDER"), None)
+    if order is None:
+        return None
+    notifications = [
+        {"type": item["sk"].removeprefix("NOTIFICATION#"), "message": item["message"],
+         "sentAt": item.get("sentAt")}
+        for item in items if item["sk"].startswith("NOTIFICATION#")
+    ]
+    view = {key: value for key, value in order.items() if key not in ("pk", "sk")}
+    return _plain({**view, "notifications": notifications, **read_saga(order_id)})
+
+
+def list_orders(limit: int = 50, table: Any = None) -> list[dict[str, Any]]:
+    """The most recent orders, newest first (a scan: fine for a sandbox's volumes)."""
+    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    fields = ["orderId", "customerId", "status", "totalAmount", "createdAt", "failureReason"]
+    kwargs: dict[str, Any] = {
+        "FilterExpression": Key("sk").eq("ORDER"),
+        "ProjectionExpression": ", ".join(f"#{name}" for name in fields),
+        "ExpressionAttributeNames": {f"#{name}": name for name in fields},
+    }
+    orders: list[dict[str, Any]] = []
+    while True:
+        page = table.scan(**kwargs)
+        orders.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    orders.sort(key=lambda order: order.get("createdAt", ""), reverse=True)
+    return _plain(orders[:limit])
