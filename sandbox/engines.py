@@ -151,7 +151,7 @@ def start_engine(settings: Settings, *, timeout: float = 30) -> tuple[EngineStat
     log_path = settings.state_dir / LOG_FILE
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ministack"],
+            [sys.executable, "-m", "sandbox.engine_patches"],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,1 @@
+"""The `sandbox` command line: thin Typer commands over the sandbox library."""

@@ -1,0 +1,265 @@
+"""`sandbox`: run the outbox -> saga -> compensation flow offline, and break it on purpose."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cli.output import (
+    console,
+    error_console,
+    format_step,
+    key_value_table,
+    print_json,
+    report_error,
+    styled,
+)
+from sandbox import __version__
+from sandbox.engines import read_engine_state, running_engine, stop_engine
+from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError
+from sandbox.orders import OrdersClient, expected_status, parse_faults, parse_item
+from sandbox.settings import Settings
+from sandbox.stack import LocalStack, bring_up, find_stack
+
+app = typer.Typer(
+    help="Saga sandbox: the transactional outbox, idempotency and a compensating saga, running "
+    "offline on a local AWS engine.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+DEFAULT_ITEMS = ["espresso-beans:1", "mug:2"]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+T = TypeVar("T")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"sandbox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _with_progress(message: str, is_quiet: bool, work: Callable[[Callable[[str], None]], T]) -> T:
+    """Run ``work`` under a spinner whose text ``work`` may update (nothing in --json mode)."""
+    if is_quiet or not console.is_terminal:
+        return work(lambda text: None if is_quiet else error_console.print(f"[dim]{text}…[/dim]"))
+    with console.status(message) as status:
+        return work(lambda text: status.update(f"{text}…"))
+
+
+@app.command(epilog="Examples:  sandbox up    sandbox up --port 4570 --json")
+def up(
+    port: Annotated[int | None, typer.Option(help="Engine port (env SANDBOX_PORT).", show_default="4566")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Start the local engine and deploy the stack (a no-op when both are already up)."""
+    settings = Settings.load(port=port)
+    result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress))
+    stack, deploy = result.stack, result.deploy
+    summary = {
+        "engine": {"name": stack.engine.engine, "pid": stack.engine.pid, "port": stack.engine.port,
+                   "endpoint": stack.engine.endpoint_url, "isNew": result.is_new_engine},
+        "stack": {"name": settings.stack_name, "isChanged": bool(deploy and deploy.is_changed),
+                  "apiUrl": stack.api_url, "outputs": stack.outputs},
+        "seededProducts": result.seeded_products,
+        "timingsMs": result.timings_ms,
+    }
+    if json_output:
+        print_json(summary)
+        return
+    engine_line = "started" if result.is_new_engine else "already running"
+    stack_line = "deployed" if deploy and deploy.is_changed else "unchanged (no changes to deploy)"
+    console.print(f"[green]✓[/green] engine {stack.engine.engine} {engine_line} "
+                  f"(pid {stack.engine.pid}, {stack.engine.endpoint_url})")
+    console.print(f"[green]✓[/green] stack {settings.stack_name} {stack_line}")
+    _print_stack(stack)
+    console.print(f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: "
+                  "sandbox order, sandbox order --fail payment[/dim]")
+
+
+def _print_stack(stack: LocalStack) -> None:
+    rows = {"API": stack.api_url}
+    rows.update({key: value for key, value in sorted(stack.outputs.items()) if key not in ("ApiUrl",)})
+    console.print(key_value_table(rows))
+
+
+@app.command(epilog="Example:  sandbox down")
+def down(json_output: JsonFlag = False) -> None:
+    """Stop the engine `sandbox up` started, and its Lambda workers."""
+    state = stop_engine(Settings.load())
+    if json_output:
+        print_json({"stopped": state is not None, "pid": state.pid if state else None})
+    elif state is None:
+        console.print("no sandbox engine was running")
+    else:
+        console.print(f"[green]✓[/green] stopped engine {state.engine} (pid {state.pid}, port {state.port})")
+
+
+@app.command(epilog="Examples:  sandbox status    sandbox status --json")
+def status(json_output: JsonFlag = False) -> None:
+    """Show the engine, the stack and its outputs (API URL, tables, state machine)."""
+    settings = Settings.load()
+    report: dict[str, Any] = {"engine": {"running": False}, "stack": {"deployed": False}}
+    stack: LocalStack | None = None
+    problem: str | None = None
+    try:
+        state = running_engine(settings)
+        report["engine"] = {"running": True, "name": state.engine, "pid": state.pid,
+                            "port": state.port, "endpoint": state.endpoint_url,
+                            "uptimeSeconds": int(time.time() - state.started_at)}
+        stack = find_stack(settings)
+        report["stack"] = {"deployed": True, "name": settings.stack_name, "apiUrl": stack.api_url,
+                           "outputs": stack.outputs}
+    except (EngineNotRunningError, StackNotFoundError) as error:
+        problem = f"{error} — {error.hint}" if error.hint else str(error)
+    if json_output:
+        print_json(report)
+        return
+    engine = report["engine"]
+    if engine["running"]:
+        console.print(f"engine  {styled('RUNNING')} {engine['name']} pid {engine['pid']} "
+                      f"on {engine['endpoint']} (up {engine['uptimeSeconds']}s)")
+    else:
+        recorded = read_engine_state(settings)
+        console.print(f"engine  {styled('FAILED') if recorded else 'not running'}")
+    if stack:
+        console.print(f"stack   {styled('SUCCEEDED')} {settings.stack_name}")
+        _print_stack(stack)
+    if problem:
+        console.print(f"[dim]{problem}[/dim]")
+
+
+@app.command(
+    epilog="Examples:  sandbox order    sandbox order --fail payment    "
+    "sandbox order --flaky shipping:2 --item grinder:1    sandbox order --idempotency-key k1 --json",
+)
+def order(
+    customer: Annotated[str, typer.Option(help="Customer id.")] = "demo-customer",
+    item: Annotated[
+        list[str] | None,
+        typer.Option(help="PRODUCT:QTY[:PRICE], repeatable. Default: espresso-beans:1, mug:2."),
+    ] = None,
+    fail: Annotated[
+        str | None, typer.Option(help="Make this step fail for good: inventory, payment or shipping.")
+    ] = None,
+    flaky: Annotated[
+        list[str] | None,
+        typer.Option(help="STEP[:N]: the step's first N attempts (default 2) fail transiently."),
+    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header to send.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the order is accepted.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the saga.")] = 60,
+    json_output: JsonFlag = False,
+) -> None:
+    """Place an order through the HTTP API and follow its saga live."""
+    items = [parse_item(text) for text in item or DEFAULT_ITEMS]
+    faults = parse_faults(fail, flaky or [])
+    stack = find_stack(Settings.load())
+    payload: dict[str, Any] = {"customerId": customer, "items": items}
+    if faults:
+        payload["faults"] = faults
+    client = OrdersClient(stack.api_url)
+    started = time.perf_counter()
+    placed = client.place_order(payload, idempotency_key)
+    order_id = placed["orderId"]
+    if no_wait:
+        if json_output:
+            print_json(placed)
+        else:
+            console.print(f"order {order_id} accepted: {styled(placed['status'])}, total {placed['totalAmount']}")
+        return
+    if not json_output:
+        console.print(f"order [bold]{order_id}[/bold] accepted (total {placed['totalAmount']}); saga:")
+    printed: set[int] = set()
+
+    def show_progress(current: dict[str, Any]) -> None:
+        for index, step in enumerate(current["steps"]):
+            if index not in printed and step["status"] in ("SUCCEEDED", "FAILED"):
+                printed.add(index)
+                if not json_output:
+                    console.print(format_step(step), highlight=False)
+
+    final = client.follow_order(order_id, timeout=timeout, on_change=show_progress)
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    result = {
+        "orderId": order_id,
+        "status": final["status"],
+        "sagaStatus": final["sagaStatus"],
+        "totalAmount": final["totalAmount"],
+        "failureReason": final.get("failureReason"),
+        "steps": [{key: step[key] for key in ("name", "status", "attempts", "durationMs", "isCompensation", "errors")}
+                  for step in final["steps"]],
+        "compensations": final["compensations"],
+        "elapsedMs": elapsed_ms,
+    }
+    expected = expected_status(faults)
+    if json_output:
+        print_json(result)
+    else:
+        reason = f" — {final['failureReason']}" if final.get("failureReason") else ""
+        console.print(f"order {styled(final['status'])} in {elapsed_ms / 1000:.2f}s{reason}")
+        if final["compensations"]:
+            console.print(f"[dim]compensated: {' → '.join(final['compensations'])}[/dim]")
+    if final["status"] != expected:
+        raise typer.Exit(code=1) if json_output else SandboxError(
+            f"order {order_id} ended {final['status']} but the faults intended {expected}",
+            hint="see its steps above; `sandbox orders` lists recent orders",
+        )
+
+
+@app.command(epilog="Examples:  sandbox orders    sandbox orders --json")
+def orders(json_output: JsonFlag = False) -> None:
+    """List recent orders with their status."""
+    stack = find_stack(Settings.load())
+    listed = OrdersClient(stack.api_url).list_orders()
+    if json_output:
+        print_json({"orders": listed})
+        return
+    if not listed:
+        console.print("no orders yet — place one with `sandbox order`")
+        return
+    from rich.table import Table
+
+    table = Table("order", "customer", "status", "total", "created", "reason")
+    for entry in listed:
+        table.add_row(entry["orderId"], entry.get("customerId", ""), styled(entry["status"]),
+                      str(entry.get("totalAmount", "")), entry.get("createdAt", "")[:19],
+                      entry.get("failureReason") or "")
+    console.print(table)
+
+
+def main() -> None:
+    """Console entry point: the CLI's one error boundary."""
+    try:
+        app()
+    except SandboxError as error:
+        if _state["debug"]:
+            raise
+        report_error(error)
+        sys.exit(1)
+    except (ClientError, BotoCoreError) as error:
+        if _state["debug"]:
+            raise
+        report_error(SandboxError(f"the engine refused a request: {error}",
+                                  hint="rerun with --debug for the traceback"))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        error_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,64 @@
+"""Output for people (rich) and scripts (--json), and the CLI's one error boundary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.errors import SandboxError
+
+console = Console()
+error_console = Console(stderr=True)
+
+STATUS_STYLES = {
+    "SUCCEEDED": "green", "COMPLETED": "green", "RUNNING": "yellow", "RETRYING": "yellow",
+    "PENDING": "yellow", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "red",
+}
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def styled(status: str) -> str:
+    style = STATUS_STYLES.get(status, "white")
+    return f"[{style}]{status}[/{style}]"
+
+
+def report_error(error: SandboxError) -> None:
+    """A red one-line message, a hint at the fix, and the details that help."""
+    error_console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    if error.hint:
+        error_console.print(f"[dim]hint:[/dim] {error.hint}", highlight=False, soft_wrap=True)
+    if error.details:
+        error_console.print(f"[dim]{error.details}[/dim]", highlight=False, markup=False)
+
+
+def format_step(step: dict[str, Any]) -> str:
+    """One line of a saga timeline: marker, name, status, attempts, duration, errors."""
+    name = f"{step['name']} (compensation)" if step.get("isCompensation") else step["name"]
+    attempts = step.get("attempts", 0)
+    tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    duration = f"{step['durationMs']} ms" if step.get("durationMs") is not None else "…"
+    marker = "↩" if step.get("isCompensation") else "→"
+    status = step["status"]
+    style = STATUS_STYLES.get(status, "white")
+    counts = Counter(step.get("errors") or [])
+    errors = ", ".join(f"{error} ×{count}" if count > 1 else error for error, count in counts.items())
+    line = f"  {marker} {name:<34} [{style}]{status:<10}[/{style}] {tries:<11} {duration:>8}"
+    return f"{line}  [dim]{errors}[/dim]" if errors else line
+
+
+def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
+    table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table

@@ -1,0 +1,72 @@
+"""Small, pinned patches of the embedded engine, applied by the sandbox's own engine launcher.
+
+Run as ``python -m sandbox.engine_patches``: applies the patches, then starts MiniStack. Each
+patch closes a measured gap between the engine and AWS that the saga depends on, and is only
+applied to the engine version it was written against.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+PINNED_ENGINE_VERSION = "1.5.33"
+logger = logging.getLogger("sandbox.engine_patches")
+
+# The last line of a Python traceback: "package.module.ErrorName: message" (or "ErrorName").
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*)(?::.*)?$")
+
+
+def exception_name(log: str) -> str | None:
+    """The class name of the exception whose traceback ends ``log``, if it ends with one."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    if len(lines) < 2 or not any(line.startswith("Traceback") for line in lines):
+        return None
+    match = _EXCEPTION_LINE.match(lines[-1].strip())
+    return match.group("name") if match else None
+
+
+def with_error_types(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Report a Python handler's exception class as ``errorType``, as AWS Lambda does.
+
+    The engine reports every Python handler exception as ``Runtime.HandlerError``, so a Step
+    Functions Retry or Catch on an error name (``TransientStepError``) never matches.
+    """
+
+    def run_with_error_type(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        result = run(*args, **kwargs)
+        body = result.get("body")
+        if result.get("error") and isinstance(body, dict) and body.get("errorType") == "Runtime.HandlerError":
+            name = exception_name(str(result.get("log") or ""))
+            if name:
+                body["errorType"] = name
+        return result
+
+    return run_with_error_type
+
+
+def apply_patches() -> bool:
+    """Patch the installed engine if it is the pinned version; return whether it was."""
+    installed = version("ministack")
+    if installed != PINNED_ENGINE_VERSION:
+        logger.warning("engine %s is not the pinned %s: sandbox patches not applied",
+                       installed, PINNED_ENGINE_VERSION)
+        return False
+    from ministack.services import lambda_svc
+
+    lambda_svc._execute_function_warm = with_error_types(lambda_svc._execute_function_warm)
+    return True
+
+
+def main() -> None:
+    apply_patches()
+    from ministack.app import main as engine_main
+
+    engine_main()
+
+
+if __name__ == "__main__":
+    main()
