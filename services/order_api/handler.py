@@ -39,9 +39,13 @@ def json_response(status: int, body: Any) -> Response:
 
 @idempotent_function(data_keyword_argument="submission", config=IDEMPOTENCY,
                      persistence_store=idempotency_store())
-def place_order_once(submission: dict[str, Any]) -> dict[str, Any]:
-    """Place the order once per idempotency key; a replay returns the first response."""
-    return place_order(OrderRequest.model_validate(submission["request"]))
+def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
+    """Place the order once per idempotency key; a replay returns the first response body.
+
+    ``submission`` (key + JSON form of the request) is what Powertools hashes and validates;
+    the body is stored as text so a replay is the first response byte for byte.
+    """
+    return json.dumps(place_order(request))
 
 
 @app.exception_handler(RequestError)
@@ -61,7 +65,8 @@ def create_order() -> Response:
         return json_response(201, place_order(request))
     submission = {"key": key, "request": request.model_dump(mode="json")}
     try:
-        return json_response(201, place_order_once(submission=submission))
+        body = place_order_once(submission=submission, request=request)
+        return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
     except IdempotencyValidationError:
         return json_response(422, {"message": f"Idempotency-Key {key} was already used with a different request body"})
     except IdempotencyAlreadyInProgressError:

@@ -1,0 +1,83 @@
+"""One embedded engine per test session, on a free port; tests isolate by unique ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+
+from sandbox.engines import find_free_port, stop_engine
+from sandbox.orders import OrdersClient
+from sandbox.settings import Settings
+from sandbox.stack import LocalStack, bring_up
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings.load(port=find_free_port(), state_dir=tmp_path_factory.mktemp("engine-state"))
+
+
+@pytest.fixture(scope="session")
+def stack(engine_settings: Settings) -> Iterator[LocalStack]:
+    result = bring_up(engine_settings)
+    yield result.stack
+    stop_engine(engine_settings)
+
+
+@pytest.fixture(scope="session")
+def api(stack: LocalStack) -> OrdersClient:
+    return OrdersClient(stack.api_url)
+
+
+@pytest.fixture(scope="session")
+def dynamodb(stack: LocalStack, engine_settings: Settings) -> Any:
+    return boto3.resource("dynamodb", endpoint_url=stack.engine.endpoint_url,
+                          region_name=engine_settings.region,
+                          aws_access_key_id="test", aws_secret_access_key="test")
+
+
+@pytest.fixture(scope="session")
+def tables(stack: LocalStack, dynamodb: Any) -> dict[str, Any]:
+    return {
+        name: dynamodb.Table(stack.outputs[f"{name.title()}TableName"])
+        for name in ("orders", "inventory", "payments", "shipments")
+    }
+
+
+@pytest.fixture
+def customer_id() -> str:
+    return f"cust-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_product(tables: dict[str, Any]) -> Any:
+    """A product of this test's own, so stock checks never see another test's orders."""
+
+    def make(stock: int = 10, price: str = "5.00") -> str:
+        product_id = f"test-{uuid.uuid4().hex[:12]}"
+        tables["inventory"].put_item(Item={"productId": product_id, "name": product_id,
+                                           "price": Decimal(price), "stock": stock})
+        return product_id
+
+    return make
+
+
+def stock_of(tables: dict[str, Any], product_id: str) -> int:
+    return int(tables["inventory"].get_item(Key={"productId": product_id}, ConsistentRead=True)["Item"]["stock"])
+
+
+def records_of_customer(tables: dict[str, Any], customer_id: str) -> list[dict[str, Any]]:
+    """Every ORDER# or OUTBOX# item that mentions the customer."""
+    from boto3.dynamodb.conditions import Attr
+
+    scan = tables["orders"].scan(
+        FilterExpression=Attr("customerId").eq(customer_id) | Attr("payload").contains(customer_id),
+        ConsistentRead=True,
+    )
+    return list(scan["Items"])
