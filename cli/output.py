@@ -16,8 +16,14 @@ console = Console()
 error_console = Console(stderr=True)
 
 STATUS_STYLES = {
-    "SUCCEEDED": "green", "COMPLETED": "green", "RUNNING": "yellow", "RETRYING": "yellow",
-    "PENDING": "yellow", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "red",
+    "SUCCEEDED": "green",
+    "COMPLETED": "green",
+    "RUNNING": "yellow",
+    "RETRYING": "yellow",
+    "PENDING": "yellow",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "ABORTED": "red",
 }
 
 

@@ -134,5 +134,4 @@ def deploy_stack(
             f"deploying {stack_name} failed: {first_failure(cfn, stack_name)}",
             hint=f"stack status is {stack_status(cfn, stack_name)}",
         ) from error
-    return DeployResult(stack_name, True, str(stack_status(cfn, stack_name)),
-                        read_outputs(cfn, stack_name))
+    return DeployResult(stack_name, True, str(stack_status(cfn, stack_name)), read_outputs(cfn, stack_name))

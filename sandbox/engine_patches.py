@@ -52,8 +52,9 @@ def apply_patches() -> bool:
     """Patch the installed engine if it is the pinned version; return whether it was."""
     installed = version("ministack")
     if installed != PINNED_ENGINE_VERSION:
-        logger.warning("engine %s is not the pinned %s: sandbox patches not applied",
-                       installed, PINNED_ENGINE_VERSION)
+        logger.warning(
+            "engine %s is not the pinned %s: sandbox patches not applied", installed, PINNED_ENGINE_VERSION
+        )
         return False
     from ministack.services import lambda_svc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -119,10 +120,7 @@ def running_engine(settings: Settings) -> EngineState:
 
 def engine_environment(port: int) -> dict[str, str]:
     """The engine's environment: loopback only, dummy credentials, compressed saga waits."""
-    env = {
-        key: value for key, value in os.environ.items()
-        if not key.startswith(("AWS_", "SANDBOX_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SANDBOX_"))}
     env.update(
         GATEWAY_PORT=str(port),
         BIND_HOST="127.0.0.1",  # an unauthenticated emulator must not listen on the network
@@ -188,8 +186,11 @@ def stop_engine(settings: Settings, *, timeout: float = 10) -> EngineState | Non
         if is_process_alive(state.pid):
             _signal_group(state.pid, signal.SIGTERM)
             try:
-                wait_until(lambda: not is_process_alive(state.pid), timeout=timeout,
-                           what=f"engine pid {state.pid} to stop")
+                wait_until(
+                    lambda: not is_process_alive(state.pid),
+                    timeout=timeout,
+                    what=f"engine pid {state.pid} to stop",
+                )
             except WaitTimeoutError:
                 _signal_group(state.pid, signal.SIGKILL)
             # Lambda workers share the group; make sure none outlives the engine.
@@ -200,7 +201,5 @@ def stop_engine(settings: Settings, *, timeout: float = 10) -> EngineState | Non
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -30,8 +29,14 @@ class ApiResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def call_api(method: str, url: str, *, body: bytes | None = None,
-             headers: dict[str, str] | None = None, timeout: float = 30) -> ApiResponse:
+def call_api(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> ApiResponse:
     """Send one HTTP request; 4xx/5xx come back as responses, unreachable hosts as OrderError."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     if body is not None:
@@ -42,8 +47,9 @@ def call_api(method: str, url: str, *, body: bytes | None = None,
     except urllib.error.HTTPError as error:
         raw, status, got = error.read(), error.code, dict(error.headers)
     except (urllib.error.URLError, OSError) as error:
-        raise OrderError(f"cannot reach the order API at {url}: {error}",
-                         hint="run `sandbox up` first") from error
+        raise OrderError(
+            f"cannot reach the order API at {url}: {error}", hint="run `sandbox up` first"
+        ) from error
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
@@ -98,8 +104,13 @@ class OrdersClient:
                 on_change(order)
             return order if order["sagaStatus"] in TERMINAL_SAGA_STATUSES else None
 
-        return wait_until(is_done, timeout=timeout, what=f"the saga of order {order_id} to finish",
-                          interval=0.05, max_interval=0.2)
+        return wait_until(
+            is_done,
+            timeout=timeout,
+            what=f"the saga of order {order_id} to finish",
+            interval=0.05,
+            max_interval=0.2,
+        )
 
 
 def _raise_for_status(response: ApiResponse) -> None:
@@ -127,8 +138,10 @@ def parse_item(text: str) -> dict[str, Any]:
         price = DEMO_PRODUCTS[product]["price"]
     else:
         known = ", ".join(DEMO_PRODUCTS)
-        raise UsageError(f"--item {text!r}: {product} is not in the demo catalog ({known}); "
-                         "give its price as PRODUCT:QTY:PRICE")
+        raise UsageError(
+            f"--item {text!r}: {product} is not in the demo catalog ({known}); "
+            "give its price as PRODUCT:QTY:PRICE"
+        )
     return {"productId": product, "quantity": quantity, "price": float(price)}
 
 

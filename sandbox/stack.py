@@ -60,8 +60,9 @@ def deploy_local(settings: Settings, engine: EngineState, progress: Progress) ->
     bucket = artifact_bucket(settings.stack_name)
     progress("packaging functions and state machine")
     ensure_artifact_bucket(s3, bucket, settings.region)
-    template = package_template(load_template(settings.template_path), settings.project_dir,
-                                bucket, make_uploader(s3, bucket))
+    template = package_template(
+        load_template(settings.template_path), settings.project_dir, bucket, make_uploader(s3, bucket)
+    )
     progress(f"deploying stack {settings.stack_name}")
     return deploy_stack(cfn, settings.stack_name, template, LOCAL_PARAMETERS)
 

@@ -33,9 +33,7 @@ def reserve_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, An
     dynamodb = dynamodb or client("dynamodb")
     items = command["items"]
     try:
-        dynamodb.transact_write_items(
-            TransactItems=_stock_updates(items, -1, table_name("INVENTORY_TABLE"))
-        )
+        dynamodb.transact_write_items(TransactItems=_stock_updates(items, -1, table_name("INVENTORY_TABLE")))
     except ClientError as error:
         if error.response["Error"]["Code"] != "TransactionCanceledException":
             raise
@@ -45,10 +43,11 @@ def reserve_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, An
             for index, reason in enumerate(reasons)
             if reason.get("Code") == "ConditionalCheckFailed"
         ]
-        raise OutOfStockError(
-            f"not enough stock for {', '.join(short) or 'the ordered items'}"
-        ) from error
-    return {"status": "RESERVED", "items": [{"productId": i["productId"], "quantity": i["quantity"]} for i in items]}
+        raise OutOfStockError(f"not enough stock for {', '.join(short) or 'the ordered items'}") from error
+    return {
+        "status": "RESERVED",
+        "items": [{"productId": i["productId"], "quantity": i["quantity"]} for i in items],
+    }
 
 
 def release_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, Any]:

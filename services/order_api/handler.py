@@ -33,12 +33,12 @@ IDEMPOTENCY = IdempotencyConfig(
 
 
 def json_response(status: int, body: Any) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(body))
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
-@idempotent_function(data_keyword_argument="submission", config=IDEMPOTENCY,
-                     persistence_store=idempotency_store())
+@idempotent_function(
+    data_keyword_argument="submission", config=IDEMPOTENCY, persistence_store=idempotency_store()
+)
 def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
     """Place the order once per idempotency key; a replay returns the first response body.
 
@@ -68,9 +68,13 @@ def create_order() -> Response:
         body = place_order_once(submission=submission, request=request)
         return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
     except IdempotencyValidationError:
-        return json_response(422, {"message": f"Idempotency-Key {key} was already used with a different request body"})
+        return json_response(
+            422, {"message": f"Idempotency-Key {key} was already used with a different request body"}
+        )
     except IdempotencyAlreadyInProgressError:
-        return json_response(409, {"message": f"a request with Idempotency-Key {key} is still in progress; retry later"})
+        return json_response(
+            409, {"message": f"a request with Idempotency-Key {key} is still in progress; retry later"}
+        )
 
 
 @app.get("/orders")

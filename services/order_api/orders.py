@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -85,13 +85,18 @@ def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str,
     """Write the order and its outbox record atomically; return the 201 response body."""
     dynamodb_client = dynamodb_client or client("dynamodb")
     order_id = str(uuid.uuid4())
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     order, outbox = build_order_records(request, order_id, now)
     table = table_name("ORDERS_TABLE")
     dynamodb_client.transact_write_items(
         TransactItems=[
-            {"Put": {"TableName": table, "Item": _to_dynamodb(record),
-                     "ConditionExpression": "attribute_not_exists(pk)"}}
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": _to_dynamodb(record),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
             for record in (order, outbox)
         ]
     )
@@ -128,15 +133,20 @@ def read_saga(order_id: str, sfn: Any = None) -> dict[str, Any]:
 def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
     """The order with its saga steps and notifications, or None."""
     table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
-    items = table.query(KeyConditionExpression=Key("pk").eq(f"ORDER#{order_id}"),
-                        ConsistentRead=True)["Items"]
+    items = table.query(KeyConditionExpression=Key("pk").eq(f"ORDER#{order_id}"), ConsistentRead=True)[
+        "Items"
+    ]
     order = next((item for item in items if item["sk"] == "ORDER"), None)
     if order is None:
         return None
     notifications = [
-        {"type": item["sk"].removeprefix("NOTIFICATION#"), "message": item["message"],
-         "sentAt": item.get("sentAt")}
-        for item in items if item["sk"].startswith("NOTIFICATION#")
+        {
+            "type": item["sk"].removeprefix("NOTIFICATION#"),
+            "message": item["message"],
+            "sentAt": item.get("sentAt"),
+        }
+        for item in items
+        if item["sk"].startswith("NOTIFICATION#")
     ]
     view = {key: value for key, value in order.items() if key not in ("pk", "sk")}
     return _plain({**view, "notifications": notifications, **read_saga(order_id)})

@@ -20,8 +20,10 @@ def finish_order(command: dict[str, Any]) -> dict[str, Any]:
     """Set the final status, then announce it (once per order id + status)."""
     result = set_order_status(command)
     detail_type = "OrderCompleted" if command["status"] == COMPLETED else "OrderFailed"
-    put_order_event(detail_type, {"orderId": command["orderId"], "status": command["status"],
-                                  "reason": result.get("reason")})
+    put_order_event(
+        detail_type,
+        {"orderId": command["orderId"], "status": command["status"], "reason": result.get("reason")},
+    )
     return result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -31,7 +31,7 @@ def set_order_status(command: dict[str, Any], table: Any = None) -> dict[str, An
     table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
     order_id, status = command["orderId"], command["status"]
     names = {"#status": "status"}
-    values: dict[str, Any] = {":new": status, ":now": datetime.now(timezone.utc).isoformat()}
+    values: dict[str, Any] = {":new": status, ":now": datetime.now(UTC).isoformat()}
     update = "SET #status = :new, updatedAt = :now"
     reason = describe_failure(command.get("error")) if status == FAILED else None
     if reason:

@@ -44,8 +44,9 @@ def publish_record(record: DynamoDBRecord) -> None:
     logger.set_correlation_id(order["orderId"])
     put_order_event("OrderPlaced", order)
     is_started = start_saga(order)
-    logger.info("outbox record published", extra={"saga_started": is_started,
-                                                   "stream_event_id": record.event_id})
+    logger.info(
+        "outbox record published", extra={"saga_started": is_started, "stream_event_id": record.event_id}
+    )
 
 
 @logger.inject_lambda_context

@@ -29,6 +29,5 @@ def check_faults(faults: dict[str, Any] | None, service: str, retry_count: int) 
     failing_attempts = int((faults.get("flaky") or {}).get(service, 0))
     if retry_count < failing_attempts:
         raise TransientStepError(
-            f"injected transient error in {service} (attempt {retry_count + 1} of "
-            f"{failing_attempts} failing)"
+            f"injected transient error in {service} (attempt {retry_count + 1} of {failing_attempts} failing)"
         )

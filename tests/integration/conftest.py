@@ -37,9 +37,13 @@ def api(stack: LocalStack) -> OrdersClient:
 
 @pytest.fixture(scope="session")
 def dynamodb(stack: LocalStack, engine_settings: Settings) -> Any:
-    return boto3.resource("dynamodb", endpoint_url=stack.engine.endpoint_url,
-                          region_name=engine_settings.region,
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    return boto3.resource(
+        "dynamodb",
+        endpoint_url=stack.engine.endpoint_url,
+        region_name=engine_settings.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +65,18 @@ def make_product(tables: dict[str, Any]) -> Any:
 
     def make(stock: int = 10, price: str = "5.00") -> str:
         product_id = f"test-{uuid.uuid4().hex[:12]}"
-        tables["inventory"].put_item(Item={"productId": product_id, "name": product_id,
-                                           "price": Decimal(price), "stock": stock})
+        tables["inventory"].put_item(
+            Item={"productId": product_id, "name": product_id, "price": Decimal(price), "stock": stock}
+        )
         return product_id
 
     return make
 
 
 def stock_of(tables: dict[str, Any], product_id: str) -> int:
-    return int(tables["inventory"].get_item(Key={"productId": product_id}, ConsistentRead=True)["Item"]["stock"])
+    return int(
+        tables["inventory"].get_item(Key={"productId": product_id}, ConsistentRead=True)["Item"]["stock"]
+    )
 
 
 def records_of_customer(tables: dict[str, Any], customer_id: str) -> list[dict[str, Any]]:

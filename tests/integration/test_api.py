@@ -13,7 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 def body_for(customer_id: str, product_id: str, quantity: int = 1) -> dict:
-    return {"customerId": customer_id, "items": [{"productId": product_id, "quantity": quantity, "price": 5.0}]}
+    return {
+        "customerId": customer_id,
+        "items": [{"productId": product_id, "quantity": quantity, "price": 5.0}],
+    }
 
 
 def test_order_without_key_is_not_deduplicated(api: OrdersClient, customer_id, make_product):
@@ -89,20 +92,39 @@ def test_order_is_readable_with_its_saga(api, customer_id, make_product):
 
 BAD_BODIES = {
     "malformed JSON": (lambda c, p: b'{"customerId": "' + c.encode() + b'", "items": [', "not valid JSON"),
-    "missing customerId": (lambda c, p: {"items": [{"productId": p, "quantity": 1, "price": 5}], "note": c},
-                           "customerId"),
+    "missing customerId": (
+        lambda c, p: {"items": [{"productId": p, "quantity": 1, "price": 5}], "note": c},
+        "customerId",
+    ),
     "missing items": (lambda c, p: {"customerId": c}, "items"),
     "empty items": (lambda c, p: {"customerId": c, "items": []}, "items"),
-    "zero quantity": (lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": 0, "price": 5}]},
-                      "quantity"),
-    "negative quantity": (lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": -2, "price": 5}]},
-                          "quantity"),
-    "non-numeric price": (lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": 1, "price": "abc"}]},
-                          "price"),
-    "unknown product": (lambda c, p: {"customerId": c, "items": [{"productId": "no-such-product", "quantity": 1,
-                                                                  "price": 5}]}, "no-such-product"),
-    "1 MB body": (lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": 1, "price": 5}],
-                                "padding": "x" * 1_000_000}, "limit"),
+    "zero quantity": (
+        lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": 0, "price": 5}]},
+        "quantity",
+    ),
+    "negative quantity": (
+        lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": -2, "price": 5}]},
+        "quantity",
+    ),
+    "non-numeric price": (
+        lambda c, p: {"customerId": c, "items": [{"productId": p, "quantity": 1, "price": "abc"}]},
+        "price",
+    ),
+    "unknown product": (
+        lambda c, p: {
+            "customerId": c,
+            "items": [{"productId": "no-such-product", "quantity": 1, "price": 5}],
+        },
+        "no-such-product",
+    ),
+    "1 MB body": (
+        lambda c, p: {
+            "customerId": c,
+            "items": [{"productId": p, "quantity": 1, "price": 5}],
+            "padding": "x" * 1_000_000,
+        },
+        "limit",
+    ),
 }
 
 

@@ -17,8 +17,11 @@ FORWARD = ["ReserveInventory", "ChargePayment", "CreateShipment"]
 
 
 def order_body(customer_id: str, product_id: str, quantity: int = 2, **extra: Any) -> dict[str, Any]:
-    return {"customerId": customer_id,
-            "items": [{"productId": product_id, "quantity": quantity, "price": 5.0}], **extra}
+    return {
+        "customerId": customer_id,
+        "items": [{"productId": product_id, "quantity": quantity, "price": 5.0}],
+        **extra,
+    }
 
 
 def place_and_follow(api: OrdersClient, body: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +47,11 @@ def test_happy_path_completes_and_records_each_effect_once(api, tables, customer
     shipment = tables["shipments"].get_item(Key={"orderId": order["orderId"]})["Item"]
     assert shipment["status"] == "CREATED"
     # AND the outcome rule delivered the notification
-    notified = wait_until(lambda: api.get_order(order["orderId"]).body["notifications"], timeout=15,
-                          what="the OrderCompleted notification")
+    notified = wait_until(
+        lambda: api.get_order(order["orderId"]).body["notifications"],
+        timeout=15,
+        what="the OrderCompleted notification",
+    )
     assert [note["type"] for note in notified] == ["OrderCompleted"]
 
 
@@ -57,8 +63,9 @@ def test_happy_path_completes_and_records_each_effect_once(api, tables, customer
         ("shipping", "CreateShipment", ["RefundPayment", "ReleaseInventory"]),
     ],
 )
-def test_failed_step_compensates_in_reverse_order(api, tables, customer_id, make_product,
-                                                  step, failed_state, compensations):
+def test_failed_step_compensates_in_reverse_order(
+    api, tables, customer_id, make_product, step, failed_state, compensations
+):
     # GIVEN a product with 10 in stock
     product = make_product(stock=10)
     # WHEN an order is placed whose `step` fails for good

@@ -1,0 +1,55 @@
+# Saga sandbox: `make demo` to see it, `make test` to prove it. `make help` lists the rest.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo up down test test-unit test-integration lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv and install the sandbox with its dev tools
+
+demo: install ## Start the engine, deploy, place a happy order and a --fail payment order
+	$(BIN)/sandbox up
+	$(BIN)/sandbox order
+	$(BIN)/sandbox order --fail payment
+
+up: install ## Start the engine and deploy the stack
+	$(BIN)/sandbox up
+
+down: install ## Stop the engine
+	$(BIN)/sandbox down
+
+test: install ## Run every test (unit, then integration on an embedded engine)
+	$(BIN)/pytest
+
+test-unit: install ## Unit tests only (no network)
+	$(BIN)/pytest tests/unit
+
+test-integration: install ## Integration tests only (embedded engine)
+	$(BIN)/pytest tests/integration
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## Measure up, warm order latency, --fail payment, make test (see docs/benchmarks.md)
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Stop the engine and remove .venv and .sandbox
+	-$(BIN)/sandbox down
+	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""Every README command, run as a person runs it: the `sandbox` console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.engines import find_free_port
+from sandbox.settings import Settings
+
+pytestmark = pytest.mark.integration
+SANDBOX = str(Path(sys.executable).with_name("sandbox"))
+
+
+class Cli:
+    """Runs `sandbox` against its own engine (own port and state folder)."""
+
+    def __init__(self, port: int, state_dir: Path):
+        self.env = {**os.environ, "SANDBOX_PORT": str(port), "SANDBOX_STATE_DIR": str(state_dir)}
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SANDBOX, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self.run(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    runner = Cli(find_free_port(), tmp_path_factory.mktemp("cli-state"))
+    yield runner
+    runner.run("down")
+
+
+def test_up_starts_the_engine_and_deploys(cli: Cli):
+    summary = cli.json("up")
+    assert summary["engine"]["isNew"] is True
+    assert summary["stack"]["isChanged"] is True
+    assert summary["stack"]["apiUrl"].startswith(summary["engine"]["endpoint"])
+    assert summary["seededProducts"] == 5
+
+
+def test_up_again_is_a_no_op_that_says_so(cli: Cli):
+    result = cli.run("up")
+    assert result.returncode == 0, result.stderr
+    assert "already running" in result.stdout
+    assert "unchanged" in result.stdout
+
+
+def test_status_shows_engine_and_outputs(cli: Cli):
+    report = cli.json("status")
+    assert report["engine"]["running"] is True
+    outputs = report["stack"]["outputs"]
+    assert {"ApiId", "OrdersTableName", "StateMachineArn"} <= set(outputs)
+
+
+def test_order_completes(cli: Cli):
+    result = cli.json("order")
+    assert result["status"] == "COMPLETED"
+    assert [step["name"] for step in result["steps"]] == [
+        "ReserveInventory",
+        "ChargePayment",
+        "CreateShipment",
+        "MarkOrderCompleted",
+    ]
+    assert all({"name", "status", "attempts", "durationMs"} <= set(step) for step in result["steps"])
+    assert result["compensations"] == []
+    assert result["elapsedMs"] > 0
+
+
+def test_order_fail_payment_shows_compensation(cli: Cli):
+    result = cli.run("order", "--fail", "payment")
+    assert result.returncode == 0, result.stderr
+    assert "ReleaseInventory (compensation)" in result.stdout
+    assert "FAILED" in result.stdout
+    data = cli.json("order", "--fail", "payment")
+    assert data["status"] == "FAILED"
+    assert data["compensations"] == ["ReleaseInventory"]
+
+
+def test_order_flaky_retries_and_completes(cli: Cli):
+    data = cli.json("order", "--flaky", "shipping:2", "--item", "kettle:1")
+    assert data["status"] == "COMPLETED"
+    shipping = next(step for step in data["steps"] if step["name"] == "CreateShipment")
+    assert shipping["attempts"] == 3
+
+
+def test_order_with_idempotency_key_replays(cli: Cli):
+    first = cli.json("order", "--idempotency-key", "readme-key", "--no-wait")
+    again = cli.json("order", "--idempotency-key", "readme-key", "--no-wait")
+    assert first == again
+
+
+def test_orders_lists_what_was_placed(cli: Cli):
+    listed = cli.json("orders")["orders"]
+    assert {"COMPLETED", "FAILED"} <= {entry["status"] for entry in listed}
+    result = cli.run("orders")
+    assert result.returncode == 0 and "COMPLETED" in result.stdout
+
+
+def test_mistakes_are_one_line_and_non_zero(cli: Cli):
+    for args, words in [
+        (("order", "--item", "mug:lots"), "not a whole number"),
+        (("order", "--fail", "billing"), "inventory, payment, shipping"),
+        (("order", "--item", "teapot:1"), "not in the demo catalog"),
+    ]:
+        result = cli.run(*args)
+        assert result.returncode == 1
+        assert words in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_up_on_a_busy_port_says_so(cli: Cli, tmp_path: Path):
+    busy_port = int(cli.env["SANDBOX_PORT"])
+    other = Cli(busy_port, tmp_path)
+    result = other.run("up")
+    assert result.returncode == 1
+    assert f"port {busy_port} is already in use" in result.stderr
+
+
+def test_business_failures_from_the_readme(cli: Cli):
+    # Runs before `down` (module order). Over the card limit: declined, reservation released.
+    declined = cli.run("order", "--item", "espresso-machine:5", "--json")
+    assert declined.returncode == 1
+    assert json.loads(declined.stdout)["compensations"] == ["ReleaseInventory"]
+    # More than in stock: out of stock, nothing to undo.
+    short = cli.run("order", "--item", "espresso-machine:9")
+    assert short.returncode == 1
+    assert "OutOfStockError" in short.stderr
+
+def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
+    state = Settings.load(state_dir=Path(cli.env["SANDBOX_STATE_DIR"])).state_dir / "engine.json"
+    pid = json.loads(state.read_text())["pid"]
+    result = cli.run("down")
+    assert result.returncode == 0 and f"pid {pid}" in result.stdout
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert cli.json("status")["engine"]["running"] is False
+    after = cli.run("order")
+    assert after.returncode == 1
+    assert "sandbox up" in after.stderr
+
