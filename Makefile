@@ -47,7 +47,7 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Measure up, warm order latency, --fail payment, make test (see docs/benchmarks.md)
+bench: install ## Measure up, warm order latency, --fail payment, make test (figures in the README)
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Stop the engine and remove .venv and .sandbox

@@ -21,12 +21,22 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*)(?::.
 
 
 def exception_name(log: str) -> str | None:
-    """The class name of the exception whose traceback ends ``log``, if it ends with one."""
-    lines = [line for line in log.splitlines() if line.strip()]
-    if len(lines) < 2 or not any(line.startswith("Traceback") for line in lines):
+    """The class name of the exception of the last traceback in ``log``, if there is one.
+
+    After "Traceback (most recent call last):" come indented frame lines, then the first line
+    at column 0 names the exception (its message may continue on further lines).
+    """
+    lines = log.splitlines()
+    starts = [
+        index for index, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")
+    ]
+    if not starts:
         return None
-    match = _EXCEPTION_LINE.match(lines[-1].strip())
-    return match.group("name") if match else None
+    for line in lines[starts[-1] + 1 :]:
+        if line and not line[0].isspace():
+            match = _EXCEPTION_LINE.match(line.strip())
+            return match.group("name") if match else None
+    return None
 
 
 def with_error_types(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:

@@ -107,8 +107,14 @@ def find_free_port() -> int:
 def running_engine(settings: Settings) -> EngineState:
     """The engine `sandbox up` started, checked alive and healthy."""
     state = read_engine_state(settings)
-    if state is None or not is_process_alive(state.pid):
+    if state is None:
         raise EngineNotRunningError("no sandbox engine is running", hint="run `sandbox up` first")
+    if not is_process_alive(state.pid):
+        raise EngineNotRunningError(
+            f"the engine `sandbox up` started (pid {state.pid}) has exited",
+            hint="run `sandbox up` to start it again; its last log lines follow",
+            details=read_log_tail(state.log_path),
+        )
     if not is_engine_healthy(state.endpoint_url):
         raise EngineNotRunningError(
             f"the engine (pid {state.pid}) does not answer on port {state.port}",

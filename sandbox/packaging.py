@@ -16,7 +16,7 @@ from sandbox.errors import DeployError
 
 SHARED_PACKAGE = "shared"
 _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # zip entries carry no mtime, so equal code -> equal hash
-_SKIPPED = ("__pycache__", ".pyc", ".pytest_cache", ".mypy_cache")
+_SKIPPED_FOLDERS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 
 Upload = Callable[[str, bytes], None]
 
@@ -33,8 +33,9 @@ def load_template(path: Path) -> dict[str, Any]:
 
 def _package_files(folder: Path, arc_root: str) -> Iterator[tuple[str, Path]]:
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not any(part in str(path) for part in _SKIPPED):
-            yield f"{arc_root}/{path.relative_to(folder).as_posix()}", path
+        relative = path.relative_to(folder)
+        if path.is_file() and path.suffix != ".pyc" and not _SKIPPED_FOLDERS & set(relative.parts):
+            yield f"{arc_root}/{relative.as_posix()}", path
 
 
 def build_function_zip(code_dir: Path) -> bytes:

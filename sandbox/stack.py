@@ -53,7 +53,12 @@ class UpResult:
     timings_ms: dict[str, int]
 
 
-def deploy_local(settings: Settings, engine: EngineState, progress: Progress) -> DeployResult:
+def deploy_local(
+    settings: Settings,
+    engine: EngineState,
+    progress: Progress,
+    parameters: dict[str, str] | None = None,
+) -> DeployResult:
     """Package the template's code into the engine's S3 and deploy it by change set."""
     s3 = make_client("s3", endpoint_url=engine.endpoint_url, region=settings.region)
     cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
@@ -64,7 +69,7 @@ def deploy_local(settings: Settings, engine: EngineState, progress: Progress) ->
         load_template(settings.template_path), settings.project_dir, bucket, make_uploader(s3, bucket)
     )
     progress(f"deploying stack {settings.stack_name}")
-    return deploy_stack(cfn, settings.stack_name, template, LOCAL_PARAMETERS)
+    return deploy_stack(cfn, settings.stack_name, template, parameters or LOCAL_PARAMETERS)
 
 
 def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResult:

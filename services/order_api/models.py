@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -36,7 +36,7 @@ class Faults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fail: StepService | None = None
-    flaky: dict[StepService, int] = Field(default_factory=dict)
+    flaky: dict[StepService, Annotated[int, Field(strict=True)]] = Field(default_factory=dict)
 
     @field_validator("flaky")
     @classmethod
@@ -53,7 +53,7 @@ class Faults(BaseModel):
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    customerId: str = Field(min_length=1, max_length=64)
+    customerId: str = Field(min_length=1, max_length=64, pattern=r"\S")
     items: list[OrderItem] = Field(min_length=1, max_length=25)
     faults: Faults | None = None
 

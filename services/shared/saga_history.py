@@ -13,6 +13,8 @@ COMPENSATION_OF = {
     "CancelShipment": "CreateShipment",
 }
 _FAILURE_EVENTS = {"TaskFailed": "taskFailedEventDetails", "TaskTimedOut": "taskTimedOutEventDetails"}
+# A step whose error no Catch handles ends the execution without a TaskStateExited event.
+_EXECUTION_ENDS = {"ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
 
 
 def _millis(start: Any, end: Any) -> int:
@@ -52,7 +54,7 @@ def summarize_steps(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             current["status"] = "RETRYING"
         elif kind == "TaskSucceeded":
             current["status"] = "SUCCEEDED"
-        elif kind == "TaskStateExited":
+        elif kind == "TaskStateExited" or kind in _EXECUTION_ENDS:
             if current["status"] != "SUCCEEDED":
                 current["status"] = "FAILED"
             current["durationMs"] = _millis(current["_started"], event["timestamp"])

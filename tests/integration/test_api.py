@@ -141,3 +141,20 @@ def test_bad_input_is_400_and_leaves_nothing_behind(api, tables, customer_id, ma
     assert expected_words in response.body["message"]
     # AND no order or outbox record was written
     assert records_of_customer(tables, customer_id) == []
+
+
+def test_a_stack_without_fault_injection_refuses_faults(stack, engine_settings, customer_id, make_product):
+    # GIVEN the same template deployed as a second stack with FaultInjection disabled (the AWS default)
+    from dataclasses import replace
+
+    from sandbox.stack import deploy_local, local_api_url
+
+    settings = replace(engine_settings, stack_name="saga-no-faults")
+    deployed = deploy_local(settings, stack.engine, lambda _: None, {"FaultInjection": "disabled"})
+    api = OrdersClient(local_api_url(stack.engine.endpoint_url, deployed.outputs["ApiId"]))
+    # WHEN an order asks for a failing payment
+    body = {**body_for(customer_id, make_product()), "faults": {"fail": "payment"}}
+    response = api.post_order(body)
+    # THEN the API refuses it and writes nothing
+    assert response.status == 400
+    assert "fault injection is disabled" in response.body["message"]

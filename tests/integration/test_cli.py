@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from sandbox.engines import find_free_port
+from sandbox.engines import find_free_port, is_process_alive
 from sandbox.settings import Settings
+from sandbox.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
@@ -139,6 +141,7 @@ def test_business_failures_from_the_readme(cli: Cli):
     assert short.returncode == 1
     assert "OutOfStockError" in short.stderr
 
+
 def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
     state = Settings.load(state_dir=Path(cli.env["SANDBOX_STATE_DIR"])).state_dir / "engine.json"
     pid = json.loads(state.read_text())["pid"]
@@ -151,3 +154,22 @@ def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
     assert after.returncode == 1
     assert "sandbox up" in after.stderr
 
+
+def test_a_dead_engine_is_reported_with_its_log_and_up_restarts_it(cli: Cli):
+    # GIVEN an engine that died without `sandbox down`
+    assert cli.run("up").returncode == 0
+    state_file = Path(cli.env["SANDBOX_STATE_DIR"]) / "engine.json"
+    pid = json.loads(state_file.read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    wait_until(lambda: not is_process_alive(pid), timeout=10, what="the engine to die")
+    # WHEN an order is placed
+    result = cli.run("order")
+    # THEN one line says so, with a hint and the engine log's last lines
+    assert result.returncode == 1
+    assert f"(pid {pid}) has exited" in result.stderr
+    assert "sandbox up" in result.stderr
+    assert "Traceback" not in result.stderr
+    # AND `sandbox up` starts a new engine
+    again = cli.json("up")
+    assert again["engine"]["isNew"] is True
+    assert cli.run("down").returncode == 0

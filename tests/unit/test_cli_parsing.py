@@ -1,0 +1,132 @@
+"""`sandbox order` flags: --item, --fail and --flaky become an order payload and its expected end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from order_api.models import Faults, RequestError, parse_order_request
+from sandbox import orders
+from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.errors import UsageError
+from sandbox.orders import expected_status, parse_faults, parse_item
+from shared import faults as service_faults
+
+# ---------------------------------------------------------------- --item
+
+
+@pytest.mark.parametrize(("product", "price"), [("espresso-beans", 24.5), ("mug", 12.0), ("grinder", 129.0)])
+def test_item_price_defaults_to_the_demo_catalog(product: str, price: float) -> None:
+    assert parse_item(f"{product}:3") == {"productId": product, "quantity": 3, "price": price}
+    assert price == float(DEMO_PRODUCTS[product]["price"])
+
+
+def test_explicit_price_wins_and_allows_unknown_products() -> None:
+    assert parse_item("mug:2:9.99") == {"productId": "mug", "quantity": 2, "price": 9.99}
+    assert parse_item("teapot:1:35") == {"productId": "teapot", "quantity": 1, "price": 35.0}
+
+
+@pytest.mark.parametrize("text", ["mug:two", "mug:1.5", "mug:"])
+def test_a_quantity_that_is_not_a_whole_number_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a whole number"):
+        parse_item(text)
+
+
+@pytest.mark.parametrize("text", ["mug", ":1", "mug:1:2:3", ""])
+def test_a_malformed_item_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="expected PRODUCT:QTY or PRODUCT:QTY:PRICE"):
+        parse_item(text)
+
+
+@pytest.mark.parametrize("text", ["mug:1:abc", "mug:1:"])
+def test_a_price_that_is_not_a_number_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a number"):
+        parse_item(text)
+
+
+def test_an_unknown_product_without_a_price_is_a_usage_error_listing_the_catalog() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_item("teapot:1")
+    message = str(caught.value)
+    assert "teapot is not in the demo catalog" in message
+    assert all(product in message for product in DEMO_PRODUCTS)
+    assert "PRODUCT:QTY:PRICE" in message
+
+
+def test_parsed_default_items_make_a_valid_order() -> None:
+    items = [parse_item(text) for text in ("espresso-beans:1", "mug:2")]
+    request = parse_order_request(json.dumps({"customerId": "demo-customer", "items": items}))
+    assert str(request.total_amount) == "48.50"
+
+
+@pytest.mark.parametrize("text", ["mug:1:nan", "mug:1:inf", "mug:1:-5", "mug:0"])
+def test_values_the_cli_lets_through_are_still_refused_by_the_api(text: str) -> None:
+    # GIVEN an item the CLI does not check further (the API is the one authority)
+    body = json.dumps({"customerId": "c", "items": [parse_item(text)]})
+    # THEN the API refuses it with a message naming the field
+    with pytest.raises(RequestError, match=r"^items\.0\.(price|quantity):"):
+        parse_order_request(body)
+
+
+# ---------------------------------------------------------------- --fail / --flaky
+
+
+def test_no_fault_flags_means_no_faults() -> None:
+    assert parse_faults(None, []) is None
+    assert parse_faults("", []) is None
+
+
+@pytest.mark.parametrize("step", ["inventory", "payment", "shipping"])
+def test_fail_names_a_saga_step(step: str) -> None:
+    assert parse_faults(step, []) == {"fail": step}
+
+
+def test_flaky_defaults_to_two_attempts_and_accepts_an_explicit_count() -> None:
+    assert parse_faults(None, ["shipping"]) == {"flaky": {"shipping": 2}}
+    assert parse_faults(None, ["payment:3", "inventory:1"]) == {"flaky": {"payment": 3, "inventory": 1}}
+    assert parse_faults("payment", ["shipping:1"]) == {"fail": "payment", "flaky": {"shipping": 1}}
+
+
+def test_flaky_default_matches_the_services_default() -> None:
+    assert orders.DEFAULT_FLAKY_ATTEMPTS == service_faults.DEFAULT_FLAKY_ATTEMPTS == 2
+    assert orders.SAGA_STEPS == service_faults.STEP_SERVICES
+
+
+@pytest.mark.parametrize("fail", ["bogus", "Payment", "notifications"])
+def test_fail_with_an_unknown_step_is_a_usage_error_naming_the_steps(fail: str) -> None:
+    with pytest.raises(UsageError, match="choose one of inventory, payment, shipping"):
+        parse_faults(fail, [])
+
+
+@pytest.mark.parametrize("spec", ["bogus", "bogus:1", ":2"])
+def test_flaky_with_an_unknown_step_is_a_usage_error(spec: str) -> None:
+    with pytest.raises(UsageError, match="choose one of inventory, payment, shipping"):
+        parse_faults(None, [spec])
+
+
+def test_flaky_with_a_bad_count_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="'x' is not a whole number"):
+        parse_faults(None, ["payment:x"])
+
+
+@pytest.mark.parametrize(
+    ("fail", "flaky"), [("payment", []), (None, ["shipping"]), ("inventory", ["payment:3"])]
+)
+def test_parsed_faults_are_accepted_by_the_api_model(fail: str | None, flaky: list[str]) -> None:
+    faults = parse_faults(fail, flaky)
+    assert Faults.model_validate(faults).model_dump(exclude_defaults=True) == faults
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        (None, "COMPLETED"),
+        ({}, "COMPLETED"),
+        ({"flaky": {"payment": 3}}, "COMPLETED"),
+        ({"fail": "shipping"}, "FAILED"),
+        ({"fail": "inventory", "flaky": {"payment": 1}}, "FAILED"),
+    ],
+)
+def test_expected_status(faults: dict | None, expected: str) -> None:
+    assert expected_status(faults) == expected

@@ -1,0 +1,261 @@
+"""The order API's writes and reads: the order + outbox transaction, product checks, saga views."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from order_api.models import OrderRequest, RequestError
+from order_api.orders import (
+    build_order_records,
+    check_products_exist,
+    execution_arn,
+    list_orders,
+    place_order,
+    read_saga,
+)
+
+NOW = "2024-05-01T12:00:00+00:00"
+MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:saga-sandbox-order-saga"
+
+
+def make_request(**extra: Any) -> OrderRequest:
+    return OrderRequest.model_validate(
+        {
+            "customerId": "c-1",
+            "items": [
+                {"productId": "espresso-beans", "quantity": 2, "price": Decimal("24.50")},
+                {"productId": "mug", "quantity": 1, "price": 12},
+            ],
+            **extra,
+        }
+    )
+
+
+def test_build_order_records_keys_both_records_by_the_same_order_id() -> None:
+    # GIVEN a valid request and an order id
+    order, outbox = build_order_records(make_request(), "o-123", NOW)
+    # THEN the order item and its outbox record share the id, and the order starts PENDING
+    assert (order["pk"], order["sk"]) == ("ORDER#o-123", "ORDER")
+    assert (outbox["pk"], outbox["sk"]) == ("OUTBOX#o-123", "OUTBOX")
+    assert order["orderId"] == outbox["orderId"] == "o-123"
+    assert order["status"] == "PENDING"
+    assert order["totalAmount"] == Decimal("61.00")
+    assert order["createdAt"] == order["updatedAt"] == outbox["createdAt"] == NOW
+    assert outbox["eventType"] == "OrderPlaced"
+    assert "faults" not in order
+
+
+def test_outbox_payload_is_the_order_as_json_without_keys() -> None:
+    _, outbox = build_order_records(make_request(), "o-123", NOW)
+    payload = json.loads(outbox["payload"])
+    assert payload["orderId"] == "o-123"
+    assert payload["status"] == "PENDING"
+    assert payload["totalAmount"] == 61
+    assert payload["items"][0] == {"productId": "espresso-beans", "quantity": 2, "price": 24.5}
+    assert "pk" not in payload
+    assert "faults" not in payload
+
+
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        ({"fail": "payment"}, {"fail": "payment"}),
+        ({"flaky": {"shipping": 2}}, {"flaky": {"shipping": 2}}),
+        ({"fail": "inventory", "flaky": {"payment": 1}}, {"fail": "inventory", "flaky": {"payment": 1}}),
+    ],
+)
+def test_faults_travel_with_the_order_only_when_given(faults: dict, expected: dict) -> None:
+    order, outbox = build_order_records(make_request(faults=faults), "o-1", NOW)
+    assert order["faults"] == expected
+    assert json.loads(outbox["payload"])["faults"] == expected
+
+
+def test_empty_faults_are_not_recorded() -> None:
+    order, outbox = build_order_records(make_request(faults={}), "o-1", NOW)
+    assert "faults" not in order
+    assert "faults" not in json.loads(outbox["payload"])
+
+
+def test_execution_arn_is_the_order_id_under_the_state_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
+    assert execution_arn("o-1") == (
+        "arn:aws:states:us-east-1:123456789012:execution:saga-sandbox-order-saga:o-1"
+    )
+
+
+def test_execution_arn_without_the_environment_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATE_MACHINE_ARN", raising=False)
+    with pytest.raises(KeyError):
+        execution_arn("o-1")
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def transact_write_items(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {}
+
+
+def test_place_order_writes_order_and_outbox_in_one_conditional_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    client = RecordingClient()
+    response = place_order(make_request(), dynamodb_client=client)
+    ((call,),) = [client.calls]
+    puts = [entry["Put"] for entry in call["TransactItems"]]
+    assert [put["Item"]["pk"]["S"] for put in puts] == [
+        f"ORDER#{response['orderId']}",
+        f"OUTBOX#{response['orderId']}",
+    ]
+    assert all(put["TableName"] == "orders" for put in puts)
+    assert all(put["ConditionExpression"] == "attribute_not_exists(pk)" for put in puts)
+    assert puts[0]["Item"]["totalAmount"] == {"N": "61.00"}
+    assert response["status"] == "PENDING"
+    assert response["totalAmount"] == 61
+    datetime.fromisoformat(response["executedAt"])
+
+
+def test_check_products_exist_refuses_unknown_products(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client = client_factory("dynamodb")
+    request = make_request()
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "batch_get_item",
+            {"Responses": {"inv": [{"productId": {"S": "mug"}}]}},
+            {
+                "RequestItems": {
+                    "inv": {
+                        "Keys": [{"productId": {"S": "espresso-beans"}}, {"productId": {"S": "mug"}}],
+                        "ProjectionExpression": "productId",
+                    }
+                }
+            },
+        )
+        with pytest.raises(RequestError, match=r"^unknown productId: espresso-beans$"):
+            check_products_exist(request, dynamodb_client=client)
+
+
+def test_check_products_exist_does_not_refuse_unprocessed_keys(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client = client_factory("dynamodb")
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "batch_get_item",
+            {
+                "Responses": {"inv": [{"productId": {"S": "mug"}}]},
+                "UnprocessedKeys": {"inv": {"Keys": [{"productId": {"S": "espresso-beans"}}]}},
+            },
+            {"RequestItems": ANY},
+        )
+        check_products_exist(make_request(), dynamodb_client=client)
+        stubber.assert_no_pending_responses()
+
+
+def test_read_saga_before_the_publisher_ran_is_not_started(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
+    sfn = client_factory("stepfunctions")
+    with Stubber(sfn) as stubber:
+        stubber.add_client_error("describe_execution", service_error_code="ExecutionDoesNotExist")
+        assert read_saga("o-1", sfn=sfn) == {"sagaStatus": "NOT_STARTED", "steps": [], "compensations": []}
+
+
+def test_read_saga_summarizes_every_history_page(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
+    arn = execution_arn("o-1")
+    t = datetime(2024, 5, 1, tzinfo=UTC)
+
+    def event(number: int, kind: str, **details: Any) -> dict[str, Any]:
+        return {"id": number, "type": kind, "timestamp": t, **details}
+
+    first = [
+        event(1, "TaskStateEntered", stateEnteredEventDetails={"name": "ChargePayment"}),
+        event(2, "TaskScheduled"),
+        event(
+            3,
+            "TaskFailed",
+            taskFailedEventDetails={
+                "error": "PaymentDeclinedError",
+                "resourceType": "lambda",
+                "resource": "invoke",
+            },
+        ),
+        event(4, "TaskStateExited", stateExitedEventDetails={"name": "ChargePayment"}),
+    ]
+    second = [
+        event(5, "TaskStateEntered", stateEnteredEventDetails={"name": "ReleaseInventory"}),
+        event(6, "TaskScheduled"),
+        event(7, "TaskSucceeded"),
+        event(8, "TaskStateExited", stateExitedEventDetails={"name": "ReleaseInventory"}),
+    ]
+    sfn = client_factory("stepfunctions")
+    with Stubber(sfn) as stubber:
+        stubber.add_response(
+            "describe_execution",
+            {
+                "executionArn": arn,
+                "stateMachineArn": MACHINE_ARN,
+                "status": "FAILED",
+                "startDate": t,
+            },
+            {"executionArn": arn},
+        )
+        stubber.add_response(
+            "get_execution_history", {"events": first, "nextToken": "page-2"}, {"executionArn": arn}
+        )
+        stubber.add_response(
+            "get_execution_history", {"events": second}, {"executionArn": arn, "nextToken": "page-2"}
+        )
+        saga = read_saga("o-1", sfn=sfn)
+        stubber.assert_no_pending_responses()
+    assert saga["sagaStatus"] == "FAILED"
+    assert [(step["name"], step["status"]) for step in saga["steps"]] == [
+        ("ChargePayment", "FAILED"),
+        ("ReleaseInventory", "SUCCEEDED"),
+    ]
+    assert saga["compensations"] == ["ReleaseInventory"]
+
+
+class ScanTable:
+    def __init__(self, pages: list[dict[str, Any]]):
+        self.pages = pages
+        self.calls: list[dict[str, Any]] = []
+
+    def scan(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(dict(kwargs))
+        return self.pages[len(self.calls) - 1]
+
+
+def test_list_orders_follows_pages_and_sorts_newest_first() -> None:
+    table = ScanTable(
+        [
+            {
+                "Items": [{"orderId": "a", "createdAt": "2024-01-01", "totalAmount": Decimal("61.00")}],
+                "LastEvaluatedKey": {"pk": "x"},
+            },
+            {"Items": [{"orderId": "b", "createdAt": "2024-03-01", "totalAmount": Decimal("12.50")}]},
+        ]
+    )
+    orders = list_orders(table=table)
+    assert [order["orderId"] for order in orders] == ["b", "a"]
+    assert orders[0]["totalAmount"] == 12.5
+    assert orders[1]["totalAmount"] == 61
+    assert table.calls[1]["ExclusiveStartKey"] == {"pk": "x"}
+    assert list_orders(limit=1, table=ScanTable(table.pages)) == orders[:1]

@@ -1,0 +1,208 @@
+"""Packaging: deterministic function zips and a template that names uploaded S3 artifacts."""
+
+from __future__ import annotations
+
+import copy
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.errors import DeployError
+from sandbox.packaging import build_function_zip, content_key, load_template, package_template
+
+
+def names_in(content: bytes) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        assert archive.testzip() is None
+        return archive.namelist()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Path:
+    """A small services tree with compiled-file litter in it."""
+    root = tmp_path / "services"
+    for relative, text in {
+        "fn/__init__.py": "",
+        "fn/handler.py": "def lambda_handler(event, context):\n    return event\n",
+        "fn/__pycache__/handler.cpython-311.pyc": "compiled",
+        "fn/stale.pyc": "compiled",
+        "shared/__init__.py": "",
+        "shared/faults.py": "X = 1\n",
+        "shared/__pycache__/faults.cpython-311.pyc": "compiled",
+        "other/handler.py": "not shipped with fn\n",
+    }.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_zip_holds_the_function_and_shared_packages_only(services: Path) -> None:
+    names = names_in(build_function_zip(services / "fn"))
+    assert sorted(names) == ["fn/__init__.py", "fn/handler.py", "shared/__init__.py", "shared/faults.py"]
+
+
+def test_zip_is_byte_for_byte_deterministic(services: Path) -> None:
+    # GIVEN the same code zipped twice, the second time with newer mtimes
+    first = build_function_zip(services / "fn")
+    (services / "fn" / "handler.py").touch()
+    second = build_function_zip(services / "fn")
+    # THEN the bytes (and so the content key) are identical
+    assert first == second
+    assert content_key("functions", "Fn", first, ".zip") == content_key("functions", "Fn", second, ".zip")
+
+
+def test_zip_changes_when_the_code_does(services: Path) -> None:
+    before = build_function_zip(services / "fn")
+    (services / "shared" / "faults.py").write_text("X = 2\n")
+    after = build_function_zip(services / "fn")
+    assert before != after
+    assert content_key("functions", "Fn", before, ".zip") != content_key("functions", "Fn", after, ".zip")
+
+
+def test_zip_of_a_real_function_ships_its_handler_and_the_shared_package(project_dir: Path) -> None:
+    code_dir = project_dir / "services" / "inventory"
+    content = build_function_zip(code_dir)
+    names = names_in(content)
+    assert "inventory/handler.py" in names
+    assert "inventory/stock.py" in names
+    assert "shared/faults.py" in names
+    assert "shared/errors.py" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert content == build_function_zip(code_dir)
+
+
+def test_zip_of_a_missing_folder_is_a_deploy_error(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="function code folder not found"):
+        build_function_zip(tmp_path / "nope")
+
+
+def test_content_key_shape() -> None:
+    key = content_key("functions", "InventoryFunction", b"abc", ".zip")
+    assert key.startswith("functions/InventoryFunction-")
+    assert key.endswith(".zip")
+    assert len(key.removeprefix("functions/InventoryFunction-").removesuffix(".zip")) == 16
+
+
+def test_zip_skips_by_file_not_by_an_ancestor_folder_name(tmp_path: Path) -> None:
+    # GIVEN a project checked out under a folder named like "tools.pycon"
+    code_dir = tmp_path / "tools.pycon" / "services" / "fn"
+    code_dir.mkdir(parents=True)
+    (code_dir / "handler.py").write_text("X = 1\n")
+    # THEN the handler is still packaged
+    assert "fn/handler.py" in names_in(build_function_zip(code_dir))
+
+
+# ---------------------------------------------------------------- package_template
+
+
+@pytest.fixture
+def packaged(template: dict[str, Any], project_dir: Path) -> tuple[dict[str, Any], dict[str, Any], list]:
+    original = copy.deepcopy(template)
+    uploads: list[tuple[str, bytes]] = []
+    result = package_template(template, project_dir, "bucket", lambda key, body: uploads.append((key, body)))
+    return original, result, uploads
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def test_every_function_code_uri_becomes_an_uploaded_zip(packaged: Any) -> None:
+    _, result, uploads = packaged
+    functions = resources_of(result, "AWS::Serverless::Function")
+    assert len(functions) == 7
+    uploaded = dict(uploads)
+    for logical_id, resource in functions.items():
+        uri = resource["Properties"]["CodeUri"]
+        assert uri.startswith(f"s3://bucket/functions/{logical_id}-"), uri
+        assert uri.endswith(".zip")
+        key = uri.removeprefix("s3://bucket/")
+        assert key in uploaded
+        assert names_in(uploaded[key])
+
+
+def test_state_machine_definition_becomes_a_bucket_and_key(packaged: Any, project_dir: Path) -> None:
+    _, result, uploads = packaged
+    (machine,) = resources_of(result, "AWS::Serverless::StateMachine").values()
+    location = machine["Properties"]["DefinitionUri"]
+    assert location["Bucket"] == "bucket"
+    assert location["Key"].startswith("state_machines/OrderSagaStateMachine-")
+    assert location["Key"].endswith(".asl.json")
+    assert dict(uploads)[location["Key"]] == (project_dir / "state_machines/order_saga.asl.json").read_bytes()
+    # AND the substitutions stay for CloudFormation to resolve
+    assert set(machine["Properties"]["DefinitionSubstitutions"]) == {
+        "InventoryFunctionArn",
+        "PaymentFunctionArn",
+        "ShippingFunctionArn",
+        "OrderStatusFunctionArn",
+    }
+
+
+def test_upload_is_called_once_per_artifact(packaged: Any) -> None:
+    _, result, uploads = packaged
+    artifacts = len(resources_of(result, "AWS::Serverless::Function")) + len(
+        resources_of(result, "AWS::Serverless::StateMachine")
+    )
+    assert len(uploads) == artifacts == 8
+    assert len({key for key, _ in uploads}) == 8
+
+
+def test_package_template_does_not_mutate_its_input(packaged: Any, template: dict[str, Any]) -> None:
+    original, result, _ = packaged
+    assert template == original
+    assert template["Resources"]["InventoryFunction"]["Properties"]["CodeUri"] == "services/inventory"
+    assert result is not template
+    # everything but the artifact locations is unchanged
+    for name, resource in original["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+            assert result["Resources"][name] == resource
+
+
+def test_packaging_twice_gives_the_same_keys(template: dict[str, Any], project_dir: Path) -> None:
+    keys: list[list[str]] = [[], []]
+    for uploads in keys:
+        package_template(template, project_dir, "b", lambda key, body, into=uploads: into.append(key))
+    assert keys[0] == keys[1]
+
+
+def test_already_uploaded_code_is_left_alone(tmp_path: Path) -> None:
+    template = {
+        "Resources": {
+            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "s3://other/fn.zip"}}
+        }
+    }
+    uploads: list[str] = []
+    result = package_template(template, tmp_path, "bucket", lambda key, body: uploads.append(key))
+    assert result == template
+    assert uploads == []
+
+
+def test_missing_state_machine_definition_is_a_deploy_error(tmp_path: Path) -> None:
+    template = {
+        "Resources": {
+            "Saga": {
+                "Type": "AWS::Serverless::StateMachine",
+                "Properties": {"DefinitionUri": "missing.asl.json"},
+            }
+        }
+    }
+    with pytest.raises(DeployError, match="state machine definition not found"):
+        package_template(template, tmp_path, "bucket", lambda key, body: None)
+
+
+def test_load_template_expands_short_form_intrinsics(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["INVENTORY_TABLE"] == {"Ref": "InventoryTable"}
+
+
+def test_load_template_errors_are_deploy_errors(tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="template not found"):
+        load_template(tmp_path / "template.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("Resources: [unclosed\n")
+    with pytest.raises(DeployError, match=r"broken\.yaml is not valid YAML"):
+        load_template(broken)
