@@ -14,8 +14,8 @@ from cli.output import (
     console,
     error_console,
     format_step,
-    key_value_table,
     print_json,
+    print_key_values,
     report_error,
     styled,
 )
@@ -112,7 +112,7 @@ def up(
 def _print_stack(stack: LocalStack) -> None:
     rows = {"API": stack.api_url}
     rows.update({key: value for key, value in sorted(stack.outputs.items()) if key not in ("ApiUrl",)})
-    console.print(key_value_table(rows))
+    print_key_values(rows)
 
 
 @app.command(epilog="Example:  sandbox down")
@@ -222,7 +222,7 @@ def order(
             if index not in printed and step["status"] in ("SUCCEEDED", "FAILED"):
                 printed.add(index)
                 if not json_output:
-                    console.print(format_step(step), highlight=False)
+                    console.print(format_step(step), highlight=False, soft_wrap=True)
 
     final = client.follow_order(order_id, timeout=timeout, on_change=show_progress)
     elapsed_ms = int((time.perf_counter() - started) * 1000)

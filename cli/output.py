@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from sandbox.errors import SandboxError
 
@@ -61,10 +60,8 @@ def format_step(step: dict[str, Any]) -> str:
     return f"{line}  [dim]{errors}[/dim]" if errors else line
 
 
-def key_value_table(rows: dict[str, Any], title: str | None = None) -> Table:
-    table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+def print_key_values(rows: dict[str, Any]) -> None:
+    """Aligned ``key  value`` lines, never wrapped, so URLs and ARNs copy whole."""
+    width = max((len(key) for key in rows), default=0) + 2
     for key, value in rows.items():
-        table.add_row(key, str(value))
-    return table
+        console.print(f"[bold]{key:<{width}}[/bold]{value}", soft_wrap=True, highlight=False)
