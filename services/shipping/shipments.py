@@ -2,51 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.aws import dynamodb, table_name
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+from shared.records import now_iso, put_once, transition_once
 
 
 def create_shipment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
     """Record the order's shipment; an existing one is returned, never duplicated."""
     table = table or dynamodb().Table(table_name("SHIPMENTS_TABLE"))
-    shipment = {
-        "orderId": command["orderId"],
-        "customerId": command["customerId"],
-        "trackingId": f"TRK-{command['orderId'][:8].upper()}",
-        "status": "CREATED",
-        "createdAt": _now(),
-    }
-    try:
-        table.put_item(Item=shipment, ConditionExpression="attribute_not_exists(orderId)")
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        existing = table.get_item(Key={"orderId": command["orderId"]}, ConsistentRead=True)["Item"]
-        return {"status": existing["status"], "trackingId": existing["trackingId"]}
-    return {"status": "CREATED", "trackingId": shipment["trackingId"]}
+    shipment = put_once(
+        table,
+        {
+            "orderId": command["orderId"],
+            "customerId": command["customerId"],
+            "trackingId": f"TRK-{command['orderId'][:8].upper()}",
+            "status": "CREATED",
+            "createdAt": now_iso(),
+        },
+        key_name="orderId",
+    )
+    return {"status": shipment["status"], "trackingId": shipment["trackingId"]}
 
 
 def cancel_shipment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
     """Mark the order's shipment cancelled; a missing or cancelled one is a no-op."""
     table = table or dynamodb().Table(table_name("SHIPMENTS_TABLE"))
-    try:
-        table.update_item(
-            Key={"orderId": command["orderId"]},
-            UpdateExpression="SET #status = :cancelled, cancelledAt = :now",
-            ConditionExpression="#status = :created",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":cancelled": "CANCELLED", ":created": "CREATED", ":now": _now()},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return {"status": "NOTHING_TO_CANCEL"}
-    return {"status": "CANCELLED"}
+    key = {"orderId": command["orderId"]}
+    is_cancelled = transition_once(table, key, "CREATED", "CANCELLED", stamp="cancelledAt")
+    return {"status": "CANCELLED" if is_cancelled else "NOTHING_TO_CANCEL"}

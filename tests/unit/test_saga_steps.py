@@ -190,7 +190,10 @@ def test_refund_of_a_missing_or_refunded_charge_is_a_no_op() -> None:
         refund_payment(ORDER, table=FakeTable(write_error="InternalServerError"))
     table = FakeTable()
     assert refund_payment(ORDER, table=table) == {"status": "REFUNDED"}
-    assert table.calls[0][1]["ConditionExpression"] == "#status = :charged"
+    update = table.calls[0][1]
+    assert update["ConditionExpression"] == "#status = :source"
+    assert update["ExpressionAttributeValues"][":source"] == "CHARGED"
+    assert update["ExpressionAttributeValues"][":target"] == "REFUNDED"
 
 
 # ---------------------------------------------------------------- order status
