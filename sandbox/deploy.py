@@ -14,7 +14,7 @@ from sandbox.errors import DeployError, StackNotFoundError
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no changes")
-_WAITER = {"Delay": 1, "MaxAttempts": 600}
+DEFAULT_POLL_SECONDS = 5.0  # CloudFormation's own pace on AWS; local engines finish in under a second
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,16 @@ def deploy_stack(
     stack_name: str,
     template: dict[str, Any],
     parameters: dict[str, str],
+    *,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float = 1800,
 ) -> DeployResult:
     """Create and execute a change set; a template with no changes is a no-op."""
+    waiter_config = {"Delay": poll_seconds, "MaxAttempts": max(1, int(timeout_seconds / poll_seconds))}
     status = stack_status(cfn, stack_name)
     if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "REVIEW_IN_PROGRESS"):
         cfn.delete_stack(StackName=stack_name)
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack_name, WaiterConfig=_WAITER)
+        cfn.get_waiter("stack_delete_complete").wait(StackName=stack_name, WaiterConfig=waiter_config)
         status = None
     change_set_type = "CREATE" if status is None else "UPDATE"
     change_set_name = f"sandbox-{int(time.time() * 1000)}"
@@ -116,7 +120,7 @@ def deploy_stack(
         raise DeployError(f"CloudFormation refused the template: {error}") from error
     try:
         cfn.get_waiter("change_set_create_complete").wait(
-            StackName=stack_name, ChangeSetName=change_set_name, WaiterConfig=_WAITER
+            StackName=stack_name, ChangeSetName=change_set_name, WaiterConfig=waiter_config
         )
     except WaiterError as error:
         change_set = cfn.describe_change_set(StackName=stack_name, ChangeSetName=change_set_name)
@@ -128,7 +132,7 @@ def deploy_stack(
     cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set_name)
     waiter = "stack_create_complete" if change_set_type == "CREATE" else "stack_update_complete"
     try:
-        cfn.get_waiter(waiter).wait(StackName=stack_name, WaiterConfig=_WAITER)
+        cfn.get_waiter(waiter).wait(StackName=stack_name, WaiterConfig=waiter_config)
     except WaiterError as error:
         raise DeployError(
             f"deploying {stack_name} failed: {first_failure(cfn, stack_name)}",

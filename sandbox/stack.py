@@ -15,6 +15,7 @@ from sandbox.packaging import load_template, package_template
 from sandbox.settings import Settings
 
 LOCAL_PARAMETERS = {"FaultInjection": "enabled"}
+LOCAL_POLL_SECONDS = 0.1  # a local engine applies a change set in well under a second
 Progress = Callable[[str], None]
 
 
@@ -69,7 +70,9 @@ def deploy_local(
         load_template(settings.template_path), settings.project_dir, bucket, make_uploader(s3, bucket)
     )
     progress(f"deploying stack {settings.stack_name}")
-    return deploy_stack(cfn, settings.stack_name, template, parameters or LOCAL_PARAMETERS)
+    return deploy_stack(
+        cfn, settings.stack_name, template, parameters or LOCAL_PARAMETERS, poll_seconds=LOCAL_POLL_SECONDS
+    )
 
 
 def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResult:

@@ -147,8 +147,9 @@ def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
     pid = json.loads(state.read_text())["pid"]
     result = cli.run("down")
     assert result.returncode == 0 and f"pid {pid}" in result.stdout
+    # Neither the engine nor any Lambda worker of its process group is left.
     with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+        os.killpg(pid, 0)
     assert cli.json("status")["engine"]["running"] is False
     after = cli.run("order")
     assert after.returncode == 1
