@@ -14,7 +14,8 @@ from sandbox.engines import EngineState, running_engine, start_engine
 from sandbox.packaging import load_template, package_template
 from sandbox.settings import Settings
 
-LOCAL_PARAMETERS = {"FaultInjection": "enabled"}
+# The only parameters in which a local stack differs from an AWS one (see `sandbox synth`).
+LOCAL_PARAMETERS = {"FaultInjection": "enabled", "ApiAuth": "none"}
 LOCAL_POLL_SECONDS = 0.1  # a local engine applies a change set in well under a second
 Progress = Callable[[str], None]
 

@@ -150,7 +150,9 @@ def test_a_stack_without_fault_injection_refuses_faults(stack, engine_settings, 
     from sandbox.stack import deploy_local, local_api_url
 
     settings = replace(engine_settings, stack_name="saga-no-faults")
-    deployed = deploy_local(settings, stack.engine, lambda _: None, {"FaultInjection": "disabled"})
+    deployed = deploy_local(
+        settings, stack.engine, lambda _: None, {"FaultInjection": "disabled", "ApiAuth": "none"}
+    )
     api = OrdersClient(local_api_url(stack.engine.endpoint_url, deployed.outputs["ApiId"]))
     # WHEN an order asks for a failing payment
     body = {**body_for(customer_id, make_product()), "faults": {"fail": "payment"}}
