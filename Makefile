@@ -38,10 +38,13 @@ test-unit: install ## Unit tests only (no network)
 test-integration: install ## Integration tests only (embedded engine)
 	$(BIN)/pytest tests/integration
 
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint + format check), mypy, cfn-lint on the template and its packaged form
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sandbox synth --output .sandbox/packaged.json
+	$(BIN)/cfn-lint .sandbox/packaged.json
 
 format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
 from sandbox.errors import DeployError, StackNotFoundError
+from sandbox.waiting import wait_until
 
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no changes")
+MAX_TEMPLATE_BODY_BYTES = 51_200  # CloudFormation's limit for TemplateBody
+StackEventHandler = Callable[[dict[str, Any]], None]
 DEFAULT_POLL_SECONDS = 5.0  # CloudFormation's own pace on AWS; local engines finish in under a second
 
 
@@ -77,6 +80,13 @@ def read_outputs(cfn: Any, stack_name: str) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
+def unchanged_result(cfn: Any, stack_name: str) -> DeployResult:
+    """The result of a deploy that found nothing to change (one DescribeStacks)."""
+    stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+    return DeployResult(stack_name, False, str(stack["StackStatus"]), outputs)
+
+
 def first_failure(cfn: Any, stack_name: str) -> str:
     """The first failing resource of the latest operation and its reason."""
     try:
@@ -89,6 +99,186 @@ def first_failure(cfn: Any, stack_name: str) -> str:
     return "no failed resource reported"
 
 
+@dataclass(frozen=True)
+class ResourceChange:
+    """One row of a change set: what CloudFormation will do to one resource."""
+
+    action: str
+    logical_id: str
+    resource_type: str
+    replacement: str
+
+
+@dataclass(frozen=True)
+class ChangeSetPlan:
+    """A created change set waiting to be executed."""
+
+    stack_name: str
+    name: str
+    change_set_type: str
+    changes: list[ResourceChange] = field(default_factory=list)
+
+
+def _waiter_config(poll_seconds: float, timeout_seconds: float) -> dict[str, Any]:
+    return {"Delay": poll_seconds, "MaxAttempts": max(1, int(timeout_seconds / poll_seconds))}
+
+
+def read_changes(cfn: Any, stack_name: str, change_set_name: str) -> list[ResourceChange]:
+    """Every resource change of a change set (all pages)."""
+    changes: list[ResourceChange] = []
+    kwargs = {"StackName": stack_name, "ChangeSetName": change_set_name}
+    while True:
+        page = cfn.describe_change_set(**kwargs)
+        for change in page.get("Changes", []):
+            detail = change.get("ResourceChange", {})
+            changes.append(
+                ResourceChange(
+                    action=detail.get("Action", "?"),
+                    logical_id=detail.get("LogicalResourceId", "?"),
+                    resource_type=detail.get("ResourceType", "?"),
+                    replacement=detail.get("Replacement") or "-",
+                )
+            )
+        if not page.get("NextToken"):
+            return changes
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def plan_change_set(
+    cfn: Any,
+    stack_name: str,
+    template: dict[str, Any],
+    parameters: dict[str, str],
+    *,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float = 1800,
+    with_changes: bool = True,
+) -> ChangeSetPlan | None:
+    """Create a change set and wait until it is ready; None when the template changes nothing."""
+    body = json.dumps(template)
+    if len(body) > MAX_TEMPLATE_BODY_BYTES:
+        raise DeployError(
+            f"the packaged template is {len(body)} bytes; CloudFormation takes at most "
+            f"{MAX_TEMPLATE_BODY_BYTES} in a request"
+        )
+    status = stack_status(cfn, stack_name)
+    if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "REVIEW_IN_PROGRESS"):
+        # A stack that never got created cannot be updated: CloudFormation needs it deleted first.
+        cfn.delete_stack(StackName=stack_name)
+        cfn.get_waiter("stack_delete_complete").wait(
+            StackName=stack_name, WaiterConfig=_waiter_config(poll_seconds, timeout_seconds)
+        )
+        status = None
+    change_set_type = "CREATE" if status is None else "UPDATE"
+    change_set_name = f"sandbox-{int(time.time() * 1000)}"
+    try:
+        cfn.create_change_set(
+            StackName=stack_name,
+            ChangeSetName=change_set_name,
+            ChangeSetType=change_set_type,
+            TemplateBody=body,
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=CAPABILITIES,
+        )
+    except ClientError as error:
+        raise DeployError(f"CloudFormation refused the template: {error}") from error
+    try:
+        cfn.get_waiter("change_set_create_complete").wait(
+            StackName=stack_name,
+            ChangeSetName=change_set_name,
+            WaiterConfig=_waiter_config(poll_seconds, timeout_seconds),
+        )
+    except WaiterError as error:
+        change_set = cfn.describe_change_set(StackName=stack_name, ChangeSetName=change_set_name)
+        reason = change_set.get("StatusReason", "")
+        if any(marker in reason for marker in _NO_CHANGES):
+            cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set_name)
+            return None
+        raise DeployError(f"change set failed: {reason or error}") from error
+    changes = read_changes(cfn, stack_name, change_set_name) if with_changes else []
+    return ChangeSetPlan(stack_name, change_set_name, change_set_type, changes)
+
+
+def discard_plan(cfn: Any, plan: ChangeSetPlan) -> None:
+    """Delete a change set that will not be executed (and the empty stack a CREATE left)."""
+    cfn.delete_change_set(StackName=plan.stack_name, ChangeSetName=plan.name)
+    if plan.change_set_type == "CREATE":
+        cfn.delete_stack(StackName=plan.stack_name)
+
+
+def follow_stack(
+    cfn: Any,
+    stack_name: str,
+    on_event: StackEventHandler,
+    *,
+    poll_seconds: float,
+    timeout_seconds: float,
+) -> str:
+    """Report each new stack event until the stack leaves its IN_PROGRESS state; return the status."""
+    seen = {event["EventId"] for event in _stack_events(cfn, stack_name)}
+
+    def check() -> str | None:
+        for event in reversed(_stack_events(cfn, stack_name)):
+            if event["EventId"] not in seen:
+                seen.add(event["EventId"])
+                on_event(event)
+        status = stack_status(cfn, stack_name) or "DELETE_COMPLETE"
+        return None if status.endswith("_IN_PROGRESS") else status
+
+    return wait_until(
+        check,
+        timeout=timeout_seconds,
+        what=f"stack {stack_name} to settle",
+        interval=poll_seconds,
+        max_interval=poll_seconds,
+    )
+
+
+def _stack_events(cfn: Any, stack_name: str) -> list[dict[str, Any]]:
+    try:
+        return list(cfn.describe_stack_events(StackName=stack_name)["StackEvents"])
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return []
+        raise
+
+
+def execute_plan(
+    cfn: Any,
+    plan: ChangeSetPlan,
+    *,
+    on_event: StackEventHandler | None = None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float = 1800,
+) -> DeployResult:
+    """Execute a change set and wait for the stack, reporting its events when asked."""
+    cfn.execute_change_set(StackName=plan.stack_name, ChangeSetName=plan.name)
+    if on_event is None:
+        waiter = "stack_create_complete" if plan.change_set_type == "CREATE" else "stack_update_complete"
+        try:
+            cfn.get_waiter(waiter).wait(
+                StackName=plan.stack_name, WaiterConfig=_waiter_config(poll_seconds, timeout_seconds)
+            )
+        except WaiterError as error:
+            raise _deploy_failed(cfn, plan.stack_name) from error
+    else:
+        status = follow_stack(
+            cfn, plan.stack_name, on_event, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds
+        )
+        if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+            raise _deploy_failed(cfn, plan.stack_name)
+    return DeployResult(
+        plan.stack_name, True, str(stack_status(cfn, plan.stack_name)), read_outputs(cfn, plan.stack_name)
+    )
+
+
+def _deploy_failed(cfn: Any, stack_name: str) -> DeployError:
+    return DeployError(
+        f"deploying {stack_name} failed: {first_failure(cfn, stack_name)}",
+        hint=f"stack status is {stack_status(cfn, stack_name)}",
+    )
+
+
 def deploy_stack(
     cfn: Any,
     stack_name: str,
@@ -98,44 +288,38 @@ def deploy_stack(
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     timeout_seconds: float = 1800,
 ) -> DeployResult:
-    """Create and execute a change set; a template with no changes is a no-op."""
-    waiter_config = {"Delay": poll_seconds, "MaxAttempts": max(1, int(timeout_seconds / poll_seconds))}
+    """Create and execute a change set in one go; a template with no changes is a no-op."""
+    plan = plan_change_set(
+        cfn,
+        stack_name,
+        template,
+        parameters,
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+        with_changes=False,
+    )
+    if plan is None:
+        return unchanged_result(cfn, stack_name)
+    return execute_plan(cfn, plan, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds)
+
+
+def delete_stack(
+    cfn: Any,
+    stack_name: str,
+    *,
+    on_event: StackEventHandler = lambda _: None,
+    poll_seconds: float = DEFAULT_POLL_SECONDS,
+    timeout_seconds: float = 1800,
+) -> bool:
+    """Delete the stack and wait until it is gone; False when there was none."""
     status = stack_status(cfn, stack_name)
-    if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "REVIEW_IN_PROGRESS"):
-        cfn.delete_stack(StackName=stack_name)
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack_name, WaiterConfig=waiter_config)
-        status = None
-    change_set_type = "CREATE" if status is None else "UPDATE"
-    change_set_name = f"sandbox-{int(time.time() * 1000)}"
-    try:
-        cfn.create_change_set(
-            StackName=stack_name,
-            ChangeSetName=change_set_name,
-            ChangeSetType=change_set_type,
-            TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=CAPABILITIES,
-        )
-    except ClientError as error:
-        raise DeployError(f"CloudFormation refused the template: {error}") from error
-    try:
-        cfn.get_waiter("change_set_create_complete").wait(
-            StackName=stack_name, ChangeSetName=change_set_name, WaiterConfig=waiter_config
-        )
-    except WaiterError as error:
-        change_set = cfn.describe_change_set(StackName=stack_name, ChangeSetName=change_set_name)
-        reason = change_set.get("StatusReason", "")
-        if any(marker in reason for marker in _NO_CHANGES):
-            cfn.delete_change_set(StackName=stack_name, ChangeSetName=change_set_name)
-            return DeployResult(stack_name, False, str(status), read_outputs(cfn, stack_name))
-        raise DeployError(f"change set failed: {reason or error}") from error
-    cfn.execute_change_set(StackName=stack_name, ChangeSetName=change_set_name)
-    waiter = "stack_create_complete" if change_set_type == "CREATE" else "stack_update_complete"
-    try:
-        cfn.get_waiter(waiter).wait(StackName=stack_name, WaiterConfig=waiter_config)
-    except WaiterError as error:
+    if status is None:
+        return False
+    stack_id = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackId"]
+    cfn.delete_stack(StackName=stack_name)
+    final = follow_stack(cfn, stack_id, on_event, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds)
+    if final != "DELETE_COMPLETE":
         raise DeployError(
-            f"deploying {stack_name} failed: {first_failure(cfn, stack_name)}",
-            hint=f"stack status is {stack_status(cfn, stack_name)}",
-        ) from error
-    return DeployResult(stack_name, True, str(stack_status(cfn, stack_name)), read_outputs(cfn, stack_name))
+            f"deleting {stack_name} failed: {first_failure(cfn, stack_id)}", hint=f"stack status is {final}"
+        )
+    return True

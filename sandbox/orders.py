@@ -17,6 +17,8 @@ from sandbox.waiting import wait_until
 SAGA_STEPS = ("inventory", "payment", "shipping")
 TERMINAL_SAGA_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 DEFAULT_FLAKY_ATTEMPTS = 2
+# Signs a request: (method, url, body, headers) -> headers with the signature added.
+Signer = Callable[[str, str, bytes | None, dict[str, str]], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,15 @@ def call_api(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 30,
+    signer: Signer | None = None,
 ) -> ApiResponse:
     """Send one HTTP request; 4xx/5xx come back as responses, unreachable hosts as OrderError."""
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    headers = dict(headers or {})
     if body is not None:
-        request.add_header("Content-Type", "application/json")
+        headers["Content-Type"] = "application/json"
+    if signer is not None:
+        headers = signer(method, url, body, headers)
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status, got = response.read(), response.status, dict(response.headers)
@@ -60,19 +66,20 @@ def call_api(
 class OrdersClient:
     """The order API of one deployed stack."""
 
-    def __init__(self, api_url: str):
+    def __init__(self, api_url: str, signer: Signer | None = None):
         self.api_url = api_url.rstrip("/")
+        self.signer = signer
 
     def post_order(self, payload: dict[str, Any] | bytes, idempotency_key: str | None = None) -> ApiResponse:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return call_api("POST", f"{self.api_url}/orders", body=body, headers=headers)
+        return call_api("POST", f"{self.api_url}/orders", body=body, headers=headers, signer=self.signer)
 
     def get_order(self, order_id: str) -> ApiResponse:
-        return call_api("GET", f"{self.api_url}/orders/{order_id}")
+        return call_api("GET", f"{self.api_url}/orders/{order_id}", signer=self.signer)
 
     def list_orders(self) -> list[dict[str, Any]]:
-        response = call_api("GET", f"{self.api_url}/orders")
+        response = call_api("GET", f"{self.api_url}/orders", signer=self.signer)
         _raise_for_status(response)
         return list(response.body["orders"])
 

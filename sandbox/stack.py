@@ -55,6 +55,11 @@ class UpResult:
     timings_ms: dict[str, int]
 
 
+def package_local(settings: Settings, bucket: str, upload: Callable[[str, bytes], None]) -> dict[str, Any]:
+    """The template packaged for a local engine (the handlers' dependencies come from the venv)."""
+    return package_template(load_template(settings.template_path), settings.project_dir, bucket, upload)
+
+
 def deploy_local(
     settings: Settings,
     engine: EngineState,
@@ -67,9 +72,7 @@ def deploy_local(
     bucket = artifact_bucket(settings.stack_name)
     progress("packaging functions and state machine")
     ensure_artifact_bucket(s3, bucket, settings.region)
-    template = package_template(
-        load_template(settings.template_path), settings.project_dir, bucket, make_uploader(s3, bucket)
-    )
+    template = package_local(settings, bucket, make_uploader(s3, bucket))
     progress(f"deploying stack {settings.stack_name}")
     return deploy_stack(
         cfn, settings.stack_name, template, parameters or LOCAL_PARAMETERS, poll_seconds=LOCAL_POLL_SECONDS

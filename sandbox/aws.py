@@ -1,0 +1,206 @@
+"""The AWS target: credentials, the artifact bucket, packaging with dependencies, signed API calls.
+
+Nothing here runs unless a command names ``--target aws``; local engines never see the user's
+credentials. ``endpoint_url`` points the same code at an AWS-compatible endpoint so the AWS path
+can be tested offline, and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+
+from sandbox.catalog import seed_inventory
+from sandbox.deploy import DEFAULT_POLL_SECONDS, make_uploader, read_outputs
+from sandbox.errors import DeployError, UsageError
+from sandbox.orders import OrdersClient, Signer
+from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
+from sandbox.settings import Settings
+
+AWS_POLL_SECONDS = DEFAULT_POLL_SECONDS
+ENDPOINT_POLL_SECONDS = 0.2  # an AWS-compatible local endpoint settles in well under a second
+_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    """Where `--target aws` commands act: stage, region, profile and an optional endpoint."""
+
+    stage: str = "dev"
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    artifact_bucket: str | None = None
+
+    @classmethod
+    def load(cls, **flags: Any) -> AwsTarget:
+        """Flags (None = unset) over SANDBOX_STAGE / SANDBOX_AWS_ENDPOINT_URL over defaults."""
+        values: dict[str, Any] = {
+            "stage": os.environ.get("SANDBOX_STAGE") or "dev",
+            "endpoint_url": os.environ.get("SANDBOX_AWS_ENDPOINT_URL") or None,
+        }
+        values.update({key: value for key, value in flags.items() if value is not None})
+        target = cls(**values)
+        if not target.stage.replace("-", "").isalnum():
+            raise UsageError(f"--stage {target.stage!r}: use letters, digits and dashes")
+        return target
+
+    @property
+    def stack_name(self) -> str:
+        return f"saga-sandbox-{self.stage}"
+
+    @property
+    def poll_seconds(self) -> float:
+        return ENDPOINT_POLL_SECONDS if self.endpoint_url else AWS_POLL_SECONDS
+
+
+class AwsSession:
+    """A boto3 session on the user's credentials, checked once, with clients for the target."""
+
+    def __init__(self, target: AwsTarget):
+        self.target = target
+        try:
+            self.session = boto3.session.Session(profile_name=target.profile, region_name=target.region)
+        except ProfileNotFound as error:
+            raise UsageError(
+                f"AWS profile {target.profile!r} not found", hint="see `aws configure list-profiles`"
+            ) from error
+        if not self.session.region_name:
+            raise UsageError(
+                "no AWS region configured",
+                hint="pass --region or set AWS_DEFAULT_REGION (or a region in your AWS profile)",
+            )
+        self.region: str = self.session.region_name
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.target.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+
+    def account_id(self) -> str:
+        """The account the credentials belong to (also proves they work)."""
+        try:
+            return str(self.client("sts").get_caller_identity()["Account"])
+        except NoCredentialsError as error:
+            raise DeployError(
+                "no AWS credentials found", hint="run `aws configure` or pass --profile"
+            ) from error
+        except (ClientError, BotoCoreError) as error:
+            raise DeployError(
+                f"the AWS credentials do not work: {error}", hint="check --profile and --region"
+            ) from error
+
+    def signer(self) -> Signer:
+        """SigV4-sign requests to the stack's HTTP API (routes protected with AWS_IAM)."""
+        credentials = self.session.get_credentials()
+        if credentials is None:
+            raise DeployError("no AWS credentials to sign API requests with", hint="run `aws configure`")
+        frozen = credentials.get_frozen_credentials()
+        region = self.region
+
+        def sign(method: str, url: str, body: bytes | None, headers: dict[str, str]) -> dict[str, str]:
+            request = AWSRequest(method=method, url=url, data=body, headers=headers)
+            SigV4Auth(frozen, "execute-api", region).add_auth(request)
+            return dict(request.headers.items())
+
+        return sign
+
+
+def artifact_bucket_name(account_id: str, region: str) -> str:
+    """The artifact bucket of an account and region (S3 names are global)."""
+    return f"saga-sandbox-artifacts-{account_id}-{region}"
+
+
+def ensure_secure_bucket(s3: Any, bucket: str, region: str) -> bool:
+    """Create the artifact bucket if missing: versioned, encrypted, no public access. True if created."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise DeployError(
+                f"cannot use artifact bucket {bucket}: {error}",
+                hint="pass --artifact-bucket with a bucket you own",
+            ) from error
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(**kwargs)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return True
+
+
+def aws_parameters(*, is_fault_injection_enabled: bool, is_api_open: bool) -> dict[str, str]:
+    """The template parameters of an AWS stack (the only inputs that differ from a local one)."""
+    return {
+        "FaultInjection": "enabled" if is_fault_injection_enabled else "disabled",
+        "ApiAuth": "none" if is_api_open else "iam",
+    }
+
+
+def package_for_aws(
+    settings: Settings, bucket: str, upload: Callable[[str, bytes], None], progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """The template packaged for Lambda: each function zip carries its dependencies."""
+    template = load_template(settings.template_path)
+    python_version, platform = lambda_platform(template)
+    progress(f"building dependencies for Python {python_version} ({platform})")
+    dependencies = build_dependencies(
+        settings.project_dir / "services" / "requirements.txt",
+        python_version,
+        platform,
+        settings.state_dir / "build",
+    )
+    progress("packaging functions and state machine")
+    return package_template(template, settings.project_dir, bucket, upload, dependencies)
+
+
+def prepare_artifacts(
+    aws: AwsSession, progress: Callable[[str], None]
+) -> tuple[str, Callable[[str, bytes], None]]:
+    """The artifact bucket (created securely if missing) and an uploader into it."""
+    bucket = aws.target.artifact_bucket or artifact_bucket_name(aws.account_id(), aws.region)
+    s3 = aws.client("s3")
+    if ensure_secure_bucket(s3, bucket, aws.region):
+        progress(f"created artifact bucket {bucket} (versioned, encrypted, public access blocked)")
+    return bucket, make_uploader(s3, bucket)
+
+
+def api_url(target: AwsTarget, outputs: dict[str, str]) -> str:
+    """The deployed HTTP API's base URL (an offline endpoint serves it by path)."""
+    if target.endpoint_url:
+        return f"{target.endpoint_url.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/$default"
+    return outputs["ApiUrl"]
+
+
+def aws_orders_client(aws: AwsSession) -> OrdersClient:
+    """A client of the deployed stack's API that signs its requests when the API requires it."""
+    outputs = read_outputs(aws.client("cloudformation"), aws.target.stack_name)
+    signer = aws.signer() if outputs.get("ApiAuth", "iam") == "iam" else None
+    return OrdersClient(api_url(aws.target, outputs), signer)
+
+
+def seed_aws_inventory(aws: AwsSession, outputs: dict[str, str]) -> int:
+    """Add the demo products that are missing from the stack's inventory (never overwrites stock)."""
+    return seed_inventory(aws.client("dynamodb"), outputs["InventoryTableName"])

@@ -1,0 +1,161 @@
+"""The template as AWS sees it: least privilege, retained data, protected API, local/AWS parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from sandbox.aws import aws_parameters
+from sandbox.packaging import package_template
+from sandbox.stack import LOCAL_PARAMETERS
+
+# Wildcards the template may keep, each with the reason AWS leaves no narrower choice.
+WILDCARD_ALLOW_LIST = {
+    ("OrderApiFunctionRole", "states:DescribeExecution"): "executions are named per order at run time; "
+    "the resource is scoped to this state machine's executions",
+    ("OrderApiFunctionRole", "states:GetExecutionHistory"): "as above",
+}
+# AWS managed policies SAM attaches, and why they are acceptable.
+MANAGED_POLICY_ALLOW_LIST = {
+    "AWSLambdaBasicExecutionRole": "write the function's own CloudWatch logs",
+    "AWSLambdaDynamoDBExecutionRole": "added by SAM for a DynamoDB stream event: read the stream",
+}
+BUSINESS_TABLES = ("OrdersTable", "InventoryTable", "PaymentsTable", "ShipmentsTable")
+
+
+def render(template: dict[str, Any], project_dir: Path, bucket: str, dependencies: Path | None) -> dict:
+    return package_template(template, project_dir, bucket, lambda _key, _content: None, dependencies)
+
+
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any], project_dir: Path) -> dict[str, Any]:
+    """The template after the SAM transform, as CloudFormation deploys it."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    packaged = render(template, project_dir, "artifacts", None)
+    return dict(transform(packaged, {}, SimpleNamespace(load=lambda: {})))
+
+
+def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in role["Properties"].get("Policies", []):
+        found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def has_wildcard(resource: Any) -> bool:
+    text = json.dumps(resource)
+    return "*" in text
+
+
+def test_no_wildcard_actions_or_resources_outside_the_allow_list(translated: dict[str, Any]) -> None:
+    # GIVEN every IAM role the stack creates
+    roles = {k: v for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+    assert len(roles) == 8  # seven functions and the state machine
+    for name, role in roles.items():
+        for statement in statements(role):
+            # THEN no action is a wildcard
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: wildcard action {action}"
+            # AND no resource is, unless allow-listed with a reason
+            if any(has_wildcard(resource) for resource in as_list(statement["Resource"])):
+                for action in as_list(statement["Action"]):
+                    assert (name, action) in WILDCARD_ALLOW_LIST, f"{name}: {action} on a wildcard resource"
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            assert arn.rsplit("/", 1)[-1] in MANAGED_POLICY_ALLOW_LIST, f"{name}: managed policy {arn}"
+
+
+def test_state_machine_may_only_invoke_its_step_functions(translated: dict[str, Any]) -> None:
+    role = translated["Resources"]["OrderSagaStateMachineRole"]
+    (statement,) = statements(role)
+    assert statement["Action"] == "lambda:InvokeFunction"
+    invoked = {resource["Fn::GetAtt"][0] for resource in statement["Resource"]}
+    assert invoked == {"InventoryFunction", "PaymentFunction", "ShippingFunction", "OrderStatusFunction"}
+    assert not role["Properties"].get("ManagedPolicyArns")
+
+
+def test_events_go_only_on_the_stacks_bus(translated: dict[str, Any]) -> None:
+    for name, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for statement in statements(resource):
+            if "events:PutEvents" in as_list(statement["Action"]):
+                assert statement["Resource"] == {"Fn::GetAtt": ["OrdersBus", "Arn"]}, name
+
+
+def test_business_tables_are_retained_with_point_in_time_recovery(template: dict[str, Any]) -> None:
+    for name in BUSINESS_TABLES:
+        table = template["Resources"][name]
+        assert table["DeletionPolicy"] == "Retain"
+        assert table["UpdateReplacePolicy"] == "Retain"
+        assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        # CloudFormation names them, so a new stack never collides with a retained table.
+        assert "TableName" not in table["Properties"]
+
+
+def test_api_is_iam_protected_and_faults_off_by_default(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["ApiAuth"]["Default"] == "iam"
+    assert template["Parameters"]["FaultInjection"]["Default"] == "disabled"
+    routes = [r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Route"]
+    assert len(routes) == 3
+    for route in routes:
+        assert route["Properties"]["AuthorizationType"] == {"Fn::If": ["IsApiAuthIam", "AWS_IAM", "NONE"]}
+    assert aws_parameters(is_fault_injection_enabled=False, is_api_open=False) == {
+        "FaultInjection": "disabled",
+        "ApiAuth": "iam",
+    }
+
+
+def _without_artifact_locations(rendered: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(rendered))
+    for resource in copy["Resources"].values():
+        resource.get("Properties", {}).pop("CodeUri", None)
+        resource.get("Properties", {}).pop("DefinitionUri", None)
+    return copy
+
+
+def test_local_and_aws_renders_differ_only_in_artifacts_and_named_parameters(
+    template: dict[str, Any], project_dir: Path, tmp_path: Path
+) -> None:
+    # GIVEN the template rendered for a local engine and for AWS (with a dependencies folder)
+    dependencies = tmp_path / "deps"
+    (dependencies / "somelib").mkdir(parents=True)
+    (dependencies / "somelib" / "__init__.py").write_text("VERSION = 1\n")
+    local = render(template, project_dir, "saga-sandbox-artifacts", None)
+    aws = render(template, project_dir, "saga-sandbox-artifacts-123456789012-eu-west-1", dependencies)
+    # THEN only the artifact locations differ in the templates
+    assert _without_artifact_locations(local) == _without_artifact_locations(aws)
+    assert local["Resources"]["InventoryFunction"]["Properties"]["CodeUri"].startswith(
+        "s3://saga-sandbox-artifacts/"
+    )
+    # AND the parameters differ only in the named ones, all of them declared by the template
+    aws_values = aws_parameters(is_fault_injection_enabled=False, is_api_open=False)
+    assert set(LOCAL_PARAMETERS) == set(aws_values) <= set(template["Parameters"])
+    differing = {name for name in LOCAL_PARAMETERS if LOCAL_PARAMETERS[name] != aws_values[name]}
+    assert differing == {"FaultInjection", "ApiAuth"}
+
+
+def test_cfn_lint_passes_on_the_template_and_the_packaged_template(
+    template: dict[str, Any], project_dir: Path, tmp_path: Path
+) -> None:
+    packaged = tmp_path / "packaged.json"
+    packaged.write_text(json.dumps(render(template, project_dir, "saga-sandbox-artifacts", None)))
+    for path in (project_dir / "template.yaml", packaged):
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("cfn-lint")), str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, f"{path.name}: {result.stdout}{result.stderr}"
