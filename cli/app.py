@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import aws_commands
+from cli import aws_commands, fault_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
 from cli.output import (
     console,
@@ -23,11 +23,14 @@ from cli.output import (
 )
 from sandbox import __version__
 from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
+from sandbox.dlq import list_dead_letters
 from sandbox.engines import read_engine_state, running_engine, stop_engine
-from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError
+from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError, UsageError
 from sandbox.orders import OrdersClient, expected_status, parse_faults, parse_item
+from sandbox.saga import replay_saga
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, bring_up, find_stack
+from sandbox.waiting import wait_until
 
 app = typer.Typer(
     help="Saga sandbox: the transactional outbox, idempotency and a compensating saga, running "
@@ -204,7 +207,24 @@ def order(
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Idempotency-Key header to send.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the order is accepted.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the saga.")] = 60,
+    duplicate_delivery: Annotated[
+        bool, typer.Option("--duplicate-delivery", help="The outbox record reaches the publisher twice.")
+    ] = False,
+    crash: Annotated[
+        str | None, typer.Option(help="publisher: it dies after starting the saga, before acknowledging.")
+    ] = None,
+    step_timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", help="STEP: its first attempt outlives the Task's TimeoutSeconds."),
+    ] = None,
+    poison: Annotated[
+        bool, typer.Option("--poison", help="An unreadable outbox record: retried, then dead-lettered.")
+    ] = False,
+    replay: Annotated[
+        bool,
+        typer.Option("--replay", help="Once the saga ends, start it again as an operator redrive would."),
+    ] = False,
+    wait_seconds: Annotated[float, typer.Option(help="Seconds to wait for the saga.")] = 60,
     target: TargetOption = Target.local,
     stage: StageOption = None,
     region: RegionOption = None,
@@ -212,9 +232,14 @@ def order(
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Place an order through the HTTP API and follow its saga live."""
+    """Place an order through the HTTP API and follow its saga live; faults combine."""
     items = [parse_item(text) for text in item or DEFAULT_ITEMS]
-    faults = parse_faults(fail, flaky or [])
+    faults = parse_faults(
+        fail, flaky or [], timeout=step_timeout, crash=crash, is_duplicate_delivery=duplicate_delivery,
+        is_poison=poison,
+    )  # fmt: skip
+    if (poison or replay) and target is not Target.local:
+        raise UsageError("--poison and --replay work on the local stack only")
     payload: dict[str, Any] = {"customerId": customer, "items": items}
     if faults:
         payload["faults"] = faults
@@ -230,6 +255,9 @@ def order(
                 f"order {order_id} accepted: {styled(placed['status'])}, total {placed['totalAmount']}"
             )
         return
+    if poison:
+        _follow_poisoned_order(order_id, wait_seconds, json_output)
+        return
     if not json_output:
         console.print(f"order [bold]{order_id}[/bold] accepted (total {placed['totalAmount']}); saga:")
     printed: set[int] = set()
@@ -241,7 +269,7 @@ def order(
                 if not json_output:
                     console.print(format_step(step), highlight=False, soft_wrap=True)
 
-    final = client.follow_order(order_id, timeout=timeout, on_change=show_progress)
+    final = client.follow_order(order_id, timeout=wait_seconds, on_change=show_progress)
     elapsed_ms = int((time.perf_counter() - started) * 1000)
     result = {
         "orderId": order_id,
@@ -259,6 +287,10 @@ def order(
         "compensations": final["compensations"],
         "elapsedMs": elapsed_ms,
     }
+    if replay:
+        settings = Settings.load()
+        result["replay"] = replay_saga(find_stack(settings), settings.region, order_id, timeout=wait_seconds)
+        result["replay"].pop("input")
     expected = expected_status(faults)
     if json_output:
         print_json(result)
@@ -267,6 +299,11 @@ def order(
         console.print(f"order {styled(final['status'])} in {elapsed_ms / 1000:.2f}s{reason}")
         if final["compensations"]:
             console.print(f"[dim]compensated: {' → '.join(final['compensations'])}[/dim]")
+        if replay:
+            console.print(
+                f"replayed the saga as {result['replay']['name']}: {styled(result['replay']['status'])} "
+                "— steps that had run found their idempotency records, so no side effect repeated"
+            )
     if final["status"] != expected:
         if json_output:
             raise typer.Exit(code=1)
@@ -274,6 +311,27 @@ def order(
             f"order {order_id} ended {final['status']} (expected {expected})",
             hint=final.get("failureReason") or "see its steps above",
         )
+
+
+def _follow_poisoned_order(order_id: str, wait_seconds: float, json_output: bool) -> None:
+    """Wait until the poisoned outbox record of an order lands in the on-failure queue."""
+    settings = Settings.load()
+    stack = find_stack(settings)
+    if not json_output:
+        console.print(
+            f"order [bold]{order_id}[/bold] accepted with a poisoned outbox record; the publisher retries it…"
+        )
+    letter = wait_until(
+        lambda: next((d for d in list_dead_letters(stack, settings.region) if order_id in d.order_ids), None),
+        timeout=wait_seconds, what=f"the outbox record of order {order_id} to reach the on-failure queue",
+    )  # fmt: skip
+    if json_output:
+        print_json({"orderId": order_id, "status": "PENDING", "deadLetter": letter.as_dict()})
+        return
+    console.print(
+        f"its outbox record is in the on-failure queue ({letter.condition}); the saga never started.\n"
+        "[dim]`sandbox dlq` lists it; `sandbox dlq --redrive` repairs it from the order and sends it back.[/dim]"
+    )
 
 
 @app.command(epilog="Examples:  sandbox orders    sandbox orders --target aws --json")
@@ -310,6 +368,7 @@ def orders(
 
 
 aws_commands.register(app)
+fault_commands.register(app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ applied to the engine version it was written against.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -58,6 +59,66 @@ def with_error_types(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[s
     return run_with_error_type
 
 
+def _batch_item_failures(result: dict[str, Any]) -> list[Any]:
+    body = result.get("body")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return []
+    return list(body.get("batchItemFailures") or []) if isinstance(body, dict) else []
+
+
+def with_stream_batch_semantics(
+    execute: Callable[..., dict[str, Any]],
+    find_mapping: Callable[[str, str], dict[str, Any] | None],
+    send_to_on_failure: Callable[..., None],
+) -> Callable[..., dict[str, Any]]:
+    """Honor a DynamoDB stream mapping's ReportBatchItemFailures and MaximumRetryAttempts.
+
+    The engine advances past a batch whose function reports failed items (AWS retries them) and
+    retries a failing batch forever (AWS stops after MaximumRetryAttempts and sends the batch to
+    the OnFailure destination). Wrapping the engine's invoke for stream batches: reported items
+    make the batch fail, so it is delivered again; once a batch has failed more than
+    MaximumRetryAttempts times it goes to the OnFailure destination and the shard moves on.
+    (BisectBatchOnFunctionError is not applied: the whole batch is retried.)
+    """
+    failed_attempts: dict[tuple[str, str], int] = {}
+
+    def run(func: dict[str, Any], event: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        result = execute(func, event, *args, **kwargs)
+        records = event.get("Records") if isinstance(event, dict) else None
+        if not records or records[0].get("eventSource") != "aws:dynamodb":
+            return result
+        config = func.get("config") or func
+        mapping = find_mapping(str(config.get("FunctionName", "")), str(records[0].get("eventSourceARN", "")))
+        if mapping is None:
+            return result
+        reports_items = "ReportBatchItemFailures" in (mapping.get("FunctionResponseTypes") or [])
+        item_failures = _batch_item_failures(result) if reports_items and not result.get("error") else []
+        key = (str(mapping.get("UUID")), str(records[0].get("dynamodb", {}).get("SequenceNumber")))
+        if not result.get("error") and not item_failures:
+            failed_attempts.pop(key, None)
+            return result
+        attempts = failed_attempts[key] = failed_attempts.get(key, 0) + 1
+        max_retries = mapping.get("MaximumRetryAttempts")
+        if max_retries is not None and int(max_retries) >= 0 and attempts > int(max_retries):
+            failed_attempts.pop(key, None)
+            send_to_on_failure(mapping, func, records, mapping.get("EventSourceArn", ""),
+                               {**result, "function_error": "Unhandled"}, "RetryAttemptsExhausted")  # fmt: skip
+            return {"body": {"batchItemFailures": []}, "log": result.get("log", "")}
+        if item_failures:
+            return {
+                "error": True,
+                "body": {"errorType": "BatchItemFailures",
+                         "errorMessage": f"{len(item_failures)} record(s) reported as failed"},
+                "log": result.get("log", ""),
+            }  # fmt: skip
+        return result
+
+    return run
+
+
 def apply_patches() -> bool:
     """Patch the installed engine if it is the pinned version; return whether it was."""
     installed = version("ministack")
@@ -69,6 +130,16 @@ def apply_patches() -> bool:
     from ministack.services import lambda_svc
 
     lambda_svc._execute_function_warm = with_error_types(lambda_svc._execute_function_warm)
+
+    def find_mapping(function_name: str, source_arn: str) -> dict[str, Any] | None:
+        for _account, _region, mapping in lambda_svc._iter_all_esms():
+            if mapping.get("FunctionName") == function_name and mapping.get("EventSourceArn") == source_arn:
+                return dict(mapping)
+        return None
+
+    lambda_svc._execute_function = with_stream_batch_semantics(
+        lambda_svc._execute_function, find_mapping, lambda_svc._send_ddb_stream_failure_record
+    )
     return True
 
 

@@ -152,13 +152,25 @@ def parse_item(text: str) -> dict[str, Any]:
     return {"productId": product, "quantity": quantity, "price": float(price)}
 
 
-def parse_faults(fail: str | None, flaky: list[str]) -> dict[str, Any] | None:
-    """``--fail STEP`` and ``--flaky STEP[:N]`` -> the faults an order carries."""
+def _step(flag: str, value: str) -> str:
+    if value not in SAGA_STEPS:
+        raise UsageError(f"{flag} {value!r}: choose one of {', '.join(SAGA_STEPS)}")
+    return value
+
+
+def parse_faults(
+    fail: str | None,
+    flaky: list[str],
+    *,
+    timeout: str | None = None,
+    crash: str | None = None,
+    is_duplicate_delivery: bool = False,
+    is_poison: bool = False,
+) -> dict[str, Any] | None:
+    """The CLI's fault flags -> the faults an order carries."""
     faults: dict[str, Any] = {}
     if fail:
-        if fail not in SAGA_STEPS:
-            raise UsageError(f"--fail {fail!r}: choose one of {', '.join(SAGA_STEPS)}")
-        faults["fail"] = fail
+        faults["fail"] = _step("--fail", fail)
     for spec in flaky:
         step, _, count = spec.partition(":")
         if step not in SAGA_STEPS:
@@ -168,6 +180,16 @@ def parse_faults(fail: str | None, flaky: list[str]) -> dict[str, Any] | None:
         except ValueError as error:
             raise UsageError(f"--flaky {spec!r}: {count!r} is not a whole number") from error
         faults.setdefault("flaky", {})[step] = attempts
+    if timeout:
+        faults["timeout"] = _step("--timeout", timeout)
+    if crash:
+        if crash != "publisher":
+            raise UsageError(f"--crash {crash!r}: only the publisher can be crashed (--crash publisher)")
+        faults["crash"] = crash
+    if is_duplicate_delivery:
+        faults["duplicateDelivery"] = True
+    if is_poison:
+        faults["poison"] = True
     return faults or None
 
 

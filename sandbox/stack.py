@@ -101,3 +101,48 @@ def find_stack(settings: Settings) -> LocalStack:
     engine = running_engine(settings)
     cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
     return LocalStack(engine, read_outputs(cfn, settings.stack_name))
+
+
+RESET_TABLES = ("OrdersTableName", "InventoryTableName", "PaymentsTableName", "ShipmentsTableName",
+                "IdempotencyTableName")  # fmt: skip
+RESET_QUEUES = ("OutboxFailureQueueUrl", "AuditQueueUrl", "EventsDeadLetterQueueUrl")
+
+
+def _delete_all_items(dynamodb: Any, table: str) -> int:
+    keys = [part["AttributeName"] for part in dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]]
+    deleted = 0
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
+        ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(keys)},
+    ):
+        items = page["Items"]
+        for start in range(0, len(items), 25):
+            chunk = [{"DeleteRequest": {"Key": item}} for item in items[start : start + 25]]
+            dynamodb.batch_write_item(RequestItems={table: chunk})
+        deleted += len(items)
+    return deleted
+
+
+def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
+    """Empty every table and queue of a local stack and reseed the inventory, without redeploying."""
+    dynamodb = stack.client("dynamodb", region)
+    sqs = stack.client("sqs", region)
+    deleted = {
+        key.removesuffix("TableName"): _delete_all_items(dynamodb, stack.outputs[key]) for key in RESET_TABLES
+    }
+    for key in RESET_QUEUES:
+        sqs.purge_queue(QueueUrl=stack.outputs[key])
+    seeded = seed_inventory(dynamodb, stack.outputs["InventoryTableName"])
+    return {
+        "deletedItems": deleted,
+        "purgedQueues": [k.removesuffix("Url") for k in RESET_QUEUES],
+        "seededProducts": seeded,
+    }
+
+
+def physical_id(stack: LocalStack, region: str, stack_name: str, logical_id: str) -> str:
+    """The physical name of one of the stack's resources (e.g. a function name)."""
+    cfn = stack.client("cloudformation", region)
+    detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+    return str(detail["StackResourceDetail"]["PhysicalResourceId"])

@@ -37,6 +37,12 @@ class Faults(BaseModel):
 
     fail: StepService | None = None
     flaky: dict[StepService, Annotated[int, Field(strict=True)]] = Field(default_factory=dict)
+    # Infrastructure faults: the outbox record reaches the publisher twice; the publisher dies
+    # after starting the saga; a step outlives its TimeoutSeconds once; the record is unreadable.
+    duplicateDelivery: bool = False
+    crash: Literal["publisher"] | None = None
+    timeout: StepService | None = None
+    poison: bool = False
 
     @field_validator("flaky")
     @classmethod
@@ -47,7 +53,7 @@ class Faults(BaseModel):
         return value
 
     def is_empty(self) -> bool:
-        return self.fail is None and not self.flaky
+        return self == Faults()
 
 
 class OrderRequest(BaseModel):

@@ -18,6 +18,7 @@ from shared.saga_history import compensations_run, summarize_steps
 from shared.status import PENDING
 
 _serializer = TypeSerializer()
+POISONED_PAYLOAD = "{poisoned outbox record"
 
 
 def _to_dynamodb(item: dict[str, Any]) -> dict[str, Any]:
@@ -70,12 +71,15 @@ def build_order_records(request: OrderRequest, order_id: str, now: str) -> tuple
     }
     if request.faults and not request.faults.is_empty():
         order["faults"] = request.faults.model_dump(exclude_defaults=True)
+    payload = json.dumps(_plain(order))
+    if request.faults and request.faults.poison:
+        payload = POISONED_PAYLOAD  # --poison: a record the publisher cannot read
     outbox = {
         "pk": f"OUTBOX#{order_id}",
         "sk": "OUTBOX",
         "eventType": "OrderPlaced",
         "orderId": order_id,
-        "payload": json.dumps(_plain(order)),
+        "payload": payload,
         "createdAt": now,
     }
     return {"pk": f"ORDER#{order_id}", "sk": "ORDER", **order}, outbox

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from shared.aws import dynamodb, table_name
 from shared.errors import InjectedFailure, TransientStepError
 
 STEP_SERVICES = ("inventory", "payment", "shipping")
 DEFAULT_FLAKY_ATTEMPTS = 2
+# The saga's Task TimeoutSeconds (state_machines/order_saga.asl.json); `timeout` outlives it.
+STEP_TIMEOUT_SECONDS = 5
 
 
 def is_fault_injection_enabled() -> bool:
@@ -26,8 +32,27 @@ def check_faults(faults: dict[str, Any] | None, service: str, retry_count: int) 
         return
     if faults.get("fail") == service:
         raise InjectedFailure(f"injected failure in {service}")
+    if faults.get("timeout") == service and retry_count == 0:
+        # A slow first attempt: the state times out and retries; this attempt still finishes
+        # later, and its idempotency record turns that late finish into a no-op.
+        time.sleep(STEP_TIMEOUT_SECONDS + 1)
     failing_attempts = int((faults.get("flaky") or {}).get(service, 0))
     if retry_count < failing_attempts:
         raise TransientStepError(
             f"injected transient error in {service} (attempt {retry_count + 1} of {failing_attempts} failing)"
         )
+
+
+def is_first_occurrence(order_id: str, fault: str, table: Any = None) -> bool:
+    """True the first time a one-shot fault fires for an order (a marker item records it)."""
+    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    try:
+        table.put_item(
+            Item={"pk": f"ORDER#{order_id}", "sk": f"FAULT#{fault}", "orderId": order_id},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True

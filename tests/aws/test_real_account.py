@@ -41,10 +41,10 @@ def test_real_account_round_trip() -> None:
     deployed = run("deploy", "--yes", "--enable-fault-injection", "--json")
     assert deployed.returncode == 0, deployed.stderr
     try:
-        happy = run("order", "--json", "--timeout", "300")
+        happy = run("order", "--json", "--wait-seconds", "300")
         assert happy.returncode == 0, happy.stderr
         assert json.loads(happy.stdout)["status"] == "COMPLETED"
-        failing = run("order", "--fail", "payment", "--json", "--timeout", "300")
+        failing = run("order", "--fail", "payment", "--json", "--wait-seconds", "300")
         assert failing.returncode == 0, failing.stderr
         result = json.loads(failing.stdout)
         assert (result["status"], result["compensations"]) == ("FAILED", ["ReleaseInventory"])

@@ -1,0 +1,83 @@
+"""`sandbox dlq` and `sandbox reset`: inspect what failed, send it back, start clean."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.aws_commands import Target
+from cli.output import console, print_json, styled
+from sandbox.dlq import list_dead_letters, redrive
+from sandbox.errors import UsageError
+from sandbox.settings import Settings
+from sandbox.stack import find_stack, physical_id, reset_stack
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+
+
+def dlq(
+    redrive_letters: Annotated[
+        bool,
+        typer.Option(
+            "--redrive", help="Repair each record from its order and send it back to the publisher."
+        ),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """List the outbox records the publisher gave up on (the on-failure queue), or redrive them."""
+    settings = Settings.load()
+    stack = find_stack(settings)
+    if redrive_letters:
+        publisher = physical_id(stack, settings.region, settings.stack_name, "OutboxPublisherFunction")
+        results = redrive(stack, settings.region, publisher)
+        if json_output:
+            print_json({"redriven": results})
+            return
+        if not results:
+            console.print("the on-failure queue is empty; nothing to redrive")
+        for result in results:
+            verdict = styled("SUCCEEDED") if result["redriven"] else styled("FAILED")
+            console.print(f"{verdict} redrove order(s) {', '.join(result['orderIds'])}"
+                          + ("" if result["redriven"] else f" — {result['error']}"))  # fmt: skip
+        return
+    letters = [letter.as_dict() for letter in list_dead_letters(stack, settings.region)]
+    if json_output:
+        print_json({"deadLetters": letters})
+        return
+    if not letters:
+        console.print("the on-failure queue is empty")
+        return
+    table = Table("failed at", "orders", "reason", "function error")
+    for letter in letters:
+        table.add_row(
+            letter["failedAt"], ", ".join(letter["orderIds"]), letter["condition"], letter["functionError"]
+        )
+    console.print(table)
+    console.print("[dim]`sandbox dlq --redrive` repairs each record from its order and sends it back[/dim]")
+
+
+def reset(
+    target: Annotated[Target, typer.Option(help="Only local: reset never runs against AWS.")] = Target.local,
+    json_output: JsonFlag = False,
+) -> None:
+    """Empty the tables and queues, and reseed the inventory, without redeploying."""
+    if target is not Target.local:
+        raise UsageError(
+            "reset wipes data and never runs against AWS", hint="use `sandbox destroy --target aws`"
+        )
+    settings = Settings.load()
+    summary = reset_stack(find_stack(settings), settings.region)
+    if json_output:
+        print_json(summary)
+        return
+    deleted = ", ".join(f"{count} {name.lower()}" for name, count in summary["deletedItems"].items())
+    console.print(f"[green]✓[/green] emptied the tables ({deleted} items), purged the queues, "
+                  f"reseeded {summary['seededProducts']} products")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the CLI."""
+    app.command(epilog="Examples:  sandbox dlq    sandbox dlq --redrive    sandbox dlq --json")(dlq)
+    app.command(epilog="Example:  sandbox reset")(reset)

@@ -1,0 +1,167 @@
+"""The outbox's on-failure queue: what the publisher gave up on, and sending it back.
+
+A stream mapping's on-failure record names a range of stream records, not their data; the
+records are read back from the stream. Redrive repairs each outbox record from its order (the
+order item is the source of truth, the outbox payload is derived from it) and hands the records
+to the publisher again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from sandbox.errors import SandboxError
+from sandbox.stack import LocalStack
+
+_deserializer = TypeDeserializer()
+_serializer = TypeSerializer()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One on-failure record: why the batch failed and the outbox records it holds."""
+
+    message_id: str
+    condition: str
+    function_error: str
+    failed_at: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def order_ids(self) -> list[str]:
+        return [
+            str(record["dynamodb"].get("NewImage", {}).get("orderId", {}).get("S", "?"))
+            for record in self.records
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"messageId": self.message_id, "condition": self.condition, "functionError": self.function_error,
+                "failedAt": self.failed_at, "orderIds": self.order_ids}  # fmt: skip
+
+
+def read_stream_records(streams: Any, stream_arn: str, first: str, last: str) -> list[dict[str, Any]]:
+    """The stream records from sequence number ``first`` to ``last`` (inclusive)."""
+    shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    found: list[dict[str, Any]] = []
+    for shard in shards:
+        try:
+            iterator = streams.get_shard_iterator(
+                StreamArn=stream_arn, ShardId=shard["ShardId"],
+                ShardIteratorType="AT_SEQUENCE_NUMBER", SequenceNumber=first,
+            )["ShardIterator"]  # fmt: skip
+        except streams.exceptions.ClientError:
+            continue
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=100)
+            for record in page["Records"]:
+                if int(record["dynamodb"]["SequenceNumber"]) > int(last):
+                    return found
+                found.append(record)
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return found
+
+
+def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -> list[DeadLetter]:
+    """Every message in the outbox's on-failure queue (read without hiding them)."""
+    sqs = stack.client("sqs", region)
+    streams = stack.client("dynamodbstreams", region)
+    queue_url = stack.outputs["OutboxFailureQueueUrl"]
+    letters: dict[str, DeadLetter] = {}
+    while len(letters) < max_messages:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+        ).get("Messages", [])
+        new = [message for message in messages if message["MessageId"] not in letters]
+        if not new:
+            break
+        for message in new:
+            body = json.loads(message["Body"])
+            batch = body.get("DDBStreamBatchInfo", {})
+            records = read_stream_records(
+                streams, batch["streamArn"], batch["startSequenceNumber"], batch["endSequenceNumber"]
+            )
+            letters[message["MessageId"]] = DeadLetter(
+                message_id=message["MessageId"],
+                condition=body.get("requestContext", {}).get("condition", "?"),
+                function_error=body.get("responseContext", {}).get("functionError", "?"),
+                failed_at=body.get("timestamp", "?"),
+                records=records,
+            )
+    return list(letters.values())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    return value
+
+
+def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> dict[str, Any]:
+    """The stream record with its outbox payload rebuilt from the order item."""
+    image = record["dynamodb"].get("NewImage", {})
+    order_id = image.get("orderId", {}).get("S")
+    if not order_id:
+        return record
+    item = dynamodb.get_item(TableName=orders_table, Key={"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}},
+                             ConsistentRead=True).get("Item")  # fmt: skip
+    if item is None:
+        raise SandboxError(f"order {order_id} of a dead-lettered outbox record no longer exists")
+    order = {key: _deserializer.deserialize(value) for key, value in item.items() if key not in ("pk", "sk")}
+    faults = {key: value for key, value in (order.get("faults") or {}).items() if key != "poison"}
+    order["faults"] = faults
+    repaired = json.loads(json.dumps(record, default=str))
+    repaired["dynamodb"]["NewImage"]["payload"] = _serializer.serialize(json.dumps(_plain(order)))
+    return dict(repaired)
+
+
+def delete_message(sqs: Any, queue_url: str, message_id: str) -> bool:
+    """Delete one message by id (a peek's receipt handle is not good for deleting)."""
+    for _ in range(10):
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
+            "Messages", []
+        )
+        if not messages:
+            return False
+        is_deleted = False
+        for message in messages:
+            if message["MessageId"] == message_id:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                is_deleted = True
+            else:  # not ours: make it visible again at once
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+        if is_deleted:
+            return True
+    return False
+
+
+def redrive(stack: LocalStack, region: str, publisher_name: str) -> list[dict[str, Any]]:
+    """Repair each dead letter's outbox records and hand them to the publisher; delete what worked."""
+    sqs = stack.client("sqs", region)
+    lambda_client = stack.client("lambda", region)
+    dynamodb = stack.client("dynamodb", region)
+    results = []
+    for letter in list_dead_letters(stack, region):
+        records = [
+            repair_record(record, dynamodb, stack.outputs["OrdersTableName"]) for record in letter.records
+        ]
+        response = lambda_client.invoke(FunctionName=publisher_name, Payload=json.dumps({"Records": records}))
+        payload = json.loads(response["Payload"].read() or b"{}")
+        is_done = "FunctionError" not in response and not (payload or {}).get("batchItemFailures")
+        if is_done:
+            delete_message(sqs, stack.outputs["OutboxFailureQueueUrl"], letter.message_id)
+        results.append({**letter.as_dict(), "redriven": is_done,
+                        "error": None if is_done else json.dumps(payload)[:300]})  # fmt: skip
+    return results
