@@ -142,6 +142,28 @@ def test_business_failures_from_the_readme(cli: Cli):
     assert "OutOfStockError" in short.stderr
 
 
+def test_infrastructure_faults_dlq_and_reset_from_the_readme(cli: Cli):
+    # Faults combine; the effects stay exactly-once.
+    combined = cli.json("order", "--duplicate-delivery", "--crash", "publisher", "--timeout", "payment")
+    assert combined["status"] == "COMPLETED"
+    replayed = cli.json("order", "--replay")
+    assert replayed["replay"]["status"] == "SUCCEEDED"
+    # A poisoned record ends in the on-failure queue; dlq lists it and redrive sends it back.
+    poisoned = cli.json("order", "--poison")
+    assert poisoned["deadLetter"]["condition"] == "RetryAttemptsExhausted"
+    listed = cli.json("dlq")["deadLetters"]
+    assert poisoned["orderId"] in [order for letter in listed for order in letter["orderIds"]]
+    redriven = cli.json("dlq", "--redrive")["redriven"]
+    assert all(entry["redriven"] for entry in redriven)
+    assert cli.json("dlq")["deadLetters"] == []
+    # reset empties everything and reseeds; it never runs against AWS.
+    summary = cli.json("reset")
+    assert summary["seededProducts"] == 5 and summary["deletedItems"]["Orders"] > 0
+    assert cli.json("orders")["orders"] == []
+    refused = cli.run("reset", "--target", "aws")
+    assert refused.returncode == 1 and "never runs against AWS" in refused.stderr
+
+
 def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
     state = Settings.load(state_dir=Path(cli.env["SANDBOX_STATE_DIR"])).state_dir / "engine.json"
     pid = json.loads(state.read_text())["pid"]

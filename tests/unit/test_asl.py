@@ -221,3 +221,10 @@ def test_each_task_action_is_served_by_the_function_it_invokes(
         assert action.step == name
         assert action.is_compensation == (name in COMPENSATION_OF)
         assert payload.get("retryCount.$") == "$$.State.RetryCount"
+
+
+def test_the_timeout_fault_outlives_every_task_timeout(asl: dict) -> None:
+    from shared.faults import STEP_TIMEOUT_SECONDS
+
+    timeouts = {state["TimeoutSeconds"] for state in asl["States"].values() if state["Type"] == "Task"}
+    assert timeouts == {STEP_TIMEOUT_SECONDS}

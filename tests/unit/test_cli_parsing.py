@@ -130,3 +130,25 @@ def test_parsed_faults_are_accepted_by_the_api_model(fail: str | None, flaky: li
 )
 def test_expected_status(faults: dict | None, expected: str) -> None:
     assert expected_status(faults) == expected
+
+
+def test_infrastructure_fault_flags() -> None:
+    from sandbox.orders import parse_faults
+
+    faults = parse_faults(
+        None, [], timeout="payment", crash="publisher", is_duplicate_delivery=True, is_poison=True
+    )
+    assert faults == {"timeout": "payment", "crash": "publisher", "duplicateDelivery": True, "poison": True}
+    from order_api.models import Faults
+
+    assert not Faults.model_validate(faults).is_empty()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"), [({"timeout": "billing"}, "--timeout"), ({"crash": "saga"}, "--crash")]
+)
+def test_bad_infrastructure_fault_flags(kwargs: dict, words: str) -> None:
+    from sandbox.orders import parse_faults
+
+    with pytest.raises(UsageError, match=words):
+        parse_faults(None, [], **kwargs)

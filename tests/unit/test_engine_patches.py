@@ -107,3 +107,61 @@ def test_exception_name_reads_the_exception_line_not_a_message_continuation() ->
     from sandbox.engine_patches import exception_name
 
     assert exception_name(log) == "ValueError"
+
+
+# ------------------------------------------------------------- stream batch semantics
+
+
+def _stream_event(sequence: str = "100") -> dict:
+    return {"Records": [{"eventSource": "aws:dynamodb", "eventSourceARN": "arn:stream",
+                         "dynamodb": {"SequenceNumber": sequence}}]}  # fmt: skip
+
+
+def _patched(results: list[dict], mapping: dict | None, sent: list) -> object:
+    from sandbox.engine_patches import with_stream_batch_semantics
+
+    calls = iter(results)
+    return with_stream_batch_semantics(
+        lambda func, event: next(calls),
+        lambda name, arn: mapping,
+        lambda *args: sent.append(args),
+    )
+
+
+MAPPING = {"UUID": "esm-1", "FunctionName": "publisher", "EventSourceArn": "arn:stream",
+           "FunctionResponseTypes": ["ReportBatchItemFailures"], "MaximumRetryAttempts": 2}  # fmt: skip
+FUNC = {"config": {"FunctionName": "publisher"}}
+
+
+def test_reported_item_failures_make_the_batch_fail_so_it_is_delivered_again() -> None:
+    sent: list = []
+    run = _patched([{"body": {"batchItemFailures": [{"itemIdentifier": "100"}]}}], MAPPING, sent)
+    result = run(FUNC, _stream_event())  # type: ignore[operator]
+    assert result["error"] is True and result["body"]["errorType"] == "BatchItemFailures"
+    assert sent == []
+
+
+def test_a_batch_failing_past_maximum_retry_attempts_goes_to_on_failure_and_is_acknowledged() -> None:
+    # GIVEN a mapping allowing 2 retries and a function that always fails
+    sent: list = []
+    failing = {"error": True, "body": {"errorType": "ValueError"}}
+    run = _patched([failing, failing, failing], MAPPING, sent)
+    # WHEN the batch is delivered three times (the first try and two retries)
+    outcomes = [run(FUNC, _stream_event()) for _ in range(3)]  # type: ignore[operator]
+    # THEN the first two fail (so the engine retries) and the third is sent to the destination
+    assert [bool(o.get("error")) for o in outcomes] == [True, True, False]
+    assert len(sent) == 1 and sent[0][-1] == "RetryAttemptsExhausted"
+
+
+def test_success_resets_the_attempt_count_and_other_events_pass_through() -> None:
+    sent: list = []
+    failing = {"error": True, "body": {}}
+    run = _patched([failing, {"body": {"batchItemFailures": []}}, failing, failing], MAPPING, sent)
+    run(FUNC, _stream_event())  # type: ignore[operator]
+    run(FUNC, _stream_event())  # type: ignore[operator]
+    assert [bool(run(FUNC, _stream_event()).get("error")) for _ in range(2)] == [True, True]  # type: ignore[operator]
+    assert sent == []
+    plain = _patched([{"body": "ok"}], MAPPING, sent)
+    assert plain(FUNC, {"not": "a stream event"}) == {"body": "ok"}  # type: ignore[operator]
+    unmapped = _patched([failing], None, sent)
+    assert unmapped(FUNC, _stream_event()) is failing  # type: ignore[operator]

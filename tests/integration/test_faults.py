@@ -1,0 +1,168 @@
+"""Infrastructure faults: each is injected for real and its effects are applied exactly once.
+
+For every fault the test checks, from the tables and the executions: one saga execution per order
+(plus the replay where asked), at most one charge and one shipment, stock conserved, and the final
+status the fault implies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandbox.dlq import list_dead_letters, redrive
+from sandbox.orders import OrdersClient
+from sandbox.saga import executions_of, replay_saga
+from sandbox.settings import Settings
+from sandbox.stack import LocalStack, physical_id
+from sandbox.waiting import wait_until
+from tests.integration.conftest import stock_of
+
+pytestmark = pytest.mark.integration
+QUANTITY = 2
+
+
+def order_with(api: OrdersClient, customer_id: str, product: str, faults: dict[str, Any]) -> str:
+    body = {"customerId": customer_id, "items": [{"productId": product, "quantity": QUANTITY, "price": 5.0}],
+            "faults": faults}  # fmt: skip
+    return str(api.place_order(body)["orderId"])
+
+
+def log_lines(stack: LocalStack, settings: Settings, logical_id: str, order_id: str, text: str) -> list[str]:
+    """The function's log messages for this order that contain ``text``."""
+    logs = stack.client("logs", settings.region)
+    group = f"/aws/lambda/{physical_id(stack, settings.region, settings.stack_name, logical_id)}"
+    events = logs.filter_log_events(logGroupName=group, filterPattern=f'"{order_id}"')["events"]
+    return [event["message"] for event in events if text in event["message"]]
+
+
+def assert_effects_once(stack: LocalStack, settings: Settings, tables: dict[str, Any], order_id: str,
+                        product: str, *, status: str, executions: int = 1) -> dict[str, Any]:  # fmt: skip
+    """One execution (plus replays), one charge, one shipment, stock conserved, the final status."""
+    names = [execution["name"] for execution in executions_of(stack, settings.region, order_id)]
+    assert len(names) == executions, names
+    assert names.count(order_id) == 1
+    order = tables["orders"].get_item(Key={"pk": f"ORDER#{order_id}", "sk": "ORDER"}, ConsistentRead=True)[
+        "Item"
+    ]
+    assert order["status"] == status
+    payment = tables["payments"].get_item(Key={"orderId": order_id}, ConsistentRead=True).get("Item")
+    shipment = tables["shipments"].get_item(Key={"orderId": order_id}, ConsistentRead=True).get("Item")
+    expected_stock = 10 - QUANTITY if status == "COMPLETED" else 10
+    assert stock_of(tables, product) == expected_stock
+    if status == "COMPLETED":
+        assert payment["status"] == "CHARGED" and shipment["status"] == "CREATED"
+    return {"order": order, "payment": payment, "shipment": shipment}
+
+
+def test_duplicate_delivery_starts_one_saga_and_charges_once(
+    api, stack, engine_settings, tables, customer_id, make_product
+):
+    # GIVEN an order whose outbox record the publisher reports as failed after publishing it
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"duplicateDelivery": True})
+    # WHEN its saga ends
+    order = api.follow_order(order_id, timeout=60)
+    # THEN the record reached the publisher twice…
+    delivered = wait_until(
+        lambda: len(log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "outbox record published"))
+        >= 2, timeout=30, what="the second delivery")  # fmt: skip
+    assert delivered
+    # …but only one saga ran and every effect happened once
+    assert order["status"] == "COMPLETED"
+    assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+
+
+def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
+    api, stack, engine_settings, tables, customer_id, make_product
+):
+    # GIVEN a publisher that dies after starting the saga, before acknowledging the record
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"crash": "publisher"})
+    order = api.follow_order(order_id, timeout=60)
+    # THEN the crash happened and the record was delivered again
+    assert log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "injected crash")
+    redelivered = wait_until(
+        lambda: len(log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "outbox record published"))
+        >= 2, timeout=30, what="the redelivery after the crash")  # fmt: skip
+    assert redelivered
+    # AND the redelivery found the saga already started
+    assert order["status"] == "COMPLETED"
+    assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+
+
+def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
+    api, stack, engine_settings, tables, customer_id, make_product
+):
+    # GIVEN a reservation whose first attempt outlives the Task's TimeoutSeconds
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"timeout": "inventory"})
+    order = api.follow_order(order_id, timeout=60)
+    # THEN the state timed out once and its retry completed the order
+    reserve = order["steps"][0]
+    assert (reserve["name"], reserve["attempts"], reserve["errors"]) == (
+        "ReserveInventory",
+        2,
+        ["States.Timeout"],
+    )
+    assert order["status"] == "COMPLETED"
+    # AND once the slow first attempt finished too, stock was still taken only once
+    wait_until(lambda: len(log_lines(stack, engine_settings, "InventoryFunction", order_id, "ReserveInventory done"))
+               >= 2, timeout=30, what="the slow first attempt to finish")  # fmt: skip
+    assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+
+
+def test_replay_repeats_no_side_effect(api, stack, engine_settings, tables, customer_id, make_product):
+    # GIVEN a completed order
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {})
+    api.follow_order(order_id, timeout=60)
+    # WHEN its saga is started again with the same input, as an operator redrive would
+    replay = replay_saga(stack, engine_settings.region, order_id)
+    # THEN the replay succeeds and no effect is applied twice
+    assert replay["status"] == "SUCCEEDED"
+    assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED", executions=2)
+
+
+def test_poisoned_record_is_dead_lettered_then_redriven(
+    api, stack, engine_settings, tables, customer_id, make_product
+):
+    # GIVEN an order whose outbox record the publisher cannot read
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"poison": True})
+    # WHEN the publisher has retried it as configured
+    letter = wait_until(
+        lambda: next((d for d in list_dead_letters(stack, engine_settings.region) if order_id in d.order_ids), None),
+        timeout=60, what="the poisoned record in the on-failure queue")  # fmt: skip
+    # THEN it is in the on-failure queue, and no saga started
+    assert letter.condition == "RetryAttemptsExhausted"
+    assert executions_of(stack, engine_settings.region, order_id) == []
+    assert stock_of(tables, product) == 10
+    # WHEN it is redriven
+    publisher = physical_id(
+        stack, engine_settings.region, engine_settings.stack_name, "OutboxPublisherFunction"
+    )
+    results = [r for r in redrive(stack, engine_settings.region, publisher) if order_id in r["orderIds"]]
+    assert [r["redriven"] for r in results] == [True]
+    # THEN the order completes once, and the queue no longer holds it
+    assert api.follow_order(order_id, timeout=60)["status"] == "COMPLETED"
+    assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+    assert all(order_id not in d.order_ids for d in list_dead_letters(stack, engine_settings.region))
+
+
+def test_faults_combine(api, stack, engine_settings, tables, customer_id, make_product):
+    # GIVEN a failing shipment and a duplicated delivery, then a replay
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"fail": "shipping", "duplicateDelivery": True})
+    order = api.follow_order(order_id, timeout=60)
+    replay = replay_saga(stack, engine_settings.region, order_id)
+    # THEN the order failed and was compensated once, whatever was delivered or replayed
+    assert order["compensations"] == ["RefundPayment", "ReleaseInventory"]
+    assert replay["status"] == "FAILED"
+    effects = assert_effects_once(
+        stack, engine_settings, tables, order_id, product, status="FAILED", executions=2
+    )
+    assert effects["payment"]["status"] == "REFUNDED"
+    assert effects["shipment"] is None
+    assert order["failureReason"].startswith("InjectedFailure")
