@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sandbox.engines import find_free_port, stop_engine
 from sandbox.orders import OrdersClient
+from sandbox.reload import watch_and_reload
 from sandbox.settings import PROJECT_DIR, Settings
-from sandbox.stack import bring_up
+from sandbox.stack import LocalStack, bring_up, deploy_local, local_api_url
+from sandbox.waiting import wait_until
 
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 ORDER = {"customerId": "bench", "items": [{"productId": "mug", "quantity": 1, "price": 12.0}]}
@@ -54,6 +60,43 @@ def time_orders(client: OrdersClient, body: dict, runs: int) -> list[float]:
     return seconds
 
 
+def time_reload(settings: Settings, stack: LocalStack, runs: int) -> tuple[list[float], list[float]]:
+    """Save a handler edit; seconds until the watcher has pushed it, and until the API answers with it."""
+    with tempfile.TemporaryDirectory() as copy_dir:
+        copy = Path(copy_dir)
+        for name in ("template.yaml", "services", "state_machines"):
+            source = PROJECT_DIR / name
+            (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+        local = replace(settings, project_dir=copy, stack_name="bench-reload")
+        deployed = deploy_local(local, stack.engine, lambda _: None)
+        target = LocalStack(stack.engine, deployed.outputs)
+        api = OrdersClient(local_api_url(stack.engine.endpoint_url, deployed.outputs["ApiId"]))
+        handler = copy / "services" / "order_api" / "handler.py"
+        pushed: list[float] = []
+        answered: list[float] = []
+        updates: queue.Queue[float] = queue.Queue()
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_and_reload, args=(local, target, lambda u: updates.put(time.time()),
+                                                                   lambda e: None, stop))  # fmt: skip
+        watcher.start()
+        time.sleep(1)  # let the watcher register its inotify watches before the first save
+        try:
+            for run in range(runs):
+                text = handler.read_text()
+                saved = time.time()
+                handler.write_text(text.replace("not found", f"not found v{run}", 1))
+                pushed.append(updates.get(timeout=30) - saved)
+                wait_until(lambda run=run: f"v{run}" in api.get_order("x").body["message"], timeout=30,
+                           what="the edited handler to answer")  # fmt: skip
+                answered.append(time.time() - saved)
+                handler.write_text(text)
+                updates.get(timeout=30)  # the revert is pushed too
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+        return pushed, answered
+
+
 def time_command(command: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(command, cwd=PROJECT_DIR, check=True, capture_output=True)
@@ -69,6 +112,7 @@ def main() -> None:
     parser.add_argument("--up-runs", type=int, default=5)
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--fail-runs", type=int, default=5)
+    parser.add_argument("--reload-runs", type=int, default=5)
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
     args = parser.parse_args()
 
@@ -95,7 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         settings = Settings.load(port=find_free_port(), state_dir=Path(state))
         try:
-            client = OrdersClient(bring_up(settings).stack.api_url)
+            stack = bring_up(settings).stack
+            client = OrdersClient(stack.api_url)
             print("warming the Lambda workers…", file=sys.stderr)
             time_orders(client, ORDER, 2)
             time_orders(client, {**ORDER, "faults": {"fail": "payment"}}, 1)
@@ -117,6 +162,14 @@ def main() -> None:
                     "< 3 s",
                     median_s,
                 )
+            )
+            print("timing hot reload…", file=sys.stderr)
+            pushed, answered = time_reload(settings, stack, args.reload_runs)
+            rows.append(
+                row("hot reload: handler saved to code live on the engine", pushed, "< 1 s", median_s)
+            )
+            rows.append(
+                row("hot reload: handler saved to first answer from the new code", answered, "-", median_s)
             )
         finally:
             stop_engine(settings)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import aws_commands, fault_commands
+from cli import aws_commands, fault_commands, watch_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
 from cli.output import (
     console,
@@ -85,6 +85,9 @@ def up(
     port: Annotated[
         int | None, typer.Option(help="Engine port (env SANDBOX_PORT).", show_default="4566")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then push each saved edit to the engine (hot reload).")
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the stack (a no-op when both are already up)."""
@@ -123,6 +126,8 @@ def up(
         f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: "
         "sandbox order, sandbox order --fail payment[/dim]"
     )
+    if watch:
+        watch_commands.run_watch()
 
 
 def _print_stack(stack: LocalStack) -> None:
@@ -369,6 +374,7 @@ def orders(
 
 aws_commands.register(app)
 fault_commands.register(app)
+watch_commands.register(app)
 
 
 def main() -> None:
