@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.aws import client, put_order_event
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# With a logger, a failed record is logged (with its order and stream event id) as it is skipped.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)
 
 
 def start_saga(order: dict[str, Any], sfn: Any = None) -> bool:
@@ -37,6 +38,8 @@ def start_saga(order: dict[str, Any], sfn: Any = None) -> bool:
 
 def publish_record(record: DynamoDBRecord) -> None:
     """Publish one outbox record: the event first, then the (deduplicated) saga."""
+    logger.set_correlation_id(None)
+    logger.append_keys(stream_event_id=record.event_id)
     image = record.dynamodb.new_image if record.dynamodb else None
     if not image or "payload" not in image:
         raise ValueError(f"outbox record {record.event_id} has no payload")
