@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import aws_commands
+from cli import aws_commands, trace_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
 from cli.output import (
     console,
@@ -229,6 +229,7 @@ def order(
             console.print(
                 f"order {order_id} accepted: {styled(placed['status'])}, total {placed['totalAmount']}"
             )
+            _print_trace_hint(order_id, target)
         return
     if not json_output:
         console.print(f"order [bold]{order_id}[/bold] accepted (total {placed['totalAmount']}); saga:")
@@ -259,6 +260,8 @@ def order(
         "compensations": final["compensations"],
         "elapsedMs": elapsed_ms,
     }
+    if target is Target.local:
+        result["traceCommand"] = trace_commands.trace_command(order_id)
     expected = expected_status(faults)
     if json_output:
         print_json(result)
@@ -267,6 +270,7 @@ def order(
         console.print(f"order {styled(final['status'])} in {elapsed_ms / 1000:.2f}s{reason}")
         if final["compensations"]:
             console.print(f"[dim]compensated: {' → '.join(final['compensations'])}[/dim]")
+        _print_trace_hint(order_id, target)
     if final["status"] != expected:
         if json_output:
             raise typer.Exit(code=1)
@@ -274,6 +278,11 @@ def order(
             f"order {order_id} ended {final['status']} (expected {expected})",
             hint=final.get("failureReason") or "see its steps above",
         )
+
+
+def _print_trace_hint(order_id: str, target: Target) -> None:
+    if target is Target.local:  # traces read the local engine
+        console.print(f"[dim]trace: {trace_commands.trace_command(order_id)}[/dim]", highlight=False)
 
 
 @app.command(epilog="Examples:  sandbox orders    sandbox orders --target aws --json")
@@ -310,6 +319,7 @@ def orders(
 
 
 aws_commands.register(app)
+trace_commands.register(app)
 
 
 def main() -> None:
