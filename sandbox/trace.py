@@ -384,14 +384,14 @@ def event_entries(
     return entries
 
 
-def idempotent_hits(invocations: list[Invocation], order_id: str) -> dict[str, int]:
-    """State name -> how many of its invocations returned a stored result (Powertools idempotency)."""
-    hits: dict[str, int] = {}
+def idempotent_hits(invocations: list[Invocation], order_id: str) -> list[tuple[str, datetime]]:
+    """(state name, when) of each step call that returned a stored result (Powertools idempotency)."""
+    hits: list[tuple[str, datetime]] = []
     for invocation in invocations:
         for line in invocation.lines:
             if line.fields.get("correlation_id") == order_id and line.fields.get("idempotent_hit") is True:
                 step = str(line.fields.get("step") or _status_step(line.fields.get("result")))
-                hits[step] = hits.get(step, 0) + 1
+                hits.append((step, line.at))
     return hits
 
 
@@ -411,9 +411,11 @@ class _State:
     is_succeeded: bool = False
 
 
-def saga_entries(history: list[dict[str, Any]], hits: dict[str, int] | None = None) -> list[TraceEntry]:
+def saga_entries(
+    history: list[dict[str, Any]], hits: list[tuple[str, datetime]] | None = None
+) -> list[TraceEntry]:
     """The execution: start, every state entered and exited, each retry and Catch, the end."""
-    hits = hits or {}
+    hits = hits or []
     entries: list[TraceEntry] = []
     state: _State | None = None
     caught: tuple[datetime, str, str] | None = None  # when, failed state, error
@@ -466,7 +468,8 @@ def saga_entries(history: list[dict[str, Any]], hits: dict[str, int] | None = No
             state.is_succeeded = True
             state.result = _payload_status((event.get("taskSucceededEventDetails") or {}).get("output"))
         elif kind == "TaskStateExited" or kind in _EXECUTION_ENDS:
-            entries.append(_state_entry(state, at, hits.get(state.name, 0)))
+            within = [when for name, when in hits if name == state.name and state.entered <= when <= at]
+            entries.append(_state_entry(state, at, len(within)))
             if not state.is_succeeded and state.failure and kind == "TaskStateExited":
                 caught = (at, state.name, state.failure[1])
             state = None
