@@ -11,12 +11,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.output import STATUS_STYLES, console, print_json
+from cli.output import STATUS_STYLES, console, error_console, print_json
 from sandbox.logs import (
     PLATFORM,
     LogFollower,
     LogLine,
     choose_functions,
+    from_millis,
     function_names,
     parse_since,
     read_lines,
@@ -201,6 +202,10 @@ def logs(
         start_ms=start_ms if start_ms is not None else now_ms,
         order_id=order,
         is_quiet_included=quiet,
+    )
+    error_console.print(
+        f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
+        highlight=False,
     )
     try:
         while True:

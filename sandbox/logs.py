@@ -353,16 +353,16 @@ class LogFollower:
         self.functions = functions
         self.order_id = order_id
         self.is_quiet_included = is_quiet_included
-        self._start_ms = start_ms
+        self.start_ms = start_ms
         self._seen: set[tuple[str, str, int, int]] = set()
         self._matched_requests: set[tuple[str, str, str | None]] = set()
 
     def poll(self) -> list[LogLine]:
         """The lines written since the last poll."""
         fresh: list[LogLine] = []
-        newest = self._start_ms
+        newest = self.start_ms
         for short_name, physical in self.functions.items():
-            events = fetch_events(self.logs, physical, start_ms=self._start_ms)
+            events = fetch_events(self.logs, physical, start_ms=self.start_ms)
             new_events = []
             occurrences: dict[tuple[str, int], int] = {}
             for event in events:
@@ -379,7 +379,7 @@ class LogFollower:
             fresh.extend(self._keep(parsed if self.is_quiet_included else drop_quiet_requests(parsed)))
         # Events stamped with the newest time may still grow; older ones are settled.
         self._seen = {key for key in self._seen if key[2] >= newest}
-        self._start_ms = newest
+        self.start_ms = newest
         return sort_lines(fresh)
 
     def _keep(self, lines: list[LogLine]) -> list[LogLine]:
