@@ -161,10 +161,10 @@ def logs(
             help="Only lines this recent: 30s, 5m, 1h, 2d (default: all; with --follow, new lines)."
         ),
     ] = None,
-    quiet: Annotated[
+    all_requests: Annotated[
         bool,
         typer.Option(
-            "--quiet-requests",
+            "--all-requests",
             help="Also show requests that logged nothing but START/END/REPORT (e.g. the CLI's GET polls).",
         ),
     ] = False,
@@ -187,7 +187,9 @@ def logs(
     start_ms = now_ms - int(window.total_seconds() * 1000) if window else None
     width = max(len(name) for name in chosen) if chosen else 10
     if not follow:
-        lines = read_lines(logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=quiet)
+        lines = read_lines(
+            logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=all_requests
+        )
         if json_output:
             print_json({"lines": [line.to_json() for line in lines]})
             return
@@ -201,7 +203,7 @@ def logs(
         chosen,
         start_ms=start_ms if start_ms is not None else now_ms,
         order_id=order,
-        is_quiet_included=quiet,
+        is_quiet_included=all_requests,
     )
     error_console.print(
         f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",

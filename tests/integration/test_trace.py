@@ -256,6 +256,9 @@ def test_logs_since_and_unknown_functions(run_cli: Any):
     recent = run_cli("logs", "order-api", "--since", "30m", "--json")
     assert recent.returncode == 0, recent.stderr
     assert {line["function"] for line in json.loads(recent.stdout)["lines"]} <= {"order-api"}
+    everything = run_cli("logs", "order-api", "--since", "30m", "--all-requests", "--json")
+    quiet = [line for line in json.loads(everything.stdout)["lines"] if not line["fields"]]
+    assert len(quiet) > len([line for line in json.loads(recent.stdout)["lines"] if not line["fields"]])
     unknown = run_cli("logs", "billing")
     assert unknown.returncode == 1
     assert "unknown function 'billing'" in unknown.stderr
