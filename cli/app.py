@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import aws_commands, fault_commands, watch_commands
+from cli import aws_commands, fault_commands, trace_commands, watch_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
 from cli.output import (
     console,
@@ -259,6 +259,7 @@ def order(
             console.print(
                 f"order {order_id} accepted: {styled(placed['status'])}, total {placed['totalAmount']}"
             )
+            _print_trace_hint(order_id, target)
         return
     if poison:
         _follow_poisoned_order(order_id, wait_seconds, json_output)
@@ -296,6 +297,8 @@ def order(
         settings = Settings.load()
         result["replay"] = replay_saga(find_stack(settings), settings.region, order_id, timeout=wait_seconds)
         result["replay"].pop("input")
+    if target is Target.local:
+        result["traceCommand"] = trace_commands.trace_command(order_id)
     expected = expected_status(faults)
     if json_output:
         print_json(result)
@@ -309,6 +312,7 @@ def order(
                 f"replayed the saga as {result['replay']['name']}: {styled(result['replay']['status'])} "
                 "— steps that had run found their idempotency records, so no side effect repeated"
             )
+        _print_trace_hint(order_id, target)
     if final["status"] != expected:
         if json_output:
             raise typer.Exit(code=1)
@@ -337,6 +341,11 @@ def _follow_poisoned_order(order_id: str, wait_seconds: float, json_output: bool
         f"its outbox record is in the on-failure queue ({letter.condition}); the saga never started.\n"
         "[dim]`sandbox dlq` lists it; `sandbox dlq --redrive` repairs it from the order and sends it back.[/dim]"
     )
+
+
+def _print_trace_hint(order_id: str, target: Target) -> None:
+    if target is Target.local:  # traces read the local engine
+        console.print(f"[dim]trace: {trace_commands.trace_command(order_id)}[/dim]", highlight=False)
 
 
 @app.command(epilog="Examples:  sandbox orders    sandbox orders --target aws --json")
@@ -375,6 +384,7 @@ def orders(
 aws_commands.register(app)
 fault_commands.register(app)
 watch_commands.register(app)
+trace_commands.register(app)
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ def record_notification(event: EventBridgeEvent, table: Any = None) -> bool:
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(event.detail.get("orderId"))
+    logger.info("event received", extra={"detail_type": event.detail_type, "event_id": event.get_id})
     is_new = record_notification(event)
     logger.info("notification", extra={"detail_type": event.detail_type, "is_new": is_new})
     return {"sent": is_new}

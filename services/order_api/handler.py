@@ -30,6 +30,8 @@ IDEMPOTENCY = IdempotencyConfig(
     payload_validation_jmespath="request",
     expires_after_seconds=600,
 )
+# Set when place_order_once really runs; left False when Powertools replays the stored response.
+_placement = {"is_new": False}
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -45,6 +47,7 @@ def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
     ``submission`` (key + JSON form of the request) is what Powertools hashes and validates;
     the body is stored as text so a replay is the first response byte for byte.
     """
+    _placement["is_new"] = True
     return json.dumps(place_order(request))
 
 
@@ -62,19 +65,26 @@ def create_order() -> Response:
     headers = app.current_event.headers or {}
     key = next((headers[name] for name in IDEMPOTENCY_HEADERS if headers.get(name)), None)
     if key is None:
-        return json_response(201, place_order(request))
+        placed = place_order(request)
+        logger.info("order placed", extra={"order_id": placed["orderId"], "idempotency_key": None})
+        return json_response(201, placed)
     submission = {"key": key, "request": request.model_dump(mode="json")}
+    _placement["is_new"] = False
     try:
         body = place_order_once(submission=submission, request=request)
-        return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
     except IdempotencyValidationError:
+        logger.warning("idempotency key reused with another body", extra={"idempotency_key": key})
         return json_response(
             422, {"message": f"Idempotency-Key {key} was already used with a different request body"}
         )
     except IdempotencyAlreadyInProgressError:
+        logger.warning("idempotency key still in progress", extra={"idempotency_key": key})
         return json_response(
             409, {"message": f"a request with Idempotency-Key {key} is still in progress; retry later"}
         )
+    message = "order placed" if _placement["is_new"] else "idempotent replay"
+    logger.info(message, extra={"order_id": json.loads(body)["orderId"], "idempotency_key": key})
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 @app.get("/orders")

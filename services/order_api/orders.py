@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeSerializer
 
@@ -19,6 +21,7 @@ from shared.status import PENDING
 
 _serializer = TypeSerializer()
 POISONED_PAYLOAD = "{poisoned outbox record"
+logger = Logger(child=True)
 
 
 def _to_dynamodb(item: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +95,7 @@ def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str,
     now = datetime.now(UTC).isoformat()
     order, outbox = build_order_records(request, order_id, now)
     table = table_name("ORDERS_TABLE")
+    started = time.perf_counter()
     dynamodb_client.transact_write_items(
         TransactItems=[
             {
@@ -103,6 +107,14 @@ def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str,
             }
             for record in (order, outbox)
         ]
+    )
+    logger.info(
+        "order and outbox written",
+        extra={
+            "order_id": order_id,
+            "items": [order["pk"], outbox["pk"]],
+            "transaction_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
     )
     return {
         "orderId": order_id,

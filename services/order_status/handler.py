@@ -32,5 +32,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     STEP_IDEMPOTENCY.register_lambda_context(context)
     logger.set_correlation_id(event["orderId"])
     result = finish_order(command={**event, "step": f"Mark{event['status'].title()}"})
-    logger.info("order finished", extra={"result": result})
+    logger.info("order finished", extra={"result": result, "idempotent_hit": finish_order.was_replayed})
     return result

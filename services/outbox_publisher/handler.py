@@ -20,7 +20,8 @@ from shared.aws import client, put_order_event
 from shared.faults import is_fault_injection_enabled, is_first_occurrence
 
 logger = Logger()
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# With a logger, a failed record is logged (with its order and stream event id) as it is skipped.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)
 
 
 def start_saga(order: dict[str, Any], sfn: Any = None) -> bool:
@@ -57,6 +58,7 @@ def read_order(image: dict[str, Any]) -> dict[str, Any]:
 
 def publish_record(record: DynamoDBRecord) -> None:
     """Publish one outbox record: the event first, then the (deduplicated) saga."""
+    logger.append_keys(stream_event_id=record.event_id)
     image = (record.dynamodb.new_image if record.dynamodb else None) or {}
     logger.set_correlation_id(image.get("orderId"))
     order = read_order(image)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import idempotency_store
+from shared.errors import TransientStepError
 from shared.faults import check_faults
 
 # A step's effect is keyed on order id + step name, so a retried or replayed saga finds the
@@ -22,13 +24,40 @@ STEP_IDEMPOTENCY = IdempotencyConfig(
 StepFunction = Callable[..., dict[str, Any]]
 
 
-def idempotent_step(function: Callable[[dict[str, Any]], dict[str, Any]]) -> StepFunction:
+class IdempotentStep:
+    """``function(command)`` run once per order id + step; knows whether its last call was a replay."""
+
+    def __init__(self, function: Callable[[dict[str, Any]], dict[str, Any]]):
+        self.was_replayed = False
+        self._has_run = False
+
+        @functools.wraps(function)  # keeps the name Powertools derives its idempotency keys from
+        def run_and_mark(command: dict[str, Any]) -> dict[str, Any]:
+            self._has_run = True
+            return function(command)
+
+        self._once = idempotent_function(
+            data_keyword_argument="command",
+            config=STEP_IDEMPOTENCY,
+            persistence_store=idempotency_store(),
+        )(run_and_mark)
+
+    def __call__(self, *, command: dict[str, Any]) -> dict[str, Any]:
+        self._has_run = False
+        result: dict[str, Any] = self._once(command=command)
+        # Powertools returns a stored result without calling the function: an idempotent hit.
+        self.was_replayed = not self._has_run
+        return result
+
+
+def idempotent_step(function: Callable[[dict[str, Any]], dict[str, Any]]) -> IdempotentStep:
     """Make ``function(command)`` run once per order id + step."""
-    return idempotent_function(  # type: ignore[no-any-return]
-        data_keyword_argument="command",
-        config=STEP_IDEMPOTENCY,
-        persistence_store=idempotency_store(),
-    )(function)
+    return IdempotentStep(function)
+
+
+def is_idempotent_hit(run: StepFunction) -> bool:
+    """Whether the last call of ``run`` returned a stored result instead of running."""
+    return isinstance(run, IdempotentStep) and run.was_replayed
 
 
 @dataclass(frozen=True)
@@ -56,8 +85,16 @@ def handle_step(
         raise ValueError(f"unknown {service} action {event.get('action')!r}")
     logger.set_correlation_id(order["orderId"])
     logger.append_keys(step=action.step, retry_count=event.get("retryCount", 0))
-    if not action.is_compensation:
-        check_faults(order.get("faults"), service, int(event.get("retryCount", 0)))
-    result = action.run(command={**order, "step": action.step})
-    logger.info(f"{action.step} done", extra={"result": result})
+    try:
+        if not action.is_compensation:
+            check_faults(order.get("faults"), service, int(event.get("retryCount", 0)))
+        result = action.run(command={**order, "step": action.step})
+    except Exception as error:
+        # Ties the failed invocation to its order in the logs; the traceback follows from the runtime.
+        log = logger.warning if isinstance(error, TransientStepError) else logger.error
+        log(f"{action.step} failed", extra={"error_type": type(error).__name__, "error": str(error)})
+        raise
+    logger.info(
+        f"{action.step} done", extra={"result": result, "idempotent_hit": is_idempotent_hit(action.run)}
+    )
     return result

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +16,7 @@ from botocore.stub import Stubber
 from inventory.stock import release_stock, reserve_stock
 from order_status.transitions import describe_failure, set_order_status
 from payment.charges import CHARGE_LIMIT, charge_payment, refund_payment
+from shared import steps
 from shared.errors import InjectedFailure, InvalidTransitionError, OutOfStockError, PaymentDeclinedError
 from shared.steps import Action, handle_step
 
@@ -329,3 +332,68 @@ def test_handle_step_refuses_an_unknown_action(actions: Any) -> None:
         handle_step(
             step_event("steal"), Context(), service="payment", actions=table, logger=Logger(service="test")
         )
+
+
+# ---------------------------------------------------------------- idempotent hits in the logs
+
+
+def caching_idempotent_function(*, data_keyword_argument: str, **_: Any) -> Any:
+    """Stands in for Powertools: a second call with the same order id + step returns the stored result."""
+    stored: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def decorate(function: Any) -> Any:
+        def run(**kwargs: Any) -> dict[str, Any]:
+            command = kwargs[data_keyword_argument]
+            key = (command["orderId"], command["step"])
+            if key not in stored:
+                stored[key] = function(**kwargs)
+            return stored[key]
+
+        return run
+
+    return decorate
+
+
+def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(steps, "idempotent_function", caching_idempotent_function)
+    monkeypatch.setattr(steps, "idempotency_store", lambda: None)
+    ran: list[dict[str, Any]] = []
+    charge = steps.idempotent_step(lambda command: ran.append(command) or {"status": "CHARGED"})
+    output = io.StringIO()
+    logger = Logger(service="test-hits", logger_handler=logging.StreamHandler(output))
+    event = step_event("charge")
+    # WHEN the same step of the same order is called twice
+    for _ in range(2):
+        steps.handle_step(
+            event,
+            Context(),
+            service="payment",
+            actions={"charge": Action("ChargePayment", charge)},
+            logger=logger,
+        )
+    # THEN it ran once, and the second call is logged as an idempotent hit
+    assert len(ran) == 1
+    logged = [json.loads(line) for line in output.getvalue().splitlines()]
+    assert [line["idempotent_hit"] for line in logged] == [False, True]
+    assert all(line["correlation_id"] == ORDER["orderId"] for line in logged)
+
+
+def test_a_failing_step_logs_its_error_with_the_order(actions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAULT_INJECTION", "enabled")
+    table, _ = actions
+    output = io.StringIO()
+    logger = Logger(service="test-failures", logger_handler=logging.StreamHandler(output))
+    with pytest.raises(InjectedFailure):
+        handle_step(
+            step_event("charge", faults={"fail": "payment"}), Context(), service="payment", actions=table,
+            logger=logger,
+        )  # fmt: skip
+    line = json.loads(output.getvalue())
+    assert (line["level"], line["message"], line["error_type"]) == (
+        "ERROR",
+        "ChargePayment failed",
+        "InjectedFailure",
+    )
+    assert line["correlation_id"] == ORDER["orderId"]

@@ -1,0 +1,233 @@
+"""`sandbox trace` and `sandbox logs`: what happened to an order, and what the functions said."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cli.output import STATUS_STYLES, console, error_console, print_json
+from sandbox.logs import (
+    PLATFORM,
+    LogFollower,
+    LogLine,
+    choose_functions,
+    from_millis,
+    function_names,
+    parse_since,
+    read_lines,
+)
+from sandbox.settings import Settings
+from sandbox.stack import find_stack
+from sandbox.trace import Trace, TraceEntry, render_mermaid, trace_order
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+FOLLOW_INTERVAL = 0.5  # seconds between polls of the log groups with --follow
+LEVEL_STYLES = {
+    "DEBUG": "dim",
+    "INFO": "cyan",
+    "WARNING": "yellow",
+    "ERROR": "red",
+    "CRITICAL": "bold red",
+    PLATFORM: "dim",
+}
+ENTRY_STYLES = {
+    **STATUS_STYLES,
+    "201": "green",
+    "PUT": "green",
+    "SENT": "green",
+    "RETRIED": "yellow",
+    "DUPLICATE": "yellow",
+    "409": "yellow",
+    "422": "red",
+}
+MARKERS = {
+    "request": "→",
+    "replay": "⟳",
+    "refused": "✗",
+    "transaction": "▤",
+    "delivery": "⇢",
+    "event": "◆",
+    "execution": "▶",
+    "state": "→",
+    "compensation": "↩",
+    "retry": "↻",
+    "catch": "⤷",
+    "execution-end": "■",
+    "status": "■",
+    "notification": "✉",
+}
+
+
+def trace_command(order_id: str) -> str:
+    """The command that prints an order's trace."""
+    return f"sandbox trace {order_id}"
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _styled(text: str, status: str | None, width: int) -> str:
+    style = ENTRY_STYLES.get(status or "", "white")
+    return f"[{style}]{escape(f'{text:<{width}}')}[/{style}]"
+
+
+def format_entry(entry: TraceEntry, started: datetime) -> str:
+    """One timeline line: time, offset, source, marker and name, status, duration, detail."""
+    offset = round((entry.at - started).total_seconds() * 1000)
+    name = f"{MARKERS.get(entry.kind, '·')} {entry.name}"
+    took = f"{entry.duration_ms} ms" if entry.duration_ms is not None else ""
+    return (
+        f"  {_clock(entry.at)} {offset:>+7} ms  {entry.source:<13} {escape(f'{name:<30}')} "
+        f"{_styled(entry.status or '', entry.status, 10)} {took:>8}  [dim]{escape(entry.detail)}[/dim]"
+    )
+
+
+def print_trace(trace: Trace) -> None:
+    started = trace.started_at
+    total = f" over {trace.duration_ms / 1000:.2f}s" if trace.duration_ms is not None else ""
+    console.print(f"trace of order [bold]{trace.order_id}[/bold]{total}", highlight=False)
+    if started:
+        for entry in trace.entries:
+            console.print(format_entry(entry, started), highlight=False, soft_wrap=True)
+    status = trace.status or "UNKNOWN"
+    reason = f" — {escape(trace.failure_reason)}" if trace.failure_reason else ""
+    style = STATUS_STYLES.get(status, "white")
+    console.print(f"order [{style}]{status}[/{style}]{reason}", highlight=False, soft_wrap=True)
+    for note in trace.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]", highlight=False, soft_wrap=True)
+    console.print(f"[dim]as a diagram: {trace_command(trace.order_id)} --mermaid[/dim]", highlight=False)
+
+
+def trace(
+    order_id: Annotated[str, typer.Argument(help="The order id (`sandbox orders` lists them).")],
+    mermaid: Annotated[
+        bool,
+        typer.Option("--mermaid", help="Print a mermaid sequence diagram (paste it into a README or PR)."),
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """One causal timeline of an order: request, outbox, stream, events, saga, compensations, notifications."""
+    settings = Settings.load()
+    result = trace_order(find_stack(settings), settings, order_id)
+    if json_output:
+        document = result.to_json()
+        if mermaid:
+            document["mermaid"] = render_mermaid(result)
+        print_json(document)
+    elif mermaid:
+        sys.stdout.write(render_mermaid(result))
+    else:
+        print_trace(result)
+
+
+def format_line(line: LogLine, width: int) -> str:
+    """One log line for people: time, function, level (colored), message, the handler's own fields."""
+    style = LEVEL_STYLES.get(line.level, "white")
+    fields = " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value, default=str)}"
+        for key, value in line.extras.items()
+    )
+    message = escape(line.message.replace("\t", "  "))
+    text = f"[{style}]{message}[/{style}]" if line.level != "INFO" else message
+    extra = f"  [dim]{escape(fields)}[/dim]" if fields else ""
+    level = f"[{style}]{line.level:<8}[/{style}]"
+    return f"{_clock(line.at)} {escape(f'{line.function:<{width}}')} {level} {text}{extra}"
+
+
+def logs(
+    function: Annotated[
+        str | None,
+        typer.Argument(
+            help="order-api, outbox-publisher, inventory, payment, shipping, order-status or notifications "
+            "(default: all)."
+        ),
+    ] = None,
+    order: Annotated[
+        str | None, typer.Option("--order", help="Only the requests that handled this order.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Only lines this recent: 30s, 5m, 1h, 2d (default: all; with --follow, new lines)."
+        ),
+    ] = None,
+    all_requests: Annotated[
+        bool,
+        typer.Option(
+            "--all-requests",
+            help="Also show requests that logged nothing but START/END/REPORT (e.g. the CLI's GET polls).",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON document (with --follow: one JSON object per line).")
+    ] = False,
+) -> None:
+    """The functions' logs from the engine, colored by level, optionally for one order."""
+    window = parse_since(since) if since else None
+    settings = Settings.load()
+    stack = find_stack(settings)
+    names = function_names(
+        stack.client("cloudformation", settings.region),
+        stack.client("lambda", settings.region),
+        settings.stack_name,
+    )
+    chosen = choose_functions(names, function)
+    logs_client = stack.client("logs", settings.region)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - int(window.total_seconds() * 1000) if window else None
+    width = max(len(name) for name in chosen) if chosen else 10
+    if not follow:
+        lines = read_lines(
+            logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=all_requests
+        )
+        if json_output:
+            print_json({"lines": [line.to_json() for line in lines]})
+            return
+        for line in lines:
+            console.print(format_line(line, width), highlight=False, soft_wrap=True)
+        if not lines:
+            console.print("[dim]no log lines" + (f" for order {escape(order)}" if order else "") + "[/dim]")
+        return
+    follower = LogFollower(
+        logs_client,
+        chosen,
+        start_ms=start_ms if start_ms is not None else now_ms,
+        order_id=order,
+        is_quiet_included=all_requests,
+    )
+    error_console.print(
+        f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
+        highlight=False,
+    )
+    try:
+        while True:
+            for line in follower.poll():
+                if json_output:
+                    sys.stdout.write(json.dumps(line.to_json(), default=str) + "\n")
+                    sys.stdout.flush()
+                else:
+                    console.print(format_line(line, width), highlight=False, soft_wrap=True)
+            time.sleep(FOLLOW_INTERVAL)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how --follow ends
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the CLI."""
+    app.command(
+        epilog="Examples:  sandbox trace ORDER_ID    sandbox trace ORDER_ID --mermaid    sandbox trace ORDER_ID --json"
+    )(trace)
+    app.command(
+        epilog="Examples:  sandbox logs    sandbox logs payment --order ORDER_ID    "
+        "sandbox logs --follow    sandbox logs order-api --since 5m"
+    )(logs)

@@ -1,0 +1,276 @@
+"""Lambda log events -> parsed lines, invocations and order filters; --since; the function map."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+
+from sandbox.logs import (
+    PLATFORM,
+    LogFollower,
+    LogsError,
+    choose_functions,
+    drop_quiet_requests,
+    fetch_events,
+    function_names,
+    group_invocations,
+    parse_events,
+    parse_since,
+    read_lines,
+    select_order,
+    sort_lines,
+)
+
+ORDER = "7969a884-02dd-4548-8493-516227f2c5b4"
+OTHER = "0e763944-35cf-4c9a-a010-1cf45536a23b"
+T0 = 1_795_393_242_000  # ms
+
+
+def powertools(message: str, at_ms: int, request_id: str, level: str = "INFO", **extra: Any) -> str:
+    """A Powertools JSON line as the handlers write it."""
+    stamp = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+    text = stamp.strftime("%Y-%m-%d %H:%M:%S,") + f"{stamp.microsecond // 1000:03d}+0000"
+    return json.dumps(
+        {"level": level, "location": "handle_step:97", "message": message, "timestamp": text,
+         "service": "payment", "cold_start": False, "function_request_id": request_id, **extra}
+    )  # fmt: skip
+
+
+def invocation(
+    request_id: str, body: list[str], *, ended_ms: int, duration_ms: int, stream: str = "s1"
+) -> list[dict[str, Any]]:
+    """One request's events as the engine writes them: every line stamped when it ended."""
+    lines = [
+        f"START RequestId: {request_id} Version: $LATEST",
+        *body,
+        f"END RequestId: {request_id}",
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms} ms\tBilled Duration: {duration_ms} ms",
+    ]
+    return [{"timestamp": ended_ms, "message": line, "logStreamName": stream} for line in lines]
+
+
+def charged(request_id: str, order_id: str, at_ms: int) -> str:
+    return powertools("ChargePayment done", at_ms, request_id, correlation_id=order_id, step="ChargePayment")
+
+
+FAILED_CHARGE = invocation(
+    "req-fail",
+    [
+        powertools("ChargePayment failed", T0 + 30, "req-fail", "ERROR", correlation_id=ORDER,
+                   error_type="InjectedFailure"),
+        "Traceback (most recent call last):",
+        '  File "handler.py", line 23, in lambda_handler',
+        "shared.errors.InjectedFailure: injected failure in payment",
+    ],
+    ended_ms=T0 + 40,
+    duration_ms=38,
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- --since
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800), (" 10M ", 600)]
+)
+def test_since_accepts_seconds_minutes_hours_and_days(text: str, seconds: int) -> None:
+    assert parse_since(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["5", "m", "5x", "-5m", "0s", "1.5h", "5 minutes", ""])
+def test_since_refuses_anything_else_with_an_example(text: str) -> None:
+    with pytest.raises(LogsError, match=r"e\.g\. 30s, 5m, 1h or 2d"):
+        parse_since(text)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_parse_reads_powertools_fields_levels_and_request_ids() -> None:
+    # GIVEN a failed request: a structured error line, then the runtime's traceback
+    lines = parse_events("payment", FAILED_CHARGE)
+    # THEN each line knows its request, and its level
+    assert {line.request_id for line in lines} == {"req-fail"}
+    levels = [line.level for line in lines]
+    assert levels == [PLATFORM, "ERROR", "ERROR", "ERROR", "ERROR", PLATFORM, PLATFORM]
+    structured = lines[1]
+    assert structured.message == "ChargePayment failed"
+    assert structured.extras == {"correlation_id": ORDER, "error_type": "InjectedFailure"}
+    # AND a structured line is dated by Powertools (ms), not by the engine's end-of-request stamp
+    assert structured.at == datetime.fromtimestamp((T0 + 30) / 1000, tz=UTC)
+
+
+def test_start_lines_are_dated_at_the_start_of_their_request() -> None:
+    # GIVEN an engine that stamps every line at the end (T0 + 40) of a 38 ms request
+    lines = parse_events("payment", FAILED_CHARGE)
+    # THEN START is dated 38 ms earlier, END and REPORT stay at the end
+    assert lines[0].at == datetime.fromtimestamp((T0 + 2) / 1000, tz=UTC)
+    assert lines[-1].at == datetime.fromtimestamp((T0 + 40) / 1000, tz=UTC)
+
+
+def test_lines_without_json_are_plain_text_at_info() -> None:
+    lines = parse_events("payment", invocation("r1", ["hello from print()"], ended_ms=T0, duration_ms=5))
+    assert (lines[1].level, lines[1].message, lines[1].fields) == ("INFO", "hello from print()", {})
+
+
+def test_invocations_have_their_start_and_duration_from_report() -> None:
+    events = FAILED_CHARGE + invocation("req-ok", [charged("req-ok", ORDER, T0 + 90)], ended_ms=T0 + 95,
+                                        duration_ms=20, stream="s2")  # fmt: skip
+    invocations = group_invocations(parse_events("payment", events))
+    assert [(item.request_id, item.duration_ms, item.has_failed) for item in invocations] == [
+        ("req-fail", 38, True),
+        ("req-ok", 20, False),
+    ]
+    assert invocations[1].started_at == datetime.fromtimestamp((T0 + 75) / 1000, tz=UTC)
+    assert [line.message for line in invocations[1].messages("ChargePayment done")] == ["ChargePayment done"]
+
+
+# ---------------------------------------------------------------- filtering
+
+
+def test_an_order_selects_whole_requests_including_their_tracebacks() -> None:
+    # GIVEN a failed request of the order and a request of another order
+    other = invocation("req-other", [charged("req-other", OTHER, T0 + 60)], ended_ms=T0 + 61, duration_ms=9,
+                       stream="s2")  # fmt: skip
+    lines = parse_events("payment", FAILED_CHARGE + other)
+    # WHEN filtering on the order
+    selected = select_order(lines, ORDER)
+    # THEN every line of its request is kept (traceback lines do not name the order) and nothing else
+    assert len(selected) == len(FAILED_CHARGE)
+    assert {line.request_id for line in selected} == {"req-fail"}
+    assert any(line.message.startswith("shared.errors.InjectedFailure") for line in selected)
+
+
+def test_quiet_requests_are_dropped_on_request() -> None:
+    # GIVEN a GET poll that logged nothing of its own, and a request that did
+    quiet = invocation("req-get", [], ended_ms=T0 + 1, duration_ms=3, stream="s3")
+    lines = parse_events("order-api", quiet + FAILED_CHARGE)
+    # THEN only the request that said something is left
+    assert {line.request_id for line in drop_quiet_requests(lines)} == {"req-fail"}
+
+
+def test_sorting_keeps_each_request_together_from_its_start() -> None:
+    # GIVEN two functions whose requests overlap: inventory starts first but ends last
+    inventory = parse_events(
+        "inventory", invocation("inv", [charged("inv", ORDER, T0 + 90)], ended_ms=T0 + 100, duration_ms=100)
+    )
+    payment = parse_events(
+        "payment", invocation("pay", [charged("pay", ORDER, T0 + 40)], ended_ms=T0 + 50, duration_ms=20)
+    )
+    # WHEN sorted
+    ordered = sort_lines(payment + inventory)
+    # THEN the earlier request comes first, whole, in the order its lines were written
+    assert [line.request_id for line in ordered] == ["inv"] * 4 + ["pay"] * 4
+    assert ordered[0].raw.startswith("START") and ordered[3].raw.startswith("REPORT")
+
+
+# ---------------------------------------------------------------- the engine's API
+
+
+def test_function_names_map_service_names_to_the_stack_s_functions(client_factory: Any) -> None:
+    cfn, lambda_client = client_factory("cloudformation"), client_factory("lambda")
+    resources = [
+        {"LogicalResourceId": "PaymentFunction", "PhysicalResourceId": "stack-PaymentFunction-ABC",
+         "ResourceType": "AWS::Lambda::Function", "LastUpdatedTimestamp": datetime(2026, 1, 1),
+         "ResourceStatus": "CREATE_COMPLETE"},
+        {"LogicalResourceId": "OrdersTable", "PhysicalResourceId": "stack-OrdersTable-DEF",
+         "ResourceType": "AWS::DynamoDB::Table", "LastUpdatedTimestamp": datetime(2026, 1, 1),
+         "ResourceStatus": "CREATE_COMPLETE"},
+        {"LogicalResourceId": "OrderApiFunction", "PhysicalResourceId": "stack-OrderApiFunction-GHI",
+         "ResourceType": "AWS::Lambda::Function", "LastUpdatedTimestamp": datetime(2026, 1, 1),
+         "ResourceStatus": "CREATE_COMPLETE"},
+    ]  # fmt: skip
+    functions = [
+        {"FunctionName": "stack-PaymentFunction-ABC", "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "payment"}}},
+        {"FunctionName": "stack-OrderApiFunction-GHI", "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "order-api"}}},
+        {"FunctionName": "another-stack-fn", "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "payment"}}},
+    ]  # fmt: skip
+    with Stubber(cfn) as cfn_stub, Stubber(lambda_client) as lambda_stub:
+        cfn_stub.add_response(
+            "list_stack_resources", {"StackResourceSummaries": resources}, {"StackName": "stack"}
+        )
+        lambda_stub.add_response("list_functions", {"Functions": functions}, {})
+        names = function_names(cfn, lambda_client, "stack")
+    # THEN only this stack's functions, in the order an order meets them
+    assert list(names.items()) == [
+        ("order-api", "stack-OrderApiFunction-GHI"),
+        ("payment", "stack-PaymentFunction-ABC"),
+    ]
+
+
+def test_an_unknown_function_name_lists_the_known_ones() -> None:
+    names = {"order-api": "a", "payment": "b"}
+    assert choose_functions(names, None) == names
+    assert choose_functions(names, "payment") == {"payment": "b"}
+    with pytest.raises(LogsError, match="unknown function 'billing'") as raised:
+        choose_functions(names, "billing")
+    assert raised.value.hint == "choose one of: order-api, payment"
+
+
+def test_fetch_follows_next_tokens_and_a_missing_group_means_no_lines(client_factory: Any) -> None:
+    logs = client_factory("logs")
+    group = "/aws/lambda/fn"
+    with Stubber(logs) as stub:
+        stub.add_response(
+            "filter_log_events",
+            {"events": [{"timestamp": T0, "message": "a"}], "nextToken": "t1"},
+            {"logGroupName": group, "startTime": T0},
+        )
+        stub.add_response(
+            "filter_log_events",
+            {"events": [{"timestamp": T0 + 1, "message": "b"}]},
+            {"logGroupName": group, "startTime": T0, "nextToken": "t1"},
+        )
+        assert [event["message"] for event in fetch_events(logs, "fn", start_ms=T0)] == ["a", "b"]
+        stub.add_client_error("filter_log_events", "ResourceNotFoundException", http_status_code=400)
+        assert fetch_events(logs, "fn") == []
+        stub.add_client_error("filter_log_events", "AccessDeniedException", http_status_code=400)
+        with pytest.raises(ClientError):
+            fetch_events(logs, "fn")
+
+
+class FakeLogs:
+    """filter_log_events over a list of events that grows as the test appends to it."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, list[dict[str, Any]]] = {}
+
+    def filter_log_events(self, logGroupName: str, startTime: int = 0, **_: Any) -> dict[str, Any]:
+        events = [event for event in self.groups.get(logGroupName, []) if event["timestamp"] >= startTime]
+        return {"events": events}
+
+
+def test_read_lines_reads_every_function_and_filters_on_the_order() -> None:
+    logs = FakeLogs()
+    logs.groups["/aws/lambda/pay-fn"] = FAILED_CHARGE + invocation(
+        "req-other", [charged("req-other", OTHER, T0 + 60)], ended_ms=T0 + 61, duration_ms=9, stream="s2"
+    )
+    lines = read_lines(logs, {"payment": "pay-fn", "shipping": "ship-fn"}, order_id=ORDER)
+    assert {line.request_id for line in lines} == {"req-fail"}
+
+
+def test_follow_returns_each_line_once_as_it_arrives() -> None:
+    # GIVEN a follower started at T0 on an empty log group
+    logs = FakeLogs()
+    group = logs.groups.setdefault("/aws/lambda/pay-fn", [])
+    follower = LogFollower(logs, {"payment": "pay-fn"}, start_ms=T0, order_id=ORDER)
+    assert follower.poll() == []
+    # WHEN a request of the order and one of another order are written
+    group.extend(FAILED_CHARGE)
+    group.extend(
+        invocation("req-other", [charged("req-other", OTHER, T0 + 39)], ended_ms=T0 + 40, duration_ms=9,
+                   stream="s2")
+    )  # fmt: skip
+    first = follower.poll()
+    # THEN the order's lines come once, the other order's never
+    assert len(first) == len(FAILED_CHARGE)
+    assert follower.poll() == []
+    # AND a later request with the same end stamp is still seen (not mistaken for a repeat)
+    group.extend(invocation("req-2", [charged("req-2", ORDER, T0 + 39)], ended_ms=T0 + 40, duration_ms=9,
+                            stream="s3"))  # fmt: skip
+    assert {line.request_id for line in follower.poll()} == {"req-2"}

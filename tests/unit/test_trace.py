@@ -1,0 +1,393 @@
+"""An order's timeline from hand-written engine records: ordering, retries, Catch, replays, mermaid."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sandbox.logs import LogLine, parse_events
+from sandbox.trace import (
+    AuditMessage,
+    TraceEntry,
+    TraceSources,
+    build_trace,
+    execution_arn,
+    render_mermaid,
+    saga_entries,
+    sort_entries,
+)
+
+ORDER = "7969a884-02dd-4548-8493-516227f2c5b4"
+T0 = datetime(2026, 11, 23, 0, 20, 41, tzinfo=UTC)
+
+
+def at(ms: int) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def ms(moment_ms: int) -> int:
+    return int(at(moment_ms).timestamp() * 1000)
+
+
+class History:
+    """A Step Functions history as get_execution_history returns it (ids from 1)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, kind: str, when: int, **details: Any) -> History:
+        self.events.append({"id": len(self.events) + 1, "type": kind, "timestamp": at(when), **details})
+        return self
+
+    def task(
+        self, name: str, entered: int, *attempts: tuple[int, str | None], result: str | None = None
+    ) -> History:
+        """A Task state: each attempt ends at a time, failing with an error or (None) succeeding."""
+        self.add("TaskStateEntered", entered, stateEnteredEventDetails={"name": name})
+        start = entered
+        for ended, error in attempts:
+            self.add("TaskScheduled", start)
+            if error:
+                cause = json.dumps({"errorMessage": f"{error} in {name}", "errorType": error})
+                self.add("TaskFailed", ended, taskFailedEventDetails={"error": error, "cause": cause})
+            else:
+                output = json.dumps({"StatusCode": 200, "Payload": {"status": result}})
+                self.add("TaskSucceeded", ended, taskSucceededEventDetails={"output": output})
+            start = ended + 10
+        return self.add("TaskStateExited", attempts[-1][0], stateExitedEventDetails={"name": name})
+
+
+def fail_shipping_history() -> list[dict[str, Any]]:
+    """ReserveInventory, ChargePayment (one transient retry), CreateShipment fails, compensations."""
+    return (
+        History()
+        .add("ExecutionStarted", 40)
+        .task("ReserveInventory", 100, (120, None), result="RESERVED")
+        .task("ChargePayment", 120, (150, "TransientStepError"), (200, None), result="CHARGED")
+        .task("CreateShipment", 200, (260, "InjectedFailure"))
+        .task("RefundPayment", 260, (290, None), result="REFUNDED")
+        .task("ReleaseInventory", 290, (310, None), result="RELEASED")
+        .task("MarkOrderFailed", 310, (370, None), result="FAILED")
+        .add("FailStateEntered", 370, stateEnteredEventDetails={"name": "OrderFailed"})
+        .add("ExecutionFailed", 371, executionFailedEventDetails={"error": "OrderFailed"})
+        .events
+    )
+
+
+def powertools(message: str, when: int, request_id: str, level: str = "INFO", **extra: Any) -> str:
+    moment = at(when)
+    stamp = moment.strftime("%Y-%m-%d %H:%M:%S,") + f"{moment.microsecond // 1000:03d}+0000"
+    return json.dumps(
+        {"level": level, "message": message, "timestamp": stamp, "function_request_id": request_id, **extra}
+    )
+
+
+def request(function: str, request_id: str, body: list[str], *, ended: int, duration: int) -> list[LogLine]:
+    """One request's log lines, stamped at its end as the engine does."""
+    lines = [f"START RequestId: {request_id} Version: $LATEST", *body, f"END RequestId: {request_id}",
+             f"REPORT RequestId: {request_id}\tDuration: {duration} ms"]  # fmt: skip
+    events = [{"timestamp": ms(ended), "message": line, "logStreamName": request_id} for line in lines]
+    return parse_events(function, events)
+
+
+def log_lines() -> list[LogLine]:
+    """What the functions logged for the order: placed, two stream deliveries, a notification, a replay."""
+    return [
+        *request("order-api", "api-1", [
+            powertools("order and outbox written", 25, "api-1", order_id=ORDER, transaction_ms=12.4,
+                       items=[f"ORDER#{ORDER}", f"OUTBOX#{ORDER}"]),
+            powertools("order placed", 26, "api-1", order_id=ORDER, idempotency_key="k1"),
+        ], ended=30, duration=30),
+        *request("outbox-publisher", "pub-1", [
+            powertools("outbox record published", 45, "pub-1", correlation_id=ORDER, saga_started=True,
+                       stream_event_id="ev-1"),
+        ], ended=50, duration=15),
+        *request("outbox-publisher", "pub-2", [
+            powertools("outbox record published", 500, "pub-2", correlation_id=ORDER, saga_started=False,
+                       stream_event_id="ev-1"),
+        ], ended=505, duration=10),
+        *request("notifications", "note-1", [
+            powertools("event received", 390, "note-1", correlation_id=ORDER, detail_type="OrderFailed",
+                       event_id="eb-2"),
+            powertools("notification", 395, "note-1", correlation_id=ORDER, detail_type="OrderFailed",
+                       is_new=True),
+        ], ended=400, duration=20),
+        *request("order-api", "api-2", [
+            powertools("idempotent replay", 900, "api-2", order_id=ORDER, idempotency_key="k1"),
+        ], ended=905, duration=8),
+        *request("order-api", "api-3", [
+            powertools("idempotency key reused with another body", 950, "api-3", "WARNING",
+                       idempotency_key="k1"),
+        ], ended=955, duration=6),
+        *request("order-api", "api-other", [
+            powertools("order placed", 960, "api-other", order_id="another-order", idempotency_key="k9"),
+        ], ended=965, duration=6),
+    ]  # fmt: skip
+
+
+def audit(detail_type: str, event_id: str, sent: int, order_id: str = ORDER) -> AuditMessage:
+    event = {"id": event_id, "detail-type": detail_type, "source": "saga-sandbox.orders",
+             "detail": {"orderId": order_id}}  # fmt: skip
+    return AuditMessage(event, at(sent))
+
+
+def sources() -> TraceSources:
+    return TraceSources(
+        order_id=ORDER,
+        order={"orderId": ORDER, "status": "FAILED", "createdAt": at(13).isoformat(),
+               "updatedAt": at(340).isoformat(), "failureReason": "InjectedFailure: InjectedFailure in CreateShipment"},
+        notifications=[{"type": "OrderFailed", "sentAt": at(360).isoformat()}],
+        history=fail_shipping_history(),
+        saga_status="FAILED",
+        log_lines=log_lines(),
+        audit_messages=[audit("OrderPlaced", "eb-1", 38), audit("OrderFailed", "eb-2", 360),
+                        audit("OrderPlaced", "eb-3", 502), audit("OrderFailed", "eb-2", 361),
+                        audit("OrderPlaced", "eb-x", 39, order_id="another-order")],
+        rule_matches={"OrderPlaced": ["AuditRule → audit queue"],
+                      "OrderFailed": ["AuditRule → audit queue", "Outcome → notifications function"]},
+    )  # fmt: skip
+
+
+def names(entries: list[TraceEntry]) -> list[tuple[str, str]]:
+    return [(entry.kind, entry.name) for entry in entries]
+
+
+# ---------------------------------------------------------------- the saga
+
+
+def test_saga_entries_show_states_retries_the_catch_and_compensations() -> None:
+    entries = saga_entries(fail_shipping_history())
+    assert names(sort_entries(entries)) == [
+        ("execution", "StartExecution"),
+        ("state", "ReserveInventory"),
+        ("state", "ChargePayment"),
+        ("retry", "ChargePayment"),
+        ("state", "CreateShipment"),
+        ("catch", "CreateShipment"),
+        ("compensation", "RefundPayment"),
+        ("compensation", "ReleaseInventory"),
+        ("state", "MarkOrderFailed"),
+        ("execution-end", "ExecutionFailed"),
+    ]
+    by_name = {(entry.kind, entry.name): entry for entry in entries}
+    charge = by_name[("state", "ChargePayment")]
+    assert (charge.status, charge.duration_ms, charge.detail) == (
+        "SUCCEEDED",
+        80,
+        "2 attempts, result CHARGED",
+    )
+    retry = by_name[("retry", "ChargePayment")]
+    assert retry.at == at(150)
+    assert retry.detail == (
+        "attempt 1 failed: TransientStepError: TransientStepError in ChargePayment; retrying"
+    )
+    shipment = by_name[("state", "CreateShipment")]
+    assert (shipment.status, shipment.detail) == (
+        "FAILED",
+        "1 attempt, InjectedFailure: InjectedFailure in CreateShipment",
+    )
+    assert by_name[("catch", "CreateShipment")].detail == "Catch InjectedFailure → RefundPayment"
+    assert by_name[("compensation", "RefundPayment")].detail.startswith("compensation of ChargePayment")
+
+
+def test_a_state_whose_error_no_catch_handles_ends_with_the_execution() -> None:
+    history = (
+        History()
+        .add("ExecutionStarted", 0)
+        .add("TaskStateEntered", 10, stateEnteredEventDetails={"name": "ReserveInventory"})
+        .add("TaskScheduled", 10)
+        .add("TaskFailed", 30, taskFailedEventDetails={"error": "Boom", "cause": "not json"})
+        .add("ExecutionFailed", 31, executionFailedEventDetails={"error": "Boom"})
+        .events
+    )
+    entries = saga_entries(history)
+    assert names(entries)[-2:] == [("state", "ReserveInventory"), ("execution-end", "ExecutionFailed")]
+    assert entries[-2].status == "FAILED" and entries[-2].detail == "1 attempt, Boom: not json"
+    assert entries[-1].detail == "error Boom"
+
+
+def test_idempotent_hits_of_a_step_are_said_when_they_happened_in_the_state() -> None:
+    # GIVEN a stored-result hit of ReserveInventory while the state ran, and one of ChargePayment long after
+    hits = [("ReserveInventory", at(110)), ("ChargePayment", at(5000))]
+    entries = {entry.name: entry for entry in saga_entries(fail_shipping_history(), hits)}
+    # THEN only the state that got the hit says so
+    assert "idempotent hit" in entries["ReserveInventory"].detail
+    assert "idempotent hit" not in entries["ChargePayment"].detail
+
+
+# ---------------------------------------------------------------- the whole timeline
+
+
+def test_the_timeline_follows_the_order_from_request_to_replay() -> None:
+    trace = build_trace(sources())
+    assert names(trace.entries) == [
+        ("request", "POST /orders"),
+        ("transaction", "TransactWriteItems"),
+        ("delivery", "delivery 1 of 2"),
+        ("event", "OrderPlaced"),
+        ("execution", "StartExecution"),
+        ("state", "ReserveInventory"),
+        ("state", "ChargePayment"),
+        ("retry", "ChargePayment"),
+        ("state", "CreateShipment"),
+        ("catch", "CreateShipment"),
+        ("compensation", "RefundPayment"),
+        ("compensation", "ReleaseInventory"),
+        ("state", "MarkOrderFailed"),
+        ("status", "FAILED"),
+        ("event", "OrderFailed"),
+        ("execution-end", "ExecutionFailed"),
+        ("notification", "OrderFailed"),
+        ("delivery", "delivery 2 of 2"),
+        ("event", "OrderPlaced"),
+        ("replay", "POST /orders"),
+        ("refused", "POST /orders"),
+    ]
+    assert [entry.at for entry in trace.entries] == sorted(entry.at for entry in trace.entries)
+    assert (trace.status, trace.saga_status, trace.notes) == ("FAILED", "FAILED", [])
+
+
+def test_timeline_entries_carry_durations_and_outcomes() -> None:
+    entries = {(entry.kind, entry.name): entry for entry in build_trace(sources()).entries}
+    placed = entries[("request", "POST /orders")]
+    assert (placed.at, placed.duration_ms, placed.status) == (at(0), 30, "201")
+    assert "Idempotency-Key k1" in placed.detail
+    transaction = entries[("transaction", "TransactWriteItems")]
+    assert (transaction.duration_ms, transaction.at) == (12, at(13))
+    second = entries[("delivery", "delivery 2 of 2")]
+    assert "ExecutionAlreadyExists" in second.detail
+    replay = entries[("replay", "POST /orders")]
+    assert (replay.status, replay.duration_ms) == ("201", 8)
+    assert "nothing written" in replay.detail
+    assert entries[("refused", "POST /orders")].status == "422"
+    failed = entries[("event", "OrderFailed")]
+    assert "Outcome → notifications function" in failed.detail
+    notified = entries[("notification", "OrderFailed")]
+    assert (notified.status, notified.duration_ms) == ("SENT", 20)
+
+
+def test_an_event_delivered_twice_to_the_audit_queue_is_one_entry() -> None:
+    events = [entry for entry in build_trace(sources()).entries if entry.name == "OrderFailed"]
+    assert [entry.kind for entry in events] == ["event", "notification"]
+
+
+def test_without_logs_the_table_and_history_still_tell_the_story() -> None:
+    # GIVEN no log lines and an empty audit queue
+    bare = sources()
+    bare.log_lines, bare.audit_messages = [], []
+    trace = build_trace(bare)
+    # THEN the order's write and its notification come from the table, and the gaps are named
+    kinds = [entry.kind for entry in trace.entries]
+    assert kinds[0] == "transaction" and "notification" in kinds
+    assert len(trace.notes) == 3
+    assert any("audit queue" in note for note in trace.notes)
+
+
+def test_an_order_whose_saga_has_not_started_says_so() -> None:
+    early = sources()
+    early.history, early.saga_status = None, None
+    trace = build_trace(early)
+    assert not any(entry.source == "saga" for entry in trace.entries)
+    assert any("saga has not started" in note for note in trace.notes)
+
+
+def test_ties_keep_causal_order() -> None:
+    same = at(5)
+    entries = [TraceEntry(same, "saga", "catch", "A"), TraceEntry(same, "saga", "compensation", "B"),
+               TraceEntry(at(1), "api", "request", "C")]  # fmt: skip
+    assert [entry.name for entry in sort_entries(entries)] == ["C", "A", "B"]
+
+
+def test_json_has_one_document_with_entries_and_durations() -> None:
+    document = build_trace(sources()).to_json()
+    assert document["orderId"] == ORDER and document["status"] == "FAILED"
+    assert document["durationMs"] == 955  # from the request's start to the refused replay's end
+    first = document["entries"][0]
+    assert first == {
+        "at": "2026-11-23T00:20:41.000Z",
+        "source": "api",
+        "kind": "request",
+        "name": "POST /orders",
+        "detail": "order placed (Idempotency-Key k1)",
+        "durationMs": 30,
+        "status": "201",
+    }
+    json.dumps(document)  # plain JSON, no datetimes
+
+
+def test_execution_arn_is_the_state_machine_s_with_the_order_id() -> None:
+    machine = "arn:aws:states:us-east-1:000000000000:stateMachine:saga"
+    assert execution_arn(machine, ORDER) == f"arn:aws:states:us-east-1:000000000000:execution:saga:{ORDER}"
+
+
+# ---------------------------------------------------------------- mermaid
+
+
+def test_mermaid_is_a_sequence_diagram_with_the_ten_participants() -> None:
+    diagram = render_mermaid(build_trace(sources())).splitlines()
+    assert diagram[0] == "sequenceDiagram"
+    participants = [line.strip() for line in diagram if line.strip().startswith("participant")]
+    assert participants == [
+        "participant Client",
+        "participant API",
+        "participant OrdersTable as Orders table",
+        "participant Publisher",
+        "participant EventBridge",
+        "participant Saga",
+        "participant Inventory",
+        "participant Payment",
+        "participant Shipping",
+        "participant Notifications",
+    ]
+
+
+def test_mermaid_arrows_are_in_time_order_with_retries_and_compensations_visible() -> None:
+    body = [line.strip() for line in render_mermaid(build_trace(sources())).splitlines()[12:]]
+
+    def index(prefix: str) -> int:
+        return next(number for number, line in enumerate(body) if line.startswith(prefix))
+
+    assert index("Client->>API: POST /orders (Idempotency-Key k1)") < index(
+        "API->>OrdersTable: TransactWriteItems"
+    )
+    assert index("API->>OrdersTable") < index("API-->>Client: 201 order placed")
+    assert index("Saga->>Payment: ChargePayment") < index("Note over Saga,Payment: retry: attempt 1 failed")
+    assert index("Note over Saga,Payment: retry") < index("Payment-->>Saga: SUCCEEDED, 2 attempts")
+    assert index("Shipping--xSaga: FAILED") < index("Note over Saga: Catch InjectedFailure → RefundPayment")
+    assert index("Saga->>Payment: RefundPayment (compensation)") < index(
+        "Saga->>Inventory: ReleaseInventory (compensation)"
+    )
+    assert index("Saga->>EventBridge: OrderFailed") < index("EventBridge->>Notifications: OrderFailed")
+    assert (
+        body[-1]
+        == "Note over Client,Notifications: order FAILED: InjectedFailure: InjectedFailure in CreateShipment"
+    )
+
+
+def test_a_failed_delivery_is_a_failed_entry_and_a_crossed_arrow() -> None:
+    # GIVEN a delivery whose record failed (Powertools logs it as it skips the record)
+    failing = sources()
+    failing.log_lines += request("outbox-publisher", "pub-3", [
+        powertools("Record processing exception; skipping this record", 44, "pub-3", "WARNING",
+                   correlation_id=ORDER, stream_event_id="ev-1", exception_name="ClientError",
+                   exception="Traceback ...\nbotocore.exceptions.ClientError: throttled"),
+    ], ended=46, duration=4)  # fmt: skip
+    trace = build_trace(failing)
+    # THEN it is one of three deliveries, failed, with the error
+    deliveries = [entry for entry in trace.entries if entry.kind == "delivery"]
+    assert [entry.status for entry in deliveries] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
+    assert deliveries[1].name == "delivery 2 of 3"
+    assert deliveries[1].detail.endswith(
+        "record failed: ClientError: botocore.exceptions.ClientError: throttled"
+    )
+    assert "OrdersTable-xPublisher: stream delivery 2 of 3" in render_mermaid(trace)
+
+
+def test_mermaid_text_never_breaks_a_statement() -> None:
+    # GIVEN details with ; and # in them (rule lists, ORDER# keys)
+    for line in render_mermaid(build_trace(sources())).splitlines()[1:]:
+        message = line.split(":", 1)[-1]
+        # THEN no ; ends a message early, and every # is an entity code
+        assert ";" not in message.replace("#35;", "")
+        assert "#" not in message.replace("#35;", "")
