@@ -166,7 +166,7 @@ def down_args() -> list[str]:
 
 
 def ps_args(engine: ContainerEngine) -> list[str]:
-    return ["ps", "--quiet", engine.service]
+    return ["ps", "--all", "--quiet", engine.service]  # --all: an engine that exited at once, too
 
 
 def compose_environment(

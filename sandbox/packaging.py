@@ -49,21 +49,38 @@ def build_function_zip(code_dir: Path, dependencies_dir: Path | None = None) -> 
     """A deterministic zip of the function's package plus the shared package beside it.
 
     With ``dependencies_dir`` (see ``build_dependencies``), its packages go at the zip's root,
-    where a Lambda runtime imports them from.
+    where a Lambda runtime imports them from. Such zips take a while to compress, so they are
+    kept beside the dependency build, keyed by a hash of the function's code.
     """
     if not code_dir.is_dir():
         raise DeployError(f"function code folder not found: {code_dir}")
-    buffer = io.BytesIO()
     entries = list(_package_files(code_dir, code_dir.name))
     shared = code_dir.parent / SHARED_PACKAGE
     if shared.is_dir():
         entries += list(_package_files(shared, SHARED_PACKAGE))
-    if dependencies_dir is not None:
-        entries += [
-            (name, path)
-            for name, path in _package_files(dependencies_dir, "")
-            if name.split("/", 1)[0] not in _SKIPPED_DEPENDENCY_ROOTS
-        ]
+    if dependencies_dir is None:
+        return _zip(entries)
+    digest = hashlib.sha256()
+    for name, path in entries:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    cached = dependencies_dir.with_name(f"{dependencies_dir.name}-zips") / f"{digest.hexdigest()[:24]}.zip"
+    if cached.is_file():
+        return cached.read_bytes()
+    entries += [
+        (name, path)
+        for name, path in _package_files(dependencies_dir, "")
+        if name.split("/", 1)[0] not in _SKIPPED_DEPENDENCY_ROOTS
+    ]
+    content = _zip(entries)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = cached.with_suffix(f".{os.getpid()}.tmp")
+    staging.write_bytes(content)
+    staging.replace(cached)
+    return content
+
+
+def _zip(entries: list[tuple[str, Path]]) -> bytes:
+    buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, path in entries:
             info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)

@@ -360,7 +360,7 @@ def test_up_then_down_run_exactly_these_compose_commands(
         {
             "docker info": (0, "20.10.24"),
             "compose version": (1, "not a docker command"),
-            " ps --quiet ": (0, "c0ffee\n"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
             "docker inspect": running_inspect(),
         }
     )
@@ -379,7 +379,7 @@ def test_up_then_down_run_exactly_these_compose_commands(
     compose_runs = [command for command in fake.commands if command[0] == "docker-compose"]
     assert compose_runs == [
         [*base, "--profile", "localstack", "up", "--detach", "localstack"],
-        [*base, "--profile", "localstack", "ps", "--quiet", "localstack"],
+        [*base, "--profile", "localstack", "ps", "--all", "--quiet", "localstack"],
         [*base, "--profile", "localstack", "down", "--volumes"],
     ]
     up_env = fake.envs[fake.commands.index(compose_runs[0])]
@@ -421,7 +421,7 @@ def test_a_localstack_that_exits_for_its_token_is_reported_and_removed(
         {
             "docker info": (0, "20.10.24"),
             "compose version": (0, "v2"),
-            " ps --quiet ": (0, "c0ffee\n"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
             "docker inspect": running_inspect("exited", 55),
             "docker logs": (0, LICENSE_LOG),
         }
@@ -440,7 +440,7 @@ def test_a_free_localstack_is_refused_before_a_half_deploy(
         {
             "docker info": (0, "20.10.24"),
             "compose version": (0, "v2"),
-            " ps --quiet ": (0, "c0ffee\n"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
             "docker inspect": running_inspect(),
         }
     )

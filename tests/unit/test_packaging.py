@@ -342,3 +342,48 @@ def test_lambda_platform_comes_from_the_templates_globals(template: dict[str, An
     assert lambda_platform(arm) == ("3.13", "manylinux2014_aarch64")
     with pytest.raises(DeployError, match="cannot tell the functions' platform"):
         lambda_platform({"Globals": {"Function": {"Runtime": "nodejs20.x"}}})
+
+
+@pytest.mark.parametrize(
+    ("engine", "has_dependencies"), [("embedded", False), ("ministack-docker", False), ("localstack", True)]
+)
+def test_only_lambda_runtime_engines_get_dependencies_in_their_zips(
+    engine: str,
+    has_dependencies: bool,
+    template: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MiniStack (embedded or in Docker) runs handlers on its own Python 3.11, which has them;
+    # cp312 wheels in its zips would shadow them and fail to import.
+    from sandbox import stack
+    from sandbox.settings import Settings
+
+    built: list[tuple[str, str]] = []
+
+    def fake_build(requirements: Path, python_version: str, platform: str, cache_dir: Path) -> Path:
+        built.append((python_version, platform))
+        assert requirements.name == "requirements.txt" and cache_dir == settings.cache_dir
+        return tmp_path / "deps"
+
+    monkeypatch.setattr(stack, "build_dependencies", fake_build)
+    settings = Settings.load(state_dir=tmp_path, engine=engine)
+    result = stack.function_dependencies(settings, engine, template)
+    assert (result is not None) == has_dependencies
+    assert built == ([("3.12", "manylinux2014_x86_64")] if has_dependencies else [])
+
+
+def test_zips_with_dependencies_are_reused_until_the_code_changes(services: Path, tmp_path: Path) -> None:
+    # GIVEN a dependency build and a zip made with it
+    deps = tmp_path / "deps"
+    (deps / "pydantic").mkdir(parents=True)
+    (deps / "pydantic" / "__init__.py").write_text("")
+    first = build_function_zip(services / "fn", deps)
+    # WHEN the same code is zipped again THEN the kept zip is returned as it was
+    (cached,) = (tmp_path / "deps-zips").iterdir()
+    assert build_function_zip(services / "fn", deps) == first == cached.read_bytes()
+    # AND a change to the code makes a new zip
+    (services / "fn" / "handler.py").write_text("X = 2\n")
+    changed = build_function_zip(services / "fn", deps)
+    assert changed != first
+    assert len(list((tmp_path / "deps-zips").iterdir())) == 2
