@@ -29,7 +29,9 @@ from sandbox.settings import Settings
 from sandbox.waiting import wait_until
 
 HEALTH_PATH = "/_ministack/health"
-CONTAINER_START_TIMEOUT = 180  # LocalStack takes 10-30 s; a first MiniStack build is compose's
+CONTAINER_START_TIMEOUT = (
+    180  # health wait; LocalStack takes 10-30 s (an image build happens before, in `compose up`)
+)
 # Step Functions waits and retry sleeps are multiplied by this on local engines, so a 1 s + 2 s
 # retry ladder takes 30 ms; the template's timings stay those AWS runs.
 LOCAL_WAIT_SCALE = "0.01"
