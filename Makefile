@@ -1,11 +1,13 @@
 # Saga sandbox: `make demo` to see it, `make test` to prove it. `make help` lists the rest.
 PYTHON ?= python3
+# The MiniStack engine image's base: any Debian bookworm (CI imports one from debootstrap).
+BASE_IMAGE ?= debian:bookworm-slim
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up down test test-unit test-integration lint format bench clean
+.PHONY: help install demo up down test test-unit test-integration test-containers engine-image lint format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -29,7 +31,7 @@ up: install ## Start the engine and deploy the stack
 down: install ## Stop the engine
 	$(BIN)/sandbox down
 
-test: install ## Run every test (unit, then integration on an embedded engine)
+test: install ## Run every test (unit, integration; container tests run where Docker does)
 	$(BIN)/pytest
 
 test-unit: install ## Unit tests only (no network)
@@ -37,6 +39,13 @@ test-unit: install ## Unit tests only (no network)
 
 test-integration: install ## Integration tests only (embedded engine)
 	$(BIN)/pytest tests/integration
+
+test-containers: install ## Container tests only (needs Docker and `make engine-image`)
+	$(BIN)/pytest tests/containers
+
+engine-image: install ## Build the MiniStack engine image (--engine ministack-docker, container tests)
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --file docker/ministack/Dockerfile \
+		--tag "$$($(BIN)/python -m sandbox.images)" .
 
 lint: install ## ruff (lint + format check), mypy, cfn-lint on the template and its packaged form
 	$(BIN)/ruff check .

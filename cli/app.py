@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,11 +25,11 @@ from cli.output import (
 from sandbox import __version__
 from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
 from sandbox.dlq import list_dead_letters
-from sandbox.engines import read_engine_state, running_engine, stop_engine
+from sandbox.engines import EngineState, adopt_running_engine, read_engine_state, running_engine, stop_engine
 from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError, UsageError
 from sandbox.orders import OrdersClient, expected_status, parse_faults, parse_item
 from sandbox.saga import replay_saga
-from sandbox.settings import Settings
+from sandbox.settings import ENGINES, Settings
 from sandbox.stack import LocalStack, bring_up, find_stack
 from sandbox.waiting import wait_until
 
@@ -80,10 +81,34 @@ def _with_progress(message: str, is_quiet: bool, work: Callable[[Callable[[str],
         return work(lambda text: status.update(f"{text}…"))
 
 
-@app.command(epilog="Examples:  sandbox up    sandbox up --port 4570 --json")
+def _engine_summary(state: EngineState) -> dict[str, Any]:
+    return {
+        "name": state.engine,
+        "pid": state.pid,
+        "container": state.container_id,
+        "containerName": state.container_name,
+        "image": state.image,
+        "composeProject": state.compose_project,
+        "port": state.port,
+        "endpoint": state.endpoint_url,
+    }
+
+
+@app.command(
+    epilog="Examples:  sandbox up    sandbox up --port 4570 --json    sandbox up --engine ministack-docker    "
+    "LOCALSTACK_AUTH_TOKEN=... sandbox up --engine localstack"
+)
 def up(
     port: Annotated[
         int | None, typer.Option(help="Engine port (env SANDBOX_PORT).", show_default="4566")
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Which engine: {', '.join(ENGINES)}. embedded needs no Docker; localstack and "
+            "ministack-docker start through compose.yaml (env SANDBOX_ENGINE).",
+            show_default="embedded",
+        ),
     ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Then push each saved edit to the engine (hot reload).")
@@ -91,17 +116,11 @@ def up(
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the stack (a no-op when both are already up)."""
-    settings = Settings.load(port=port)
+    settings = adopt_running_engine(Settings.load(port=port, engine=engine), is_chosen=engine is not None)
     result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress))
     stack, deploy = result.stack, result.deploy
     summary = {
-        "engine": {
-            "name": stack.engine.engine,
-            "pid": stack.engine.pid,
-            "port": stack.engine.port,
-            "endpoint": stack.engine.endpoint_url,
-            "isNew": result.is_new_engine,
-        },
+        "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
         "stack": {
             "name": settings.stack_name,
             "isChanged": bool(deploy and deploy.is_changed),
@@ -118,7 +137,7 @@ def up(
     stack_line = "deployed" if deploy and deploy.is_changed else "unchanged (no changes to deploy)"
     console.print(
         f"[green]✓[/green] engine {stack.engine.engine} {engine_line} "
-        f"(pid {stack.engine.pid}, {stack.engine.endpoint_url})"
+        f"({stack.engine.describe()}, {stack.engine.endpoint_url})"
     )
     console.print(f"[green]✓[/green] stack {settings.stack_name} {stack_line}")
     _print_stack(stack)
@@ -138,14 +157,23 @@ def _print_stack(stack: LocalStack) -> None:
 
 @app.command(epilog="Example:  sandbox down")
 def down(json_output: JsonFlag = False) -> None:
-    """Stop the engine `sandbox up` started, and its Lambda workers."""
+    """Stop the engine `sandbox up` started (its Lambda workers, or its compose containers)."""
     state = stop_engine(Settings.load())
     if json_output:
-        print_json({"stopped": state is not None, "pid": state.pid if state else None})
+        print_json(
+            {
+                "stopped": state is not None,
+                "engine": state.engine if state else None,
+                "pid": state.pid if state else None,
+                "container": state.container_id if state else None,
+            }
+        )
     elif state is None:
         console.print("no sandbox engine was running")
     else:
-        console.print(f"[green]✓[/green] stopped engine {state.engine} (pid {state.pid}, port {state.port})")
+        console.print(
+            f"[green]✓[/green] stopped engine {state.engine} ({state.describe()}, port {state.port})"
+        )
 
 
 @app.command(epilog="Examples:  sandbox status    sandbox status --json")
@@ -159,10 +187,7 @@ def status(json_output: JsonFlag = False) -> None:
         state = running_engine(settings)
         report["engine"] = {
             "running": True,
-            "name": state.engine,
-            "pid": state.pid,
-            "port": state.port,
-            "endpoint": state.endpoint_url,
+            **_engine_summary(state),
             "uptimeSeconds": int(time.time() - state.started_at),
         }
         stack = find_stack(settings)
@@ -178,13 +203,22 @@ def status(json_output: JsonFlag = False) -> None:
         print_json(report)
         return
     engine = report["engine"]
-    if engine["running"]:
+    recorded = read_engine_state(settings)
+    if engine["running"] and recorded:
         console.print(
-            f"engine  {styled('RUNNING')} {engine['name']} pid {engine['pid']} "
+            f"engine  {styled('RUNNING')} {engine['name']} {recorded.describe()} "
             f"on {engine['endpoint']} (up {engine['uptimeSeconds']}s)"
         )
+        if recorded.is_container:
+            console.print(
+                f"[dim]image {recorded.image}; logs: docker logs -f {recorded.container_name}[/dim]"
+            )
+            if recorded.engine == "localstack" and shutil.which("localstack"):
+                console.print(
+                    f"[dim]LocalStack CLI: MAIN_CONTAINER_NAME={recorded.container_name} localstack logs -f; "
+                    "localstack status services[/dim]"
+                )
     else:
-        recorded = read_engine_state(settings)
         console.print(f"engine  {styled('FAILED') if recorded else 'not running'}")
     if stack:
         console.print(f"stack   {styled('SUCCEEDED')} {settings.stack_name}")

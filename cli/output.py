@@ -42,7 +42,7 @@ def report_error(error: SandboxError) -> None:
     if error.hint:
         error_console.print(f"[dim]hint:[/dim] {error.hint}", highlight=False, soft_wrap=True)
     if error.details:
-        error_console.print(f"[dim]{error.details}[/dim]", highlight=False, markup=False)
+        error_console.print(error.details, style="dim", highlight=False, markup=False)
 
 
 def format_step(step: dict[str, Any]) -> str:

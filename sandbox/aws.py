@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from sandbox.catalog import seed_inventory
 from sandbox.deploy import DEFAULT_POLL_SECONDS, make_uploader, read_outputs
 from sandbox.errors import DeployError, UsageError
+from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.orders import OrdersClient, Signer
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
@@ -167,13 +168,10 @@ def package_for_aws(
     python_version, platform = lambda_platform(template)
     progress(f"building dependencies for Python {python_version} ({platform})")
     dependencies = build_dependencies(
-        settings.project_dir / "services" / "requirements.txt",
-        python_version,
-        platform,
-        settings.state_dir / "build",
+        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
     )
     progress("packaging functions and state machine")
-    return package_template(template, settings.project_dir, bucket, upload, dependencies)
+    return package_template(template, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
 
 
 def prepare_artifacts(

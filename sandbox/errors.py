@@ -38,3 +38,15 @@ class WaitTimeoutError(SandboxError):
 
 class UsageError(SandboxError):
     """A command-line value the sandbox cannot use."""
+
+
+class DockerUnavailableError(EngineError):
+    """Docker (the CLI, its daemon or compose) is missing where a container engine needs it."""
+
+
+class ImagePullError(EngineError):
+    """A container engine's image could not be pulled or built."""
+
+
+class LocalStackLicenseError(EngineError):
+    """LocalStack refused to run, or lacks a service the stack needs, without an auth token."""

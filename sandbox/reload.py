@@ -20,7 +20,7 @@ from watchfiles import watch
 
 from sandbox.packaging import SHARED_PACKAGE, build_function_zip, load_template
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, physical_id
+from sandbox.stack import LocalStack, function_dependencies, physical_id
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,10 @@ class Reloader:
     def __init__(self, settings: Settings, stack: LocalStack):
         self.settings = settings
         self.stack = stack
-        self.plan = ReloadPlan.from_template(load_template(settings.template_path))
+        template = load_template(settings.template_path)
+        self.plan = ReloadPlan.from_template(template)
+        # An engine that runs real Lambda runtimes (LocalStack) needs the dependencies in each zip.
+        self.dependencies = function_dependencies(settings, stack.engine.engine, template)
         self.lambda_client = stack.client("lambda", settings.region)
         self.sfn = stack.client("stepfunctions", settings.region)
         self._names: dict[str, str] = {}

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sandbox.errors import UsageError
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-ENGINES = ("embedded",)
+# embedded: MiniStack as a subprocess of the sandbox (no Docker); the others run in Docker
+# through compose.yaml.
+ENGINES = ("embedded", "localstack", "ministack-docker")
 
 
 def _env(name: str, default: str) -> str:
@@ -39,7 +43,13 @@ class Settings:
             stack_name=_env("STACK_NAME", "saga-sandbox"),
             engine=_env("ENGINE", "embedded"),
         )
-        return replace(settings, **{key: value for key, value in flags.items() if value is not None})
+        settings = replace(settings, **{key: value for key, value in flags.items() if value is not None})
+        if settings.engine not in ENGINES:
+            raise UsageError(
+                f"unknown engine {settings.engine!r} (from --engine or SANDBOX_ENGINE)",
+                hint=f"choose one of: {', '.join(ENGINES)}",
+            )
+        return settings
 
     @property
     def endpoint_url(self) -> str:
@@ -48,3 +58,12 @@ class Settings:
     @property
     def template_path(self) -> Path:
         return self.project_dir / "template.yaml"
+
+    @property
+    def compose_path(self) -> Path:
+        return self.project_dir / "compose.yaml"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Built artifacts kept between runs (function dependencies), keyed by content hash."""
+        return self.state_dir / "cache"

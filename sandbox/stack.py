@@ -5,13 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
 from sandbox.deploy import DeployResult, deploy_stack, ensure_artifact_bucket, make_uploader, read_outputs
 from sandbox.engines import EngineState, running_engine, start_engine
-from sandbox.packaging import load_template, package_template
+from sandbox.images import HANDLER_REQUIREMENTS
+from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
 
 # The only parameters in which a local stack differs from an AWS one (see `sandbox synth`).
@@ -55,9 +57,27 @@ class UpResult:
     timings_ms: dict[str, int]
 
 
-def package_local(settings: Settings, bucket: str, upload: Callable[[str, bytes], None]) -> dict[str, Any]:
-    """The template packaged for a local engine (the handlers' dependencies come from the venv)."""
-    return package_template(load_template(settings.template_path), settings.project_dir, bucket, upload)
+def function_dependencies(settings: Settings, engine: str, template: dict[str, Any]) -> Path | None:
+    """What each function zip must carry for ``engine``: None where the engine's Python has it.
+
+    MiniStack (embedded or in Docker) runs the handlers on its own interpreter, which has the
+    handlers' requirements; LocalStack runs them in real Lambda runtime containers, which do not.
+    """
+    if engine != "localstack":
+        return None
+    python_version, platform = lambda_platform(template)
+    return build_dependencies(
+        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
+    )
+
+
+def package_local(
+    settings: Settings, bucket: str, upload: Callable[[str, bytes], None], engine: str = "embedded"
+) -> dict[str, Any]:
+    """The template packaged for a local engine (with dependencies only where it needs them)."""
+    source = load_template(settings.template_path)
+    dependencies = function_dependencies(settings, engine, source)
+    return package_template(source, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
 
 
 def deploy_local(
@@ -72,11 +92,22 @@ def deploy_local(
     bucket = artifact_bucket(settings.stack_name)
     progress("packaging functions and state machine")
     ensure_artifact_bucket(s3, bucket, settings.region)
-    template = package_local(settings, bucket, make_uploader(s3, bucket))
+    template = package_local(settings, bucket, make_uploader(s3, bucket), engine.engine)
     progress(f"deploying stack {settings.stack_name}")
     return deploy_stack(
         cfn, settings.stack_name, template, parameters or LOCAL_PARAMETERS, poll_seconds=LOCAL_POLL_SECONDS
     )
+
+
+def deploy_and_seed(
+    settings: Settings, engine: EngineState, progress: Progress = lambda _: None
+) -> tuple[LocalStack, DeployResult, int]:
+    """Deploy the stack onto a running engine (any endpoint) and seed the demo inventory."""
+    result = deploy_local(settings, engine, progress)
+    stack = LocalStack(engine, result.outputs)
+    progress("seeding the demo inventory")
+    seeded = seed_inventory(stack.client("dynamodb", settings.region), result.outputs["InventoryTableName"])
+    return stack, result, seeded
 
 
 def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResult:
@@ -87,11 +118,8 @@ def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResul
     engine, is_new = start_engine(settings)
     timings["engine"] = int((time.perf_counter() - started) * 1000)
     mark = time.perf_counter()
-    result = deploy_local(settings, engine, progress)
+    stack, result, seeded = deploy_and_seed(settings, engine, progress)
     timings["deploy"] = int((time.perf_counter() - mark) * 1000)
-    stack = LocalStack(engine, result.outputs)
-    progress("seeding the demo inventory")
-    seeded = seed_inventory(stack.client("dynamodb", settings.region), result.outputs["InventoryTableName"])
     timings["total"] = int((time.perf_counter() - started) * 1000)
     return UpResult(stack, is_new, result, seeded, timings)
 

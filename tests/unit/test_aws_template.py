@@ -32,7 +32,9 @@ BUSINESS_TABLES = ("OrdersTable", "InventoryTable", "PaymentsTable", "ShipmentsT
 
 
 def render(template: dict[str, Any], project_dir: Path, bucket: str, dependencies: Path | None) -> dict:
-    return package_template(template, project_dir, bucket, lambda _key, _content: None, dependencies)
+    return package_template(
+        template, project_dir, bucket, lambda _key, _content: None, dependencies_dir=dependencies
+    )
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ SANDBOX = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "sandbox"
 COMMANDS = {
     "order": ["order"],
     "order_fail_bogus": ["order", "--fail", "bogus"],
+    "up_without_docker": ["up", "--engine", "ministack-docker"],
 }
 
 
@@ -35,6 +36,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     state_dir = tmp_path_factory.mktemp("empty-state")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SANDBOX_", "AWS_"))}
     env.update(SANDBOX_STATE_DIR=str(state_dir), SANDBOX_PORT=str(unused_port()), COLUMNS="120", NO_COLOR="1")
+    # No Docker daemon for `up --engine ministack-docker`, whether or not this machine runs one.
+    env["DOCKER_HOST"] = f"unix://{state_dir}/no-docker.sock"
     processes = {
         name: subprocess.Popen(
             [str(SANDBOX), *args],
@@ -125,3 +128,30 @@ def test_in_process_usage_errors_use_the_same_boundary(run_main: Any) -> None:
     (line,) = error_lines(stderr)
     assert "teapot is not in the demo catalog" in line
     assert stdout == ""
+
+
+def test_up_on_a_container_engine_without_docker_says_so_in_one_line(runs: dict) -> None:
+    run = runs["up_without_docker"]
+    assert run.returncode == 1
+    (line,) = error_lines(run.stderr)
+    # no daemon behind DOCKER_HOST, or no Docker CLI at all: either way one line that says so
+    assert "no Docker daemon is answering" in line or "Docker is not installed" in line
+    hints = [text for text in run.stderr.splitlines() if text.startswith("hint:")]
+    assert hints and "sandbox up --engine embedded" in hints[0]
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_up_with_an_unknown_engine_is_a_usage_error(run_main: Any) -> None:
+    code, _, stderr = run_main("up", "--engine", "moto")
+    assert code == 1
+    (line,) = error_lines(stderr)
+    assert "unknown engine 'moto'" in line
+    assert "embedded, localstack, ministack-docker" in stderr
+
+
+def test_up_help_documents_the_engine_flag(run_main: Any) -> None:
+    code, stdout, _ = run_main("up", "--help")
+    assert code == 0
+    assert "--engine" in stdout
+    for engine in ("embedded", "localstack", "ministack-docker", "SANDBOX_ENGINE"):
+        assert engine in stdout

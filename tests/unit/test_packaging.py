@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from sandbox.errors import DeployError
-from sandbox.packaging import build_function_zip, content_key, load_template, package_template
+from sandbox.packaging import (
+    build_dependencies,
+    build_function_zip,
+    content_key,
+    lambda_platform,
+    load_template,
+    package_template,
+)
 
 
 def names_in(content: bytes) -> list[str]:
@@ -206,3 +213,177 @@ def test_load_template_errors_are_deploy_errors(tmp_path: Path) -> None:
     broken.write_text("Resources: [unclosed\n")
     with pytest.raises(DeployError, match=r"broken\.yaml is not valid YAML"):
         load_template(broken)
+
+
+# ---------------------------------------------------------------- dependencies for Lambda runtimes
+
+
+def fake_pip(calls: list[list[str]], files: dict[str, str]) -> Any:
+    """Stands in for `pip install --target`: writes ``files`` into the target folder."""
+    import subprocess
+
+    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        target = Path(command[command.index("--target") + 1])
+        for relative, text in files.items():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            (target / relative).write_text(text)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    return run
+
+
+@pytest.fixture
+def requirements(tmp_path: Path) -> Path:
+    path = tmp_path / "requirements.txt"
+    path.write_text("pydantic==2.13.5\n")
+    return path
+
+
+def test_dependencies_are_built_for_the_lambda_platform_not_this_machine(
+    requirements: Path, tmp_path: Path
+) -> None:
+    calls: list[list[str]] = []
+    folder = build_dependencies(
+        requirements,
+        "3.11",
+        "manylinux2014_x86_64",
+        tmp_path / "cache",
+        run=fake_pip(calls, {"pydantic/__init__.py": ""}),
+    )
+    (command,) = calls
+    assert command[1:4] == ["-m", "pip", "install"]
+    flags = " ".join(command)
+    assert "--platform manylinux2014_x86_64" in flags
+    assert "--implementation cp" in flags
+    assert "--python-version 3.11" in flags
+    assert "--only-binary=:all:" in flags
+    assert f"-r {requirements}" in flags
+    assert (folder / "pydantic" / "__init__.py").is_file()
+    assert "py3.11-manylinux2014_x86_64" in folder.name
+
+
+def test_a_second_build_is_a_cache_hit_until_the_requirements_change(
+    requirements: Path, tmp_path: Path
+) -> None:
+    calls: list[list[str]] = []
+    run = fake_pip(calls, {"pydantic/__init__.py": ""})
+    first = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
+    again = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
+    assert again == first
+    assert len(calls) == 1
+    requirements.write_text("pydantic==2.13.4\n")
+    changed = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
+    assert changed != first
+    assert len(calls) == 2
+    other_python = build_dependencies(
+        requirements, "3.13", "manylinux2014_x86_64", tmp_path / "cache", run=run
+    )
+    assert other_python != changed
+
+
+def test_a_failed_pip_is_a_deploy_error_with_pips_message(requirements: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    def failing(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(
+            command, 1, "", "ERROR: No matching distribution found for pydantic"
+        )
+
+    with pytest.raises(DeployError, match=r"dependencies for Python 3\.11") as caught:
+        build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=failing)
+    assert "No matching distribution" in str(caught.value.details)
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left to be mistaken for a hit
+
+
+def test_zip_with_dependencies_puts_them_at_the_root(services: Path, tmp_path: Path) -> None:
+    deps = tmp_path / "deps"
+    for relative in ("pydantic/__init__.py", "pydantic-2.dist-info/METADATA", "bin/some-script", ".complete"):
+        (deps / relative).parent.mkdir(parents=True, exist_ok=True)
+        (deps / relative).write_text("x")
+    names = names_in(build_function_zip(services / "fn", deps))
+    assert "pydantic/__init__.py" in names
+    assert "pydantic-2.dist-info/METADATA" in names
+    assert "fn/handler.py" in names and "shared/faults.py" in names
+    assert not [name for name in names if name.startswith(("bin/", ".complete"))]
+    assert build_function_zip(services / "fn", deps) == build_function_zip(services / "fn", deps)
+
+
+def test_package_template_without_dependencies_ships_none(
+    template: dict[str, Any], project_dir: Path
+) -> None:
+    uploads: list[tuple[str, bytes]] = []
+    package_template(template, project_dir, "b", lambda key, body: uploads.append((key, body)))
+    for key, body in uploads:
+        if key.endswith(".zip"):
+            assert not [
+                name for name in names_in(body) if name.startswith(("pydantic", "aws_lambda_powertools"))
+            ]
+
+
+def test_package_template_with_dependencies_ships_them_in_every_function(
+    template: dict[str, Any], project_dir: Path, tmp_path: Path
+) -> None:
+    deps = tmp_path / "deps"
+    (deps / "pydantic").mkdir(parents=True)
+    (deps / "pydantic" / "__init__.py").write_text("")
+    uploads: list[tuple[str, bytes]] = []
+    package_template(
+        template, project_dir, "b", lambda key, body: uploads.append((key, body)), dependencies_dir=deps
+    )
+    zips = [body for key, body in uploads if key.endswith(".zip")]
+    assert len(zips) == 7
+    assert all("pydantic/__init__.py" in names_in(body) for body in zips)
+
+
+def test_lambda_platform_comes_from_the_templates_globals(template: dict[str, Any]) -> None:
+    assert lambda_platform(template) == ("3.11", "manylinux2014_x86_64")
+    arm = {"Globals": {"Function": {"Runtime": "python3.13", "Architectures": ["arm64"]}}}
+    assert lambda_platform(arm) == ("3.13", "manylinux2014_aarch64")
+    with pytest.raises(DeployError, match="cannot tell the functions' platform"):
+        lambda_platform({"Globals": {"Function": {"Runtime": "nodejs20.x"}}})
+
+
+@pytest.mark.parametrize(
+    ("engine", "has_dependencies"), [("embedded", False), ("ministack-docker", False), ("localstack", True)]
+)
+def test_only_lambda_runtime_engines_get_dependencies_in_their_zips(
+    engine: str,
+    has_dependencies: bool,
+    template: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # MiniStack (embedded or in Docker) runs handlers on its own Python 3.11, which has them;
+    # cp312 wheels in its zips would shadow them and fail to import.
+    from sandbox import stack
+    from sandbox.settings import Settings
+
+    built: list[tuple[str, str]] = []
+
+    def fake_build(requirements: Path, python_version: str, platform: str, cache_dir: Path) -> Path:
+        built.append((python_version, platform))
+        assert requirements.name == "requirements.txt" and cache_dir == settings.cache_dir
+        return tmp_path / "deps"
+
+    monkeypatch.setattr(stack, "build_dependencies", fake_build)
+    settings = Settings.load(state_dir=tmp_path, engine=engine)
+    result = stack.function_dependencies(settings, engine, template)
+    assert (result is not None) == has_dependencies
+    assert built == ([("3.11", "manylinux2014_x86_64")] if has_dependencies else [])
+
+
+def test_zips_with_dependencies_are_reused_until_the_code_changes(services: Path, tmp_path: Path) -> None:
+    # GIVEN a dependency build and a zip made with it
+    deps = tmp_path / "deps"
+    (deps / "pydantic").mkdir(parents=True)
+    (deps / "pydantic" / "__init__.py").write_text("")
+    first = build_function_zip(services / "fn", deps)
+    # WHEN the same code is zipped again THEN the kept zip is returned as it was
+    (cached,) = (tmp_path / "deps-zips").iterdir()
+    assert build_function_zip(services / "fn", deps) == first == cached.read_bytes()
+    # AND a change to the code makes a new zip
+    (services / "fn" / "handler.py").write_text("X = 2\n")
+    changed = build_function_zip(services / "fn", deps)
+    assert changed != first
+    assert len(list((tmp_path / "deps-zips").iterdir())) == 2

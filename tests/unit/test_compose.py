@@ -1,0 +1,482 @@
+"""Container engines without Docker: compose.yaml, the compose command lines, and their failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sandbox import compose, engines
+from sandbox.engine_patches import PINNED_ENGINE_VERSION
+from sandbox.errors import DockerUnavailableError, EngineError, ImagePullError, LocalStackLicenseError
+from sandbox.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+LICENSE_LOG = """LocalStack version: 2026.3.1.dev3
+Localstack returning with exit code 55. Reason:
+===============================================
+The license activation failed for the following reason:
+
+No credentials were found in the environment. Please make sure to either set the LOCALSTACK_AUTH_TOKEN variable to a valid auth token.
+
+LocalStack requires an account to run.
+"""
+COMMUNITY_HEALTH = {
+    "edition": "community",
+    "version": "4.14.0",
+    "services": {
+        name: "available"
+        for name in [
+            "apigateway",
+            "cloudformation",
+            "dynamodb",
+            "dynamodbstreams",
+            "events",
+            "iam",
+            "lambda",
+            "logs",
+            "s3",
+            "sqs",
+            "stepfunctions",
+            "sts",
+        ]
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    return dict(yaml.safe_load((PROJECT_DIR / "compose.yaml").read_text())["services"])
+
+
+# ---------------------------------------------------------------- compose.yaml
+
+
+def test_localstack_is_pinned_to_the_last_free_tag_never_latest(services: dict[str, Any]) -> None:
+    localstack = services["localstack"]
+    assert localstack["profiles"] == ["localstack"]
+    assert localstack["image"] == "localstack/localstack:${LOCALSTACK_VERSION:-4.14.0}"
+    assert compose.LOCALSTACK_FREE_VERSION == "4.14.0"
+    assert "latest" not in localstack["image"]
+
+
+def test_localstack_passes_the_auth_token_through_and_mounts_the_docker_socket(
+    services: dict[str, Any],
+) -> None:
+    localstack = services["localstack"]
+    assert "LOCALSTACK_AUTH_TOKEN=${LOCALSTACK_AUTH_TOKEN:-}" in localstack["environment"]
+    assert "/var/run/docker.sock:/var/run/docker.sock" in localstack["volumes"]
+    wanted = set(compose.LOCALSTACK_REQUIRED_SERVICES)
+    listed = next(item for item in localstack["environment"] if item.startswith("SERVICES="))
+    assert wanted <= set(listed.removeprefix("SERVICES=").split(","))
+
+
+@pytest.mark.parametrize(
+    ("service", "health_path"), [("localstack", "/_localstack/health"), ("ministack", "/_ministack/health")]
+)
+def test_each_engine_has_a_healthcheck_and_is_published_on_loopback_only(
+    services: dict[str, Any], service: str, health_path: str
+) -> None:
+    definition = services[service]
+    assert any(health_path in part for part in definition["healthcheck"]["test"])
+    assert definition["ports"] == ["127.0.0.1:${SANDBOX_PORT:-4566}:4566"]
+    engine = next(e for e in compose.CONTAINER_ENGINES.values() if e.service == service)
+    assert engine.health_path == health_path
+    assert engine.profile == service
+
+
+def test_ministack_image_is_pinned_overridable_and_built_from_the_repo(services: dict[str, Any]) -> None:
+    ministack = services["ministack"]
+    assert ministack["profiles"] == ["ministack"]
+    assert (
+        ministack["image"] == f"${{SANDBOX_MINISTACK_IMAGE:-saga-sandbox-ministack:{PINNED_ENGINE_VERSION}}}"
+    )
+    assert (PROJECT_DIR / ministack["build"]["context"] / ministack["build"]["dockerfile"]).is_file()
+    assert "SFN_WAIT_SCALE=0.01" in ministack["environment"]
+
+
+def test_the_image_build_context_holds_what_the_dockerfile_copies() -> None:
+    # GIVEN the files the Dockerfile COPYs
+    dockerfile = (PROJECT_DIR / "docker/ministack/Dockerfile").read_text()
+    copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    # THEN each is let through .dockerignore and is an input of the image's content hash
+    allowed = [
+        line.removeprefix("!").rstrip("/")
+        for line in (PROJECT_DIR / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    from sandbox.images import MINISTACK_IMAGE_INPUTS
+
+    inputs = {path.as_posix() for path in MINISTACK_IMAGE_INPUTS}
+    for source in copied:
+        assert any(source == entry or source.startswith(entry + "/") for entry in allowed), source
+        assert source in inputs
+        assert (PROJECT_DIR / source).is_file()
+
+
+# ---------------------------------------------------------------- command lines
+
+
+def test_compose_command_names_file_project_and_profile() -> None:
+    engine = compose.CONTAINER_ENGINES["localstack"]
+    command = compose.compose_command(
+        ["docker", "compose"],
+        Path("/p/compose.yaml"),
+        "saga-sandbox-abc",
+        engine.profile,
+        *compose.up_args(engine),
+    )
+    assert command == [
+        "docker",
+        "compose",
+        "--file",
+        "/p/compose.yaml",
+        "--project-name",
+        "saga-sandbox-abc",
+        "--profile",
+        "localstack",
+        "up",
+        "--detach",
+        "localstack",
+    ]
+
+
+def test_down_removes_the_project_with_its_volumes_and_nothing_else() -> None:
+    command = compose.compose_command(
+        ["docker-compose"], Path("c.yaml"), "p", "ministack", *compose.down_args()
+    )
+    assert command == [
+        "docker-compose",
+        "--file",
+        "c.yaml",
+        "--project-name",
+        "p",
+        "--profile",
+        "ministack",
+        "down",
+        "--volumes",
+    ]
+
+
+def test_project_name_is_stable_unique_per_state_dir_and_valid_for_compose(tmp_path: Path) -> None:
+    first = compose.project_name(tmp_path / "a")
+    assert first == compose.project_name(tmp_path / "a")
+    assert first != compose.project_name(tmp_path / "b")
+    assert first.startswith("saga-sandbox-")
+    assert all(char.isalnum() or char == "-" for char in first)
+    assert first == first.lower()
+
+
+def test_compose_environment_sets_port_and_image_and_keeps_the_token() -> None:
+    env = compose.compose_environment(4599, "img:1", base={"LOCALSTACK_AUTH_TOKEN": "tok", "PATH": "/bin"})
+    assert env == {
+        "LOCALSTACK_AUTH_TOKEN": "tok",
+        "PATH": "/bin",
+        "SANDBOX_PORT": "4599",
+        "SANDBOX_MINISTACK_IMAGE": "img:1",
+    }
+
+
+def test_localstack_image_follows_localstack_version() -> None:
+    assert compose.localstack_image({}) == "localstack/localstack:4.14.0"
+    assert compose.localstack_image({"LOCALSTACK_VERSION": "2026.8"}) == "localstack/localstack:2026.8"
+
+
+class FakeDocker:
+    """Answers docker and compose commands from a script; records every command."""
+
+    def __init__(self, answers: dict[str, tuple[int, str]], executables: set[str]):
+        self.answers = answers
+        self.executables = executables
+        self.commands: list[list[str]] = []
+        self.envs: list[dict[str, str] | None] = []
+
+    def run(self, command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        self.commands.append(command)
+        self.envs.append(kwargs.get("env"))
+        text = " ".join(command)
+        for key, (code, output) in self.answers.items():
+            if key in text:
+                return subprocess.CompletedProcess(command, code, output, "" if code == 0 else output)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    def which(self, name: str) -> str | None:
+        return f"/usr/bin/{name}" if name in self.executables else None
+
+
+@pytest.fixture
+def fake_docker(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(answers: dict[str, tuple[int, str]], executables: set[str] | None = None) -> FakeDocker:
+        fake = FakeDocker(answers, {"docker", "docker-compose"} if executables is None else executables)
+        monkeypatch.setattr(compose, "run_command", fake.run)
+        monkeypatch.setattr(compose, "find_executable", fake.which)
+        return fake
+
+    return install
+
+
+def test_compose_v2_is_preferred(fake_docker: Any) -> None:
+    fake_docker({"compose version": (0, "Docker Compose version v2.29")})
+    assert compose.find_compose() == ["docker", "compose"]
+
+
+def test_compose_falls_back_to_docker_compose_v1(fake_docker: Any) -> None:
+    fake_docker({"compose version": (1, "docker: 'compose' is not a docker command")})
+    assert compose.find_compose() == ["docker-compose"]
+
+
+def test_no_compose_at_all_is_one_clear_error(fake_docker: Any) -> None:
+    fake_docker({"compose version": (1, "unknown command")}, executables={"docker"})
+    with pytest.raises(DockerUnavailableError, match="Docker Compose is not installed") as caught:
+        compose.find_compose()
+    assert "--engine embedded" in str(caught.value.hint)
+
+
+def test_no_docker_cli_is_one_clear_error(fake_docker: Any) -> None:
+    fake_docker({}, executables=set())
+    with pytest.raises(DockerUnavailableError, match="Docker is not installed") as caught:
+        compose.check_docker()
+    assert "--engine embedded" in str(caught.value.hint)
+
+
+def test_no_docker_daemon_is_one_clear_error(fake_docker: Any) -> None:
+    fake_docker({"docker info": (1, "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")})
+    with pytest.raises(DockerUnavailableError, match="no Docker daemon is answering") as caught:
+        compose.check_docker()
+    assert "Cannot connect" in str(caught.value)
+    assert "start Docker" in str(caught.value.hint)
+    assert "--engine embedded" in str(caught.value.hint)
+
+
+# ---------------------------------------------------------------- what failures mean
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        'Pulling localstack (localstack/localstack:4.14.0)...\nGet "https://registry-1.docker.io/v2/": dial tcp: '
+        "lookup registry-1.docker.io: no such host",
+        "Error response from daemon: manifest for localstack/localstack:9.9 not found: manifest unknown",
+        "Error response from daemon: pull access denied for localstack/nope, repository does not exist",
+    ],
+)
+def test_a_localstack_image_that_cannot_be_pulled_says_to_pin_a_version(output: str) -> None:
+    error = compose.explain_compose_failure(
+        output, engine="localstack", image="localstack/localstack:9.9", port=1
+    )
+    assert isinstance(error, ImagePullError)
+    assert str(error) == "could not pull the LocalStack image localstack/localstack:9.9"
+    assert "LOCALSTACK_VERSION=4.14.0" in str(error.hint)
+    assert "--engine embedded" in str(error.hint)
+
+
+def test_a_ministack_image_that_cannot_be_built_names_the_base_and_make_target() -> None:
+    output = (
+        "Building ministack\nStep 2/13 : FROM ${BASE_IMAGE}\n"
+        'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host\n'
+        "Service 'ministack' failed to build : Build failed"
+    )
+    error = compose.explain_compose_failure(output, engine="ministack-docker", image="m:1", port=1)
+    assert isinstance(error, ImagePullError)
+    assert "m:1" in str(error)
+    assert "make engine-image" in str(error.hint)
+    assert "SANDBOX_MINISTACK_BASE_IMAGE" in str(error.hint)
+
+
+def test_a_port_taken_outside_the_sandbox_says_which_port() -> None:
+    output = "Error starting userland proxy: listen tcp4 127.0.0.1:4566: bind: address already in use"
+    error = compose.explain_compose_failure(output, engine="localstack", image="x", port=4566)
+    assert str(error) == "port 4566 is already in use on this machine"
+    assert "--port" in str(error.hint)
+
+
+def test_an_unknown_compose_failure_keeps_its_last_line() -> None:
+    error = compose.explain_compose_failure(
+        "first\nsomething odd happened", engine="localstack", image="x", port=1
+    )
+    assert type(error) is EngineError
+    assert "something odd happened" in str(error)
+
+
+def test_localstack_exiting_for_want_of_a_token_says_set_the_token_or_pin() -> None:
+    status = compose.ContainerStatus("exited", 55, "p-localstack-1")
+    error = compose.explain_container_exit("localstack", "localstack/localstack:latest", status, LICENSE_LOG)
+    assert isinstance(error, LocalStackLicenseError)
+    assert "needs an auth token" in str(error)
+    assert "LOCALSTACK_AUTH_TOKEN" in str(error.hint)
+    assert "LOCALSTACK_VERSION=4.14.0" in str(error.hint)
+    assert "--engine embedded" in str(error.hint)
+
+
+def test_any_other_early_exit_reports_the_exit_code_and_logs() -> None:
+    status = compose.ContainerStatus("exited", 3, "p-ministack-1")
+    error = compose.explain_container_exit("ministack-docker", "m:1", status, "Traceback...\nBoom")
+    assert type(error) is EngineError
+    assert "exit code 3" in str(error)
+    assert error.details and "Boom" in error.details
+
+
+def test_the_free_localstack_edition_lacks_api_gateway_v2() -> None:
+    assert compose.missing_localstack_services(COMMUNITY_HEALTH) == ["apigatewayv2"]
+    error = compose.explain_missing_services(
+        "localstack/localstack:4.14.0", COMMUNITY_HEALTH, ["apigatewayv2"]
+    )
+    assert "community edition" in str(error)
+    assert "apigatewayv2" in str(error)
+    assert "LOCALSTACK_AUTH_TOKEN" in str(error.hint)
+
+
+def test_a_localstack_with_every_service_is_accepted() -> None:
+    health = {"services": {**COMMUNITY_HEALTH["services"], "apigatewayv2": "available"}}
+    assert compose.missing_localstack_services(health) == []
+    assert compose.missing_localstack_services({}) == []
+
+
+def test_tokens_never_reach_logs() -> None:
+    assert compose.redact("env LOCALSTACK_AUTH_TOKEN=ls-abc123 x") == "env LOCALSTACK_AUTH_TOKEN=*** x"
+
+
+# ---------------------------------------------------------------- up and down through compose
+
+
+@pytest.fixture
+def container_settings(tmp_path: Path) -> Settings:
+    return Settings.load(state_dir=tmp_path / "state", port=45999, engine="localstack")
+
+
+def running_inspect(status: str = "running", exit_code: int = 0) -> tuple[int, str]:
+    return 0, json.dumps({"Status": status, "ExitCode": exit_code}) + "|/proj-localstack-1"
+
+
+def test_up_then_down_run_exactly_these_compose_commands(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN Docker with compose v1 only, and a LocalStack that offers every service
+    fake = fake_docker(
+        {
+            "docker info": (0, "20.10.24"),
+            "compose version": (1, "not a docker command"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
+            "docker inspect": running_inspect(),
+        }
+    )
+    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
+    monkeypatch.setattr(
+        engines,
+        "read_health",
+        lambda url, path: {"services": dict.fromkeys(compose.LOCALSTACK_REQUIRED_SERVICES)},
+    )
+    # WHEN the engine is started, then stopped
+    state, is_new = engines.start_engine(container_settings)
+    stopped = engines.stop_engine(container_settings)
+    # THEN compose ran for this state dir's project, and `down` removed exactly that project
+    project = compose.project_name(container_settings.state_dir)
+    base = ["docker-compose", "--file", str(container_settings.compose_path), "--project-name", project]
+    compose_runs = [command for command in fake.commands if command[0] == "docker-compose"]
+    assert compose_runs == [
+        [*base, "--profile", "localstack", "up", "--detach", "localstack"],
+        [*base, "--profile", "localstack", "ps", "--all", "--quiet", "localstack"],
+        [*base, "--profile", "localstack", "down", "--volumes"],
+    ]
+    up_env = fake.envs[fake.commands.index(compose_runs[0])]
+    assert up_env["SANDBOX_PORT"] == "45999"
+    assert is_new
+    assert (state.engine, state.pid, state.container_id, state.compose_project) == (
+        "localstack",
+        None,
+        "c0ffee",
+        project,
+    )
+    assert state.container_name == "proj-localstack-1"
+    assert state.image == "localstack/localstack:4.14.0"
+    assert stopped == state
+    assert engines.read_engine_state(container_settings) is None
+
+
+def test_a_failed_pull_cleans_up_and_reports_one_error(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_docker(
+        {
+            "docker info": (0, "20.10.24"),
+            "compose version": (0, "v2"),
+            " up --detach ": (1, "Error response from daemon: pull access denied for localstack/localstack"),
+        }
+    )
+    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
+    with pytest.raises(ImagePullError):
+        engines.start_engine(container_settings)
+    assert fake.commands[-1][-2:] == ["down", "--volumes"]
+    assert engines.read_engine_state(container_settings) is None
+
+
+def test_a_localstack_that_exits_for_its_token_is_reported_and_removed(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_docker(
+        {
+            "docker info": (0, "20.10.24"),
+            "compose version": (0, "v2"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
+            "docker inspect": running_inspect("exited", 55),
+            "docker logs": (0, LICENSE_LOG),
+        }
+    )
+    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
+    with pytest.raises(LocalStackLicenseError, match="needs an auth token"):
+        engines.start_engine(container_settings)
+    assert fake.commands[-1][-2:] == ["down", "--volumes"]
+    assert engines.read_engine_state(container_settings) is None
+
+
+def test_a_free_localstack_is_refused_before_a_half_deploy(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_docker(
+        {
+            "docker info": (0, "20.10.24"),
+            "compose version": (0, "v2"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
+            "docker inspect": running_inspect(),
+        }
+    )
+    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
+    monkeypatch.setattr(engines, "read_health", lambda url, path: COMMUNITY_HEALTH)
+    with pytest.raises(LocalStackLicenseError, match="apigatewayv2"):
+        engines.start_engine(container_settings)
+    assert engines.read_engine_state(container_settings) is None
+
+
+def test_up_refuses_a_second_engine_of_another_kind(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a running embedded engine recorded in the state dir (this test process stands in for it)
+    import os
+
+    container_settings.state_dir.mkdir(parents=True)
+    embedded = engines.EngineState("embedded", os.getpid(), 45999, "log", 0.0)
+    (container_settings.state_dir / "engine.json").write_text(json.dumps(embedded.__dict__))
+    # WHEN LocalStack is asked for THEN the error says to stop the running one first
+    with pytest.raises(EngineError, match="embedded engine is already running") as caught:
+        engines.start_engine(container_settings)
+    assert "sandbox down" in str(caught.value.hint)
+    # AND a plain `sandbox up` (no engine chosen) adopts the running engine instead
+    monkeypatch.delenv("SANDBOX_ENGINE", raising=False)
+    adopted = engines.adopt_running_engine(container_settings, is_chosen=False)
+    assert adopted.engine == "embedded"
+    assert engines.adopt_running_engine(container_settings, is_chosen=True).engine == "localstack"
+
+
+def test_an_old_state_file_without_container_fields_still_reads(tmp_path: Path) -> None:
+    settings = Settings.load(state_dir=tmp_path)
+    (tmp_path / "engine.json").write_text(
+        json.dumps({"engine": "embedded", "pid": 1, "port": 4566, "log_path": "l", "started_at": 0})
+    )
+    state = engines.read_engine_state(settings)
+    assert state is not None
+    assert not state.is_container
+    assert state.describe() == "pid 1"
