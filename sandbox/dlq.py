@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import TypeSerializer
 
 from sandbox.errors import SandboxError
+from sandbox.items import plain_item
 from sandbox.stack import LocalStack
 
-_deserializer = TypeDeserializer()
 _serializer = TypeSerializer()
 
 
@@ -97,16 +96,6 @@ def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -
     return list(letters.values())
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(inner) for key, inner in value.items()}
-    if isinstance(value, list):
-        return [_plain(inner) for inner in value]
-    return value
-
-
 def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> dict[str, Any]:
     """The stream record with its outbox payload rebuilt from the order item."""
     image = record["dynamodb"].get("NewImage", {})
@@ -117,11 +106,11 @@ def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> d
                              ConsistentRead=True).get("Item")  # fmt: skip
     if item is None:
         raise SandboxError(f"order {order_id} of a dead-lettered outbox record no longer exists")
-    order = {key: _deserializer.deserialize(value) for key, value in item.items() if key not in ("pk", "sk")}
+    order = {key: value for key, value in plain_item(item).items() if key not in ("pk", "sk")}
     faults = {key: value for key, value in (order.get("faults") or {}).items() if key != "poison"}
     order["faults"] = faults
     repaired = json.loads(json.dumps(record, default=str))
-    repaired["dynamodb"]["NewImage"]["payload"] = _serializer.serialize(json.dumps(_plain(order)))
+    repaired["dynamodb"]["NewImage"]["payload"] = _serializer.serialize(json.dumps(order))
     return dict(repaired)
 
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from sandbox.errors import OrderError
+from sandbox.items import plain_item
 from sandbox.logs import (
     Invocation,
     LogLine,
@@ -27,6 +26,7 @@ from sandbox.logs import (
     iso,
     read_lines,
 )
+from sandbox.saga import execution_arn, executions_of
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 
@@ -48,7 +48,6 @@ _EXECUTION_ENDS = {
     "ExecutionAborted": "ABORTED",
 }
 _BATCH_FAILURE = "Record processing exception; skipping this record"  # Powertools' message
-_deserializer = TypeDeserializer()
 
 
 class OrderNotFoundError(OrderError):
@@ -142,6 +141,8 @@ class TraceSources:
     audit_messages: list[AuditMessage] = field(default_factory=list)
     # detail-type -> "rule → target" for every rule on the bus whose pattern matches it
     rule_matches: dict[str, list[str]] = field(default_factory=dict)
+    # (execution name, history) of operator replays of the saga (`sandbox order --replay`)
+    replays: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def _millis(start: datetime, end: datetime) -> int:
@@ -192,6 +193,13 @@ def build_trace(sources: TraceSources) -> Trace:
     saga = saga_entries(sources.history, hits) if sources.history is not None else []
     if sources.history is None:
         notes.append("the saga has not started: no execution is named after this order")
+    for name, history in sources.replays:
+        saga += [
+            replace(
+                entry, source="replay", detail=f"replay {name}" if entry.kind == "execution" else entry.detail
+            )
+            for entry in saga_entries(history, hits)
+        ]
     notified = notification_entries(by_function.get("notifications", []), order_id)
     if not notified:
         notified = [
@@ -301,49 +309,47 @@ def api_entries(invocations: list[Invocation], order_id: str) -> list[TraceEntry
 
 
 def delivery_entries(invocations: list[Invocation], order_id: str) -> list[TraceEntry]:
-    """Each stream delivery of the order's outbox record to the publisher, and how it went."""
+    """Each stream delivery of the order's outbox record to the publisher, and how it ended."""
     entries: list[TraceEntry] = []
     for invocation in invocations:
+        outcomes: list[str] = []
+        status: str | None = None
+        event_id = "?"
         for line in invocation.lines:
             if line.fields.get("correlation_id") != order_id:
                 continue
-            event_id = line.fields.get("stream_event_id", "?")
+            event_id = str(line.fields.get("stream_event_id", event_id))
             if line.message == "outbox record published":
-                outcome = (
+                outcomes.append(
                     "OrderPlaced put, saga started"
                     if line.fields.get("saga_started")
                     else "OrderPlaced put again; saga already started (ExecutionAlreadyExists), not restarted"
                 )
-                status = "SUCCEEDED"
+                status = status or "SUCCEEDED"
             elif line.message == _BATCH_FAILURE:
                 error = line.fields.get("exception_name") or "error"
-                outcome = f"record failed: {error}: {_last_line(line.fields.get('exception'))}"
+                failure = f"record failed: {error}: {_last_line(line.fields.get('exception'))}"
+                outcomes.append(f"then {failure}" if outcomes else failure)
                 status = "FAILED"
-            else:
-                continue
-            entries.append(
-                TraceEntry(
-                    invocation.started_at,
-                    "stream",
-                    "delivery",
-                    "OUTBOX# record → publisher",
-                    f"stream event {event_id}: {outcome}",
-                    invocation.duration_ms,
-                    status,
-                )
+            elif line.message.startswith("injected crash"):
+                outcomes.append("then the publisher died before acknowledging")
+                status = "CRASHED"
+        if status is None:
+            continue
+        entries.append(
+            TraceEntry(
+                invocation.started_at,
+                "stream",
+                "delivery",
+                "OUTBOX# record → publisher",
+                f"stream event {event_id}: {'; '.join(outcomes)}",
+                invocation.duration_ms,
+                status,
             )
+        )
     total = len(entries)
     return [
-        TraceEntry(
-            entry.at,
-            entry.source,
-            entry.kind,
-            f"delivery {number} of {total}",
-            entry.detail,
-            entry.duration_ms,
-            entry.status,
-        )
-        for number, entry in enumerate(entries, start=1)
+        replace(entry, name=f"delivery {number} of {total}") for number, entry in enumerate(entries, start=1)
     ]
 
 
@@ -682,21 +688,6 @@ def _mermaid_lines(entry: TraceEntry) -> list[tuple[datetime, str]]:
 # ------------------------------------------------------------------ reading the engine
 
 
-def execution_arn(state_machine_arn: str, order_id: str) -> str:
-    """The saga execution of an order (its name is the order id)."""
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{order_id}"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(inner) for key, inner in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_plain(inner) for inner in value]
-    return value
-
-
 def read_order_items(
     dynamodb: Any, table: str, order_id: str
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -707,10 +698,7 @@ def read_order_items(
         ExpressionAttributeValues={":pk": {"S": f"ORDER#{order_id}"}},
         ConsistentRead=True,
     )
-    items = [
-        _plain({key: _deserializer.deserialize(value) for key, value in item.items()})
-        for item in response.get("Items", [])
-    ]
+    items = [plain_item(item) for item in response.get("Items", [])]
     order = next((item for item in items if item.get("sk") == "ORDER"), None)
     notifications = [
         {"type": item["sk"].removeprefix("NOTIFICATION#"), "sentAt": item.get("sentAt")}
@@ -842,6 +830,11 @@ def collect_sources(stack: LocalStack, settings: Settings, order_id: str) -> Tra
             hint="list recent orders with `sandbox orders`",
         )
     sources = TraceSources(order_id, order, notifications, history, saga_status)
+    sfn = stack.client("stepfunctions", region)
+    for execution in executions_of(stack, region, order_id):
+        if execution["name"] != order_id:
+            _status, replay_history = read_history(sfn, execution["executionArn"])
+            sources.replays.append((execution["name"], replay_history or []))
     functions = function_names(
         stack.client("cloudformation", region), stack.client("lambda", region), settings.stack_name
     )

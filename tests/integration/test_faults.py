@@ -16,6 +16,7 @@ from sandbox.orders import OrdersClient
 from sandbox.saga import executions_of, replay_saga
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
+from sandbox.trace import trace_order
 from sandbox.waiting import wait_until
 from tests.integration.conftest import stock_of
 
@@ -72,6 +73,10 @@ def test_duplicate_delivery_starts_one_saga_and_charges_once(
     # …but only one saga ran and every effect happened once
     assert order["status"] == "COMPLETED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+    # AND the trace shows both deliveries, the second finding the saga started
+    deliveries = [e for e in trace_order(stack, engine_settings, order_id).entries if e.kind == "delivery"]
+    assert [e.status for e in deliveries] == ["FAILED", "SUCCEEDED"]
+    assert "already started" in deliveries[1].detail
 
 
 def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
@@ -90,6 +95,8 @@ def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
     # AND the redelivery found the saga already started
     assert order["status"] == "COMPLETED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
+    deliveries = [e for e in trace_order(stack, engine_settings, order_id).entries if e.kind == "delivery"]
+    assert [e.status for e in deliveries] == ["CRASHED", "SUCCEEDED"]
 
 
 def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
@@ -123,6 +130,10 @@ def test_replay_repeats_no_side_effect(api, stack, engine_settings, tables, cust
     # THEN the replay succeeds and no effect is applied twice
     assert replay["status"] == "SUCCEEDED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED", executions=2)
+    # AND the trace shows the replay, its steps answered from their idempotency records
+    replayed = [e for e in trace_order(stack, engine_settings, order_id).entries if e.source == "replay"]
+    assert replayed and replayed[0].detail == f"replay {replay['name']}"
+    assert any("idempotent" in e.detail for e in replayed if e.name == "ChargePayment")
 
 
 def test_poisoned_record_is_dead_lettered_then_redriven(
