@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -143,8 +144,15 @@ def apply_patches() -> bool:
     return True
 
 
+def _warm_imports() -> None:
+    # The first CreateChangeSet applies the SAM transform; importing the translator while the
+    # server starts takes that cost off the first deploy.
+    import samtranslator.translator.transform  # noqa: F401
+
+
 def main() -> None:
     apply_patches()
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     from ministack.app import main as engine_main
 
     engine_main()

@@ -259,7 +259,8 @@ def _start_embedded(settings: Settings, timeout: float) -> EngineState:
         return is_engine_healthy(state.endpoint_url)
 
     try:
-        wait_until(is_ready, timeout=timeout, what=f"the engine on port {settings.port}")
+        # Poll briskly: the engine is ready in about half a second and every 100 ms counts for `up`.
+        wait_until(is_ready, timeout=timeout, what=f"the engine on port {settings.port}", max_interval=0.05)
     except (EngineError, WaitTimeoutError):
         stop_engine(settings)
         raise
