@@ -70,6 +70,11 @@ def _batch_item_failures(result: dict[str, Any]) -> list[Any]:
     return list(body.get("batchItemFailures") or []) if isinstance(body, dict) else []
 
 
+def _error_type(result: dict[str, Any]) -> str:
+    body = result.get("body")
+    return str(body.get("errorType") or "Unhandled") if isinstance(body, dict) else "Unhandled"
+
+
 def with_stream_batch_semantics(
     execute: Callable[..., dict[str, Any]],
     find_mapping: Callable[[str, str], dict[str, Any] | None],
@@ -106,7 +111,7 @@ def with_stream_batch_semantics(
         if max_retries is not None and int(max_retries) >= 0 and attempts > int(max_retries):
             failed_attempts.pop(key, None)
             send_to_on_failure(mapping, func, records, mapping.get("EventSourceArn", ""),
-                               {**result, "function_error": "Unhandled"}, "RetryAttemptsExhausted")  # fmt: skip
+                               {**result, "function_error": _error_type(result)}, "RetryAttemptsExhausted")  # fmt: skip
             return {"body": {"batchItemFailures": []}, "log": result.get("log", "")}
         if item_failures:
             return {
