@@ -79,7 +79,24 @@ def time_reload(settings: Settings, stack: LocalStack, runs: int) -> tuple[list[
         watcher = threading.Thread(target=watch_and_reload, args=(local, target, lambda u: updates.put(time.time()),
                                                                    lambda e: None, stop))  # fmt: skip
         watcher.start()
-        time.sleep(1)  # let the watcher register its inotify watches before the first save
+        original = handler.read_text()
+
+        def is_watching() -> bool:
+            # Save until the watcher reacts: its first save may land before it watches.
+            handler.write_text(handler.read_text() + "\n")
+            try:
+                updates.get(timeout=0.5)
+            except queue.Empty:
+                return False
+            return True
+
+        wait_until(is_watching, timeout=30, what="the watcher to push a first save")
+        handler.write_text(original)
+        while True:  # drain the pushes of those saves: the queue is empty once a second passes quietly
+            try:
+                updates.get(timeout=1)
+            except queue.Empty:
+                break
         try:
             for run in range(runs):
                 text = handler.read_text()

@@ -50,10 +50,10 @@ T = TypeVar("T")
 TargetOption = Annotated[Target, typer.Option(help="The local engine's stack, or the AWS stack.")]
 
 
-def orders_client(target: Target, **aws_flags: str | None) -> OrdersClient:
+def orders_client(target: Target, local: LocalStack | None = None, **aws_flags: str | None) -> OrdersClient:
     """The order API of the local stack, or of the AWS stack (requests signed when required)."""
     if target is Target.local:
-        return OrdersClient(find_stack(Settings.load()).api_url)
+        return OrdersClient((local or find_stack(Settings.load())).api_url)
     return aws_orders_client(AwsSession(AwsTarget.load(**aws_flags)))
 
 
@@ -282,7 +282,11 @@ def order(
     payload: dict[str, Any] = {"customerId": customer, "items": items}
     if faults:
         payload["faults"] = faults
-    client = orders_client(target, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
+    settings = Settings.load()
+    local = find_stack(settings) if target is Target.local else None
+    client = orders_client(
+        target, local, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url
+    )
     started = time.perf_counter()
     placed = client.place_order(payload, idempotency_key)
     order_id = placed["orderId"]
@@ -295,8 +299,8 @@ def order(
             )
             _print_trace_hint(order_id, target)
         return
-    if poison:
-        _follow_poisoned_order(order_id, wait_seconds, json_output)
+    if poison and local:
+        _follow_poisoned_order(local, settings.region, order_id, wait_seconds, json_output)
         return
     if not json_output:
         console.print(f"order [bold]{order_id}[/bold] accepted (total {placed['totalAmount']}); saga:")
@@ -327,10 +331,8 @@ def order(
         "compensations": final["compensations"],
         "elapsedMs": elapsed_ms,
     }
-    if replay:
-        settings = Settings.load()
-        result["replay"] = replay_saga(find_stack(settings), settings.region, order_id, timeout=wait_seconds)
-        result["replay"].pop("input")
+    if replay and local:
+        result["replay"] = replay_saga(local, settings.region, order_id, timeout=wait_seconds)
     if target is Target.local:
         result["traceCommand"] = trace_commands.trace_command(order_id)
     expected = expected_status(faults)
@@ -356,16 +358,16 @@ def order(
         )
 
 
-def _follow_poisoned_order(order_id: str, wait_seconds: float, json_output: bool) -> None:
+def _follow_poisoned_order(
+    stack: LocalStack, region: str, order_id: str, wait_seconds: float, json_output: bool
+) -> None:
     """Wait until the poisoned outbox record of an order lands in the on-failure queue."""
-    settings = Settings.load()
-    stack = find_stack(settings)
     if not json_output:
         console.print(
             f"order [bold]{order_id}[/bold] accepted with a poisoned outbox record; the publisher retries it…"
         )
     letter = wait_until(
-        lambda: next((d for d in list_dead_letters(stack, settings.region) if order_id in d.order_ids), None),
+        lambda: next((d for d in list_dead_letters(stack, region) if order_id in d.order_ids), None),
         timeout=wait_seconds, what=f"the outbox record of order {order_id} to reach the on-failure queue",
     )  # fmt: skip
     if json_output:

@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
 from sandbox.catalog import seed_inventory
-from sandbox.deploy import DEFAULT_POLL_SECONDS, make_uploader, read_outputs
+from sandbox.deploy import DEFAULT_POLL_SECONDS, ensure_artifact_bucket, make_uploader, read_outputs
 from sandbox.errors import DeployError, UsageError
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.orders import OrdersClient, Signer
@@ -120,19 +120,8 @@ def artifact_bucket_name(account_id: str, region: str) -> str:
 
 def ensure_secure_bucket(s3: Any, bucket: str, region: str) -> bool:
     """Create the artifact bucket if missing: versioned, encrypted, no public access. True if created."""
-    try:
-        s3.head_bucket(Bucket=bucket)
+    if not ensure_artifact_bucket(s3, bucket, region, hint="pass --artifact-bucket with a bucket you own"):
         return False
-    except ClientError as error:
-        if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
-            raise DeployError(
-                f"cannot use artifact bucket {bucket}: {error}",
-                hint="pass --artifact-bucket with a bucket you own",
-            ) from error
-    kwargs: dict[str, Any] = {"Bucket": bucket}
-    if region != "us-east-1":
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**kwargs)
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={

@@ -30,18 +30,19 @@ class DeployResult:
     outputs: dict[str, str]
 
 
-def ensure_artifact_bucket(s3: Any, bucket: str, region: str) -> None:
-    """Create the artifact bucket if it is missing."""
+def ensure_artifact_bucket(s3: Any, bucket: str, region: str, *, hint: str | None = None) -> bool:
+    """Create the artifact bucket if it is missing; True when this call created it."""
     try:
         s3.head_bucket(Bucket=bucket)
-        return
+        return False
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
-            raise DeployError(f"cannot use artifact bucket {bucket}: {error}") from error
+            raise DeployError(f"cannot use artifact bucket {bucket}: {error}", hint=hint) from error
     kwargs: dict[str, Any] = {"Bucket": bucket}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
     s3.create_bucket(**kwargs)
+    return True
 
 
 def make_uploader(s3: Any, bucket: str) -> Callable[[str, bytes], None]:

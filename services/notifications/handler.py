@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from shared.aws import dynamodb, table_name
+from shared.records import put_if_absent
 
 logger = Logger()
 
@@ -23,23 +23,15 @@ def record_notification(event: EventBridgeEvent, table: Any = None) -> bool:
     """Store one notification per order and event type; False when it was already sent."""
     table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
     order_id = event.detail["orderId"]
-    try:
-        table.put_item(
-            Item={
-                "pk": f"ORDER#{order_id}",
-                "sk": f"NOTIFICATION#{event.detail_type}",
-                "orderId": order_id,
-                "eventId": event.get_id,
-                "message": MESSAGES.get(event.detail_type, event.detail_type),
-                "sentAt": event.time,
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    notification = {
+        "pk": f"ORDER#{order_id}",
+        "sk": f"NOTIFICATION#{event.detail_type}",
+        "orderId": order_id,
+        "eventId": event.get_id,
+        "message": MESSAGES.get(event.detail_type, event.detail_type),
+        "sentAt": event.time,
+    }
+    return put_if_absent(table, notification)
 
 
 @logger.inject_lambda_context

@@ -6,10 +6,9 @@ import os
 import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.aws import dynamodb, table_name
 from shared.errors import InjectedFailure, TransientStepError
+from shared.records import put_if_absent
 
 STEP_SERVICES = ("inventory", "payment", "shipping")
 DEFAULT_FLAKY_ATTEMPTS = 2
@@ -46,13 +45,4 @@ def check_faults(faults: dict[str, Any] | None, service: str, retry_count: int) 
 def is_first_occurrence(order_id: str, fault: str, table: Any = None) -> bool:
     """True the first time a one-shot fault fires for an order (a marker item records it)."""
     table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
-    try:
-        table.put_item(
-            Item={"pk": f"ORDER#{order_id}", "sk": f"FAULT#{fault}", "orderId": order_id},
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return put_if_absent(table, {"pk": f"ORDER#{order_id}", "sk": f"FAULT#{fault}", "orderId": order_id})

@@ -16,20 +16,26 @@ def _is_condition_failure(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
+def put_if_absent(table: Any, item: dict[str, Any], key_name: str = "pk") -> bool:
+    """Write ``item`` unless an item with its key exists; True when this call wrote it."""
+    try:
+        table.put_item(Item=item, ConditionExpression=f"attribute_not_exists({key_name})")
+    except ClientError as error:
+        if not _is_condition_failure(error):
+            raise
+        return False
+    return True
+
+
 def put_once(table: Any, item: dict[str, Any], key_name: str) -> dict[str, Any]:
     """Write ``item`` unless one with its key exists; return whichever item is stored.
 
     A second line of defence behind the idempotency record: even when that has expired, a
     replayed step finds the first write instead of writing again.
     """
-    try:
-        table.put_item(Item=item, ConditionExpression=f"attribute_not_exists({key_name})")
-    except ClientError as error:
-        if not _is_condition_failure(error):
-            raise
-        key = {key_name: item[key_name]}
-        return dict(table.get_item(Key=key, ConsistentRead=True)["Item"])
-    return item
+    if put_if_absent(table, item, key_name):
+        return item
+    return dict(table.get_item(Key={key_name: item[key_name]}, ConsistentRead=True)["Item"])
 
 
 def transition_once(table: Any, key: dict[str, Any], source: str, target: str, stamp: str) -> bool:

@@ -3,34 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sandbox import compose
 from sandbox.engines import find_free_port
 from tests.containers.conftest import chosen_engine, unavailable
-from tests.integration.test_cli import SANDBOX
+from tests.integration.test_cli import SANDBOX, Cli
 
 pytestmark = pytest.mark.containers
 
 
-class ComposeCli:
+class ComposeCli(Cli):
     """Runs `sandbox` with a container engine, its own port and state folder."""
 
     def __init__(self, engine: str, image: str, state_dir: Path):
+        super().__init__(find_free_port(), state_dir)
         self.engine = engine
         self.state_dir = state_dir
-        self.env = {
-            **os.environ,
-            "SANDBOX_ENGINE": engine,
-            "SANDBOX_PORT": str(find_free_port()),
-            "SANDBOX_STATE_DIR": str(state_dir),
-        }
+        self.env["SANDBOX_ENGINE"] = engine
         if engine == "localstack":
             repository, _, tag = image.rpartition(":")
             if repository != "localstack/localstack":
@@ -40,14 +34,7 @@ class ComposeCli:
             self.env["SANDBOX_MINISTACK_IMAGE"] = image
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SANDBOX, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-
-    def json(self, *args: str) -> Any:
-        result = self.run(*args, "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
+        return super().run(*args, timeout=timeout)  # a container engine starts more slowly
 
     def project_containers(self) -> list[str]:
         project = compose.project_name(self.state_dir)
