@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli import aws_commands, fault_commands, trace_commands, watch_commands
+from cli import aws_commands, bench_commands, fault_commands, trace_commands, watch_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
 from cli.output import (
     console,
@@ -256,6 +256,13 @@ def order(
         str | None,
         typer.Option("--timeout", help="STEP: its first attempt outlives the Task's TimeoutSeconds."),
     ] = None,
+    hang: Annotated[
+        str | None,
+        typer.Option(
+            help="STEP: every attempt outlives its timeout, then completes late; the saga compensates "
+            "the step itself too (about 20 s)."
+        ),
+    ] = None,
     poison: Annotated[
         bool, typer.Option("--poison", help="An unreadable outbox record: retried, then dead-lettered.")
     ] = False,
@@ -274,8 +281,8 @@ def order(
     """Place an order through the HTTP API and follow its saga live; faults combine."""
     items = [parse_item(text) for text in item or DEFAULT_ITEMS]
     faults = parse_faults(
-        fail, flaky or [], timeout=step_timeout, crash=crash, is_duplicate_delivery=duplicate_delivery,
-        is_poison=poison,
+        fail, flaky or [], timeout=step_timeout, hang=hang, crash=crash,
+        is_duplicate_delivery=duplicate_delivery, is_poison=poison,
     )  # fmt: skip
     if (poison or replay) and target is not Target.local:
         raise UsageError("--poison and --replay work on the local stack only")
@@ -421,6 +428,7 @@ aws_commands.register(app)
 fault_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)
+bench_commands.register(app)
 
 
 def main() -> None:

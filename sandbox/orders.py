@@ -163,6 +163,7 @@ def parse_faults(
     flaky: list[str],
     *,
     timeout: str | None = None,
+    hang: str | None = None,
     crash: str | None = None,
     is_duplicate_delivery: bool = False,
     is_poison: bool = False,
@@ -182,6 +183,8 @@ def parse_faults(
         faults.setdefault("flaky", {})[step] = attempts
     if timeout:
         faults["timeout"] = _step("--timeout", timeout)
+    if hang:
+        faults["hang"] = _step("--hang", hang)
     if crash:
         if crash != "publisher":
             raise UsageError(f"--crash {crash!r}: only the publisher can be crashed (--crash publisher)")
@@ -195,4 +198,4 @@ def parse_faults(
 
 def expected_status(faults: dict[str, Any] | None) -> str:
     """The final order status the faults intend."""
-    return "FAILED" if faults and faults.get("fail") else "COMPLETED"
+    return "FAILED" if faults and (faults.get("fail") or faults.get("hang")) else "COMPLETED"

@@ -162,8 +162,8 @@ def find_stack(settings: Settings) -> LocalStack:
     return LocalStack(engine, read_outputs(cfn, settings.stack_name))
 
 
-RESET_TABLES = ("OrdersTableName", "InventoryTableName", "PaymentsTableName", "ShipmentsTableName",
-                "IdempotencyTableName")  # fmt: skip
+RESET_TABLES = ("OrdersTableName", "InventoryTableName", "ReservationsTableName", "PaymentsTableName",
+                "ShipmentsTableName", "IdempotencyTableName")  # fmt: skip
 RESET_QUEUES = ("OutboxFailureQueueUrl", "AuditQueueUrl", "EventsDeadLetterQueueUrl")
 
 

@@ -38,10 +38,12 @@ class Faults(BaseModel):
     fail: StepService | None = None
     flaky: dict[StepService, Annotated[int, Field(strict=True)]] = Field(default_factory=dict)
     # Infrastructure faults: the outbox record reaches the publisher twice; the publisher dies
-    # after starting the saga; a step outlives its TimeoutSeconds once; the record is unreadable.
+    # after starting the saga; a step outlives its TimeoutSeconds once (timeout) or on every
+    # attempt, completing late each time (hang); the record is unreadable.
     duplicateDelivery: bool = False
     crash: Literal["publisher"] | None = None
     timeout: StepService | None = None
+    hang: StepService | None = None
     poison: bool = False
 
     @field_validator("flaky")

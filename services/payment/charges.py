@@ -1,4 +1,4 @@
-"""Charges and refunds: one charge per order, refunded at most once."""
+"""Charges and refunds: one charge per order, refunded at most once, never charged after a refund."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.aws import dynamodb, table_name
 from shared.errors import PaymentDeclinedError
-from shared.records import now_iso, put_once, transition_once
+from shared.records import now_iso, put_once, undo_once
 
 # The sandbox's stand-in for a card limit: larger charges are declined (a business error).
 CHARGE_LIMIT = Decimal("10000.00")
@@ -34,8 +34,8 @@ def charge_payment(command: dict[str, Any], table: Any = None) -> dict[str, Any]
 
 
 def refund_payment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
-    """Mark the order's charge refunded; a missing or already refunded charge is a no-op."""
+    """Refund the order's charge; with none yet, void it so that a late charge does nothing."""
     table = table or dynamodb().Table(table_name("PAYMENTS_TABLE"))
     key = {"orderId": command["orderId"]}
-    is_refunded = transition_once(table, key, "CHARGED", "REFUNDED", stamp="refundedAt")
+    is_refunded = undo_once(table, key, "CHARGED", "REFUNDED", stamp="refundedAt")
     return {"status": "REFUNDED" if is_refunded else "NOTHING_TO_REFUND"}

@@ -27,5 +27,9 @@ class PaymentDeclinedError(StepError):
     """The payment provider declined the charge."""
 
 
+class StepAlreadyCompensatedError(StepError):
+    """A step arrived after the saga compensated it (it timed out, then ran late): it does nothing."""
+
+
 class InvalidTransitionError(StepError):
     """An order status change that would move the order backwards."""

@@ -31,9 +31,11 @@ def check_faults(faults: dict[str, Any] | None, service: str, retry_count: int) 
         return
     if faults.get("fail") == service:
         raise InjectedFailure(f"injected failure in {service}")
-    if faults.get("timeout") == service and retry_count == 0:
-        # A slow first attempt: the state times out and retries; this attempt still finishes
-        # later, and its idempotency record turns that late finish into a no-op.
+    if (faults.get("timeout") == service and retry_count == 0) or faults.get("hang") == service:
+        # A slow attempt: the state times out and retries, while this attempt goes on and does its
+        # work late. With `timeout` only the first attempt is slow and a retry wins (the late one
+        # finds the retry's idempotency record); with `hang` every attempt is, the saga gives up
+        # and compensates this step too, and whatever lands late is undone or finds a tombstone.
         time.sleep(STEP_TIMEOUT_SECONDS + 1)
     failing_attempts = int((faults.get("flaky") or {}).get(service, 0))
     if retry_count < failing_attempts:

@@ -1,4 +1,4 @@
-"""Conditional writes that make a step's record effect happen at most once."""
+"""Conditional writes that make a step's record effect happen at most once, and never after its undo."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.errors import StepAlreadyCompensatedError, TransientStepError
+
+# The status a compensation leaves when it finds nothing to undo: a tombstone, so that the step it
+# compensates, arriving late (it timed out and ran on), finds it and does nothing.
+VOID = "VOID"
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _is_condition_failure(error: ClientError) -> bool:
+def is_condition_failure(error: ClientError) -> bool:
     return bool(error.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
@@ -21,7 +27,7 @@ def put_if_absent(table: Any, item: dict[str, Any], key_name: str = "pk") -> boo
     try:
         table.put_item(Item=item, ConditionExpression=f"attribute_not_exists({key_name})")
     except ClientError as error:
-        if not _is_condition_failure(error):
+        if not is_condition_failure(error):
             raise
         return False
     return True
@@ -31,11 +37,18 @@ def put_once(table: Any, item: dict[str, Any], key_name: str) -> dict[str, Any]:
     """Write ``item`` unless one with its key exists; return whichever item is stored.
 
     A second line of defence behind the idempotency record: even when that has expired, a
-    replayed step finds the first write instead of writing again.
+    replayed step finds the first write instead of writing again. A stored item in another
+    status than ``item``'s means the effect was compensated (undone, or voided before it
+    happened): the step raises instead of acting after its own compensation.
     """
     if put_if_absent(table, item, key_name):
         return item
-    return dict(table.get_item(Key={key_name: item[key_name]}, ConsistentRead=True)["Item"])
+    stored = dict(table.get_item(Key={key_name: item[key_name]}, ConsistentRead=True)["Item"])
+    if stored["status"] != item["status"]:
+        raise StepAlreadyCompensatedError(
+            f"{key_name} {item[key_name]} is already {stored['status']}: this late step changes nothing"
+        )
+    return stored
 
 
 def transition_once(table: Any, key: dict[str, Any], source: str, target: str, stamp: str) -> bool:
@@ -49,7 +62,25 @@ def transition_once(table: Any, key: dict[str, Any], source: str, target: str, s
             ExpressionAttributeValues={":target": target, ":source": source, ":now": now_iso()},
         )
     except ClientError as error:
-        if not _is_condition_failure(error):
+        if not is_condition_failure(error):
             raise
         return False
     return True
+
+
+def undo_once(table: Any, key: dict[str, Any], source: str, target: str, stamp: str) -> bool:
+    """Undo a record's effect (``source`` -> ``target``), or void it if it never happened.
+
+    True when this call undid the effect. With no record yet, a ``VOID`` tombstone is written in
+    its place, so a step invocation that times out and completes later finds it and does nothing.
+    Both writes are conditional, so a step landing between them is caught on the next round.
+    """
+    for _ in range(3):
+        if transition_once(table, key, source, target, stamp):
+            return True
+        if put_if_absent(table, {**key, "status": VOID, "voidedAt": now_iso()}, next(iter(key))):
+            return False
+        stored = table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if stored and stored["status"] != source:
+            return False
+    raise TransientStepError(f"record {key} kept changing while it was being undone")

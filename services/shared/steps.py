@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import idempotency_store
@@ -22,6 +24,11 @@ STEP_IDEMPOTENCY = IdempotencyConfig(
 )
 
 StepFunction = Callable[..., dict[str, Any]]
+
+# How long a step waits for an earlier attempt of itself that still holds the idempotency record
+# (it timed out in the state machine but is still running). Below the Task's TimeoutSeconds, so
+# the state sees IdempotencyAlreadyInProgressError (retried) rather than a timeout of its own.
+IN_PROGRESS_WAIT_SECONDS = 3.0
 
 
 class IdempotentStep:
@@ -53,6 +60,32 @@ class IdempotentStep:
 def idempotent_step(function: Callable[[dict[str, Any]], dict[str, Any]]) -> IdempotentStep:
     """Make ``function(command)`` run once per order id + step."""
     return IdempotentStep(function)
+
+
+def run_after_earlier_attempt(
+    run: StepFunction, command: dict[str, Any], context: LambdaContext, logger: Logger
+) -> dict[str, Any]:
+    """Run the step; while an earlier attempt still runs it, wait (bounded, with backoff) for its result.
+
+    The earlier attempt either finishes (its stored result is returned, nothing runs twice), fails
+    (its record is deleted and this attempt runs), or crashed (its record expires with the
+    invocation that held it, Powertools' Lambda context registration). Still in progress at the
+    end of the wait: the error is raised and the state machine retries it.
+    """
+    remaining = context.get_remaining_time_in_millis() / 1000 - 1 if context else IN_PROGRESS_WAIT_SECONDS
+    deadline = time.monotonic() + min(IN_PROGRESS_WAIT_SECONDS, remaining)
+    delay = 0.05
+    while True:
+        try:
+            return run(command=command)
+        except IdempotencyAlreadyInProgressError:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.info(
+                "an earlier attempt of this step is still running; waiting for it", extra={"wait_s": delay}
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def is_idempotent_hit(run: StepFunction) -> bool:
@@ -88,7 +121,7 @@ def handle_step(
     try:
         if not action.is_compensation:
             check_faults(order.get("faults"), service, int(event.get("retryCount", 0)))
-        result = action.run(command={**order, "step": action.step})
+        result = run_after_earlier_attempt(action.run, {**order, "step": action.step}, context, logger)
     except Exception as error:
         # Ties the failed invocation to its order in the logs; the traceback follows from the runtime.
         log = logger.warning if isinstance(error, TransientStepError) else logger.error

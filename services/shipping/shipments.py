@@ -1,11 +1,11 @@
-"""Shipments: one per order, cancelled at most once."""
+"""Shipments: one per order, cancelled at most once, never created after a cancel."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from shared.aws import dynamodb, table_name
-from shared.records import now_iso, put_once, transition_once
+from shared.records import now_iso, put_once, undo_once
 
 
 def create_shipment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
@@ -26,8 +26,8 @@ def create_shipment(command: dict[str, Any], table: Any = None) -> dict[str, Any
 
 
 def cancel_shipment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
-    """Mark the order's shipment cancelled; a missing or cancelled one is a no-op."""
+    """Cancel the order's shipment; with none yet, void it so that a late shipment does nothing."""
     table = table or dynamodb().Table(table_name("SHIPMENTS_TABLE"))
     key = {"orderId": command["orderId"]}
-    is_cancelled = transition_once(table, key, "CREATED", "CANCELLED", stamp="cancelledAt")
+    is_cancelled = undo_once(table, key, "CREATED", "CANCELLED", stamp="cancelledAt")
     return {"status": "CANCELLED" if is_cancelled else "NOTHING_TO_CANCEL"}

@@ -50,7 +50,7 @@ def dynamodb(stack: LocalStack, engine_settings: Settings) -> Any:
 def tables(stack: LocalStack, dynamodb: Any) -> dict[str, Any]:
     return {
         name: dynamodb.Table(stack.outputs[f"{name.title()}TableName"])
-        for name in ("orders", "inventory", "payments", "shipments")
+        for name in ("orders", "inventory", "reservations", "payments", "shipments")
     }
 
 

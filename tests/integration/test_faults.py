@@ -7,6 +7,8 @@ status the fault implies.
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import pytest
@@ -177,3 +179,59 @@ def test_faults_combine(api, stack, engine_settings, tables, customer_id, make_p
     assert effects["payment"]["status"] == "REFUNDED"
     assert effects["shipment"] is None
     assert order["failureReason"].startswith("InjectedFailure")
+
+
+def test_a_step_that_always_times_out_is_compensated_itself_and_its_late_work_undone(
+    api, stack, engine_settings, tables, customer_id, make_product
+):
+    # GIVEN an order whose payment outlives its timeout on every attempt, then does its work anyway
+    product = make_product(stock=10)
+    order_id = order_with(api, customer_id, product, {"hang": "payment"})
+    # WHEN the saga gives up on it
+    order = api.follow_order(order_id, timeout=120)
+    # THEN the order failed on the timeout, and the payment was compensated too, before the stock
+    assert order["status"] == "FAILED"
+    assert order["failureReason"].startswith("States.Timeout")
+    assert order["compensations"] == ["RefundPayment", "ReleaseInventory"]
+    # AND once every late attempt has finished (the first charged; the others found its record),
+    # nothing is held: the charge that landed was refunded, the stock is back, nothing shipped
+    wait_until(lambda: len(log_lines(stack, engine_settings, "PaymentFunction", order_id, "ChargePayment done"))
+               >= 4, timeout=30, what="the four late ChargePayment attempts to finish")  # fmt: skip
+    effects = assert_effects_once(stack, engine_settings, tables, order_id, product, status="FAILED")
+    assert effects["payment"]["status"] == "REFUNDED"
+    assert effects["shipment"] is None
+    reservation = tables["reservations"].get_item(Key={"orderId": order_id}, ConsistentRead=True)["Item"]
+    assert reservation["status"] == "RELEASED"
+
+
+@pytest.mark.parametrize(
+    ("function", "undo", "step", "table"),
+    [
+        ("InventoryFunction", "release", "reserve", "reservations"),
+        ("PaymentFunction", "refund", "charge", "payments"),
+        ("ShippingFunction", "cancel", "create", "shipments"),
+    ],
+)
+def test_a_step_arriving_after_its_compensation_changes_nothing(
+    stack, engine_settings, tables, customer_id, make_product, function, undo, step, table
+):
+    # GIVEN an order whose step the saga compensated before the step itself landed (it timed out
+    # and is still running somewhere): the compensation found nothing and left a tombstone
+    product = make_product(stock=10)
+    order = {"orderId": str(uuid.uuid4()), "customerId": customer_id, "totalAmount": "10.00",
+             "items": [{"productId": product, "quantity": QUANTITY}]}  # fmt: skip
+    lam = stack.client("lambda", engine_settings.region)
+    name = physical_id(stack, engine_settings.region, engine_settings.stack_name, function)
+
+    def invoke(action: str) -> dict[str, Any]:
+        response = lam.invoke(FunctionName=name, Payload=json.dumps({"action": action, "order": order}))
+        return {"error": response.get("FunctionError"), **json.loads(response["Payload"].read())}
+
+    assert invoke(undo)["status"].startswith("NOTHING_TO_")
+    # WHEN the step arrives late
+    late = invoke(step)
+    # THEN it fails as already compensated, and nothing was reserved, charged or shipped
+    assert late["error"] and late["errorType"] == "StepAlreadyCompensatedError", late
+    assert stock_of(tables, product) == 10
+    record = tables[table].get_item(Key={"orderId": order["orderId"]}, ConsistentRead=True)["Item"]
+    assert record["status"] == "VOID"

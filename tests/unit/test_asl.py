@@ -15,9 +15,16 @@ from shared.saga_history import COMPENSATION_OF
 FORWARD_PATH = ["ReserveInventory", "ChargePayment", "CreateShipment", "MarkOrderCompleted"]
 FORWARD_STEPS = FORWARD_PATH[:-1]
 COMPENSATION_FOR = {forward: compensation for compensation, forward in COMPENSATION_OF.items()}
-# The last forward step needs no compensation: nothing after it can fail but the Mark states.
-COMPENSATIONS = [COMPENSATION_FOR[step] for step in reversed(FORWARD_STEPS[:-1])]
+# Every forward step has a compensation: a step that failed uncertainly (timed out, crashed) may
+# still have done its work, or do it late.
+COMPENSATIONS = [COMPENSATION_FOR[step] for step in reversed(FORWARD_STEPS)]
 BUSINESS_ERRORS = {"InjectedFailure", "OutOfStockError", "PaymentDeclinedError"}
+# The errors each step raises before doing anything: after them, there is nothing of its own to undo.
+CERTAIN_ERRORS = {
+    "ReserveInventory": ["OutOfStockError", "InjectedFailure"],
+    "ChargePayment": ["PaymentDeclinedError", "InjectedFailure"],
+    "CreateShipment": ["InjectedFailure"],
+}
 FUNCTION_OF_SERVICE = {
     "inventory": "${InventoryFunctionArn}",
     "payment": "${PaymentFunctionArn}",
@@ -41,11 +48,17 @@ def walk_next(asl: dict[str, Any], start: str) -> list[str]:
     return visited
 
 
-def compensation_chain(asl: dict[str, Any], forward_step: str) -> list[str]:
-    """The states a failure of ``forward_step`` runs before MarkOrderFailed."""
-    catchers = states(asl)[forward_step]["Catch"]
-    assert len(catchers) == 1
-    visited = walk_next(asl, catchers[0]["Next"])
+def catcher_of(asl: dict[str, Any], state: str, error: str) -> dict[str, Any]:
+    """The first Catch of ``state`` that matches ``error``, as Step Functions picks it."""
+    for catcher in states(asl)[state]["Catch"]:
+        if error in catcher["ErrorEquals"] or catcher["ErrorEquals"] == ["States.ALL"]:
+            return dict(catcher)
+    raise AssertionError(f"{state} catches no {error}")
+
+
+def compensation_chain(asl: dict[str, Any], forward_step: str, error: str) -> list[str]:
+    """The states a failure of ``forward_step`` with ``error`` runs before MarkOrderFailed."""
+    visited = walk_next(asl, catcher_of(asl, forward_step, error)["Next"])
     assert "MarkOrderFailed" in visited, f"a failure of {forward_step} never marks the order failed"
     return visited[: visited.index("MarkOrderFailed")]
 
@@ -71,16 +84,51 @@ def test_forward_path_runs_the_three_steps_then_marks_the_order_completed(asl: d
         ("CreateShipment", ["RefundPayment", "ReleaseInventory"]),
     ],
 )
-def test_a_failed_step_compensates_its_predecessors_in_reverse(
+def test_a_business_failure_compensates_the_steps_before_it_in_reverse(
     asl: dict[str, Any], failing_step: str, expected: list[str]
 ) -> None:
     # GIVEN the forward steps that succeeded before `failing_step`
     succeeded = FORWARD_STEPS[: FORWARD_STEPS.index(failing_step)]
     derived = [COMPENSATION_FOR[step] for step in reversed(succeeded)]
-    # WHEN `failing_step` fails and its Catch is followed to MarkOrderFailed
-    visited = compensation_chain(asl, failing_step)
-    # THEN exactly their compensations ran, most recent first
-    assert visited == derived == expected
+    for error in CERTAIN_ERRORS[failing_step]:
+        # WHEN `failing_step` raises an error that means it did nothing
+        visited = compensation_chain(asl, failing_step, error)
+        # THEN exactly the compensations of the steps before it ran, most recent first
+        assert visited == derived == expected, error
+
+
+@pytest.mark.parametrize(
+    ("failing_step", "expected"),
+    [
+        ("ReserveInventory", ["ReleaseInventory"]),
+        ("ChargePayment", ["RefundPayment", "ReleaseInventory"]),
+        ("CreateShipment", ["CancelShipment", "RefundPayment", "ReleaseInventory"]),
+    ],
+)
+@pytest.mark.parametrize(
+    "error", ["States.Timeout", "TransientStepError", "IdempotencyAlreadyInProgressError", "Lambda.Unknown"]
+)
+def test_an_uncertain_failure_compensates_the_step_itself_too(
+    asl: dict[str, Any], failing_step: str, expected: list[str], error: str
+) -> None:
+    # GIVEN the failing step and the ones that succeeded before it
+    attempted = FORWARD_STEPS[: FORWARD_STEPS.index(failing_step) + 1]
+    # WHEN it fails in a way that leaves its effect uncertain (it may land late)
+    visited = compensation_chain(asl, failing_step, error)
+    # THEN its own compensation runs first, then its predecessors', most recent first
+    assert visited == [COMPENSATION_FOR[step] for step in reversed(attempted)] == expected
+
+
+@pytest.mark.parametrize("step", FORWARD_STEPS)
+def test_only_errors_raised_before_any_work_skip_the_steps_own_compensation(
+    asl: dict[str, Any], step: str
+) -> None:
+    # The certain list is the step's business errors, nothing broader: an error that can follow
+    # the step's work must reach the States.ALL catcher, which compensates the step itself.
+    certain, last = states(asl)[step]["Catch"]
+    assert certain["ErrorEquals"] == CERTAIN_ERRORS[step]
+    assert set(CERTAIN_ERRORS[step]) <= BUSINESS_ERRORS
+    assert last["ErrorEquals"] == ["States.ALL"]
 
 
 def test_mark_order_failed_ends_the_execution_failed(asl: dict[str, Any]) -> None:
@@ -93,9 +141,9 @@ def test_every_forward_step_catches_everything_into_error(asl: dict[str, Any]) -
     # MarkOrderFailed reads $.error: every Catch must put the error there and keep the input
     assert "$.error" in str(states(asl)["MarkOrderFailed"]["Parameters"])
     for step in FORWARD_STEPS:
-        (catcher,) = states(asl)[step]["Catch"]
-        assert catcher["ErrorEquals"] == ["States.ALL"], step
-        assert catcher["ResultPath"] == "$.error", step
+        catchers = states(asl)[step]["Catch"]
+        assert catchers[-1]["ErrorEquals"] == ["States.ALL"], step
+        assert all(catcher["ResultPath"] == "$.error" for catcher in catchers), step
 
 
 def test_compensations_and_mark_states_catch_nothing(asl: dict[str, Any]) -> None:

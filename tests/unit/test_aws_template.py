@@ -28,7 +28,7 @@ MANAGED_POLICY_ALLOW_LIST = {
     "AWSLambdaBasicExecutionRole": "write the function's own CloudWatch logs",
     "AWSLambdaDynamoDBExecutionRole": "added by SAM for a DynamoDB stream event: read the stream",
 }
-BUSINESS_TABLES = ("OrdersTable", "InventoryTable", "PaymentsTable", "ShipmentsTable")
+BUSINESS_TABLES = ("OrdersTable", "InventoryTable", "ReservationsTable", "PaymentsTable", "ShipmentsTable")
 
 
 def render(template: dict[str, Any], project_dir: Path, bucket: str, dependencies: Path | None) -> dict:

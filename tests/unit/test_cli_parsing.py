@@ -126,6 +126,8 @@ def test_parsed_faults_are_accepted_by_the_api_model(fail: str | None, flaky: li
         ({"flaky": {"payment": 3}}, "COMPLETED"),
         ({"fail": "shipping"}, "FAILED"),
         ({"fail": "inventory", "flaky": {"payment": 1}}, "FAILED"),
+        ({"timeout": "payment"}, "COMPLETED"),
+        ({"hang": "payment"}, "FAILED"),
     ],
 )
 def test_expected_status(faults: dict | None, expected: str) -> None:
@@ -136,16 +138,19 @@ def test_infrastructure_fault_flags() -> None:
     from sandbox.orders import parse_faults
 
     faults = parse_faults(
-        None, [], timeout="payment", crash="publisher", is_duplicate_delivery=True, is_poison=True
-    )
-    assert faults == {"timeout": "payment", "crash": "publisher", "duplicateDelivery": True, "poison": True}
+        None, [], timeout="payment", hang="shipping", crash="publisher", is_duplicate_delivery=True,
+        is_poison=True,
+    )  # fmt: skip
+    assert faults == {"timeout": "payment", "hang": "shipping", "crash": "publisher", "duplicateDelivery": True,
+                      "poison": True}  # fmt: skip
     from order_api.models import Faults
 
     assert not Faults.model_validate(faults).is_empty()
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "words"), [({"timeout": "billing"}, "--timeout"), ({"crash": "saga"}, "--crash")]
+    ("kwargs", "words"),
+    [({"timeout": "billing"}, "--timeout"), ({"hang": "billing"}, "--hang"), ({"crash": "saga"}, "--crash")],
 )
 def test_bad_infrastructure_fault_flags(kwargs: dict, words: str) -> None:
     from sandbox.orders import parse_faults

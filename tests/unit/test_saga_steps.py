@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import ClientError
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from inventory.stock import release_stock, reserve_stock
 from order_status.transitions import describe_failure, set_order_status
 from payment.charges import CHARGE_LIMIT, charge_payment, refund_payment
 from shared import steps
-from shared.errors import InjectedFailure, InvalidTransitionError, OutOfStockError, PaymentDeclinedError
+from shared.errors import (
+    InjectedFailure,
+    InvalidTransitionError,
+    OutOfStockError,
+    PaymentDeclinedError,
+    StepAlreadyCompensatedError,
+)
 from shared.steps import Action, handle_step
+from shipping.shipments import cancel_shipment, create_shipment
 
 ORDER = {
     "orderId": "0b4c5a7e-0000-4000-8000-000000000001",
@@ -57,12 +67,39 @@ class FakeTable:
         return {"Item": self.item} if self.item is not None else {}
 
 
+class MemoryTable:
+    """A one-key DynamoDB Table in memory, with the conditions the step records use."""
+
+    def __init__(self, key_name: str = "orderId"):
+        self.key_name = key_name
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def put_item(self, *, Item: dict[str, Any], ConditionExpression: str) -> None:
+        assert ConditionExpression == f"attribute_not_exists({self.key_name})"
+        if Item[self.key_name] in self.items:
+            raise client_error("ConditionalCheckFailedException", "PutItem")
+        self.items[Item[self.key_name]] = dict(Item)
+
+    def update_item(self, *, Key: dict[str, Any], ConditionExpression: str, **kwargs: Any) -> None:
+        assert ConditionExpression == "#status = :source"
+        values = kwargs["ExpressionAttributeValues"]
+        stored = self.items.get(Key[self.key_name])
+        if stored is None or stored["status"] != values[":source"]:
+            raise client_error("ConditionalCheckFailedException")
+        stored["status"] = values[":target"]
+
+    def get_item(self, *, Key: dict[str, Any], ConsistentRead: bool) -> dict[str, Any]:
+        stored = self.items.get(Key[self.key_name])
+        return {"Item": dict(stored)} if stored else {}
+
+
 # ---------------------------------------------------------------- inventory
 
 
 @pytest.fixture
 def dynamodb(client_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    monkeypatch.setenv("RESERVATIONS_TABLE", "reservations")
     client = client_factory("dynamodb")
     with Stubber(client) as stubber:
         client.stubber = stubber  # type: ignore[attr-defined]
@@ -70,46 +107,74 @@ def dynamodb(client_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
         stubber.assert_no_pending_responses()
 
 
-def test_reserve_takes_every_item_out_of_stock_in_one_conditional_transaction(dynamodb: Any) -> None:
-    # GIVEN the transaction the reservation must send
+def stock_update(product: str, delta: int) -> dict[str, Any]:
+    update: dict[str, Any] = {
+        "TableName": "inv",
+        "Key": {"productId": {"S": product}},
+        "UpdateExpression": "ADD stock :delta",
+        "ExpressionAttributeValues": {":delta": {"N": str(delta)}},
+    }
+    if delta < 0:
+        update["ConditionExpression"] = "attribute_exists(productId) AND stock >= :needed"
+        update["ExpressionAttributeValues"][":needed"] = {"N": str(-delta)}
+    else:
+        update["ConditionExpression"] = "attribute_exists(productId)"
+    return {"Update": update}
+
+
+ORDER_KEY = {"orderId": {"S": ORDER["orderId"]}}
+RESERVED_ITEMS = [{"productId": "espresso-beans", "quantity": 2}, {"productId": "grinder", "quantity": 1}]
+
+
+def reservation_item(status: str) -> dict[str, Any]:
+    entries = [
+        {"M": {"productId": {"S": i["productId"]}, "quantity": {"N": str(i["quantity"])}}}
+        for i in RESERVED_ITEMS
+    ]
+    return {**ORDER_KEY, "status": {"S": status}, "items": {"L": entries}}
+
+
+def expect_reservation_read(dynamodb: Any, status: str | None) -> None:
+    response = {"Item": reservation_item(status)} if status else {}
+    expected = {"TableName": "reservations", "Key": ORDER_KEY, "ConsistentRead": True}
+    dynamodb.stubber.add_response("get_item", response, expected)
+
+
+def cancel_transaction(dynamodb: Any, reasons: list[str] | None) -> None:
+    fields = {"CancellationReasons": [{"Code": code} for code in reasons]} if reasons else {}
+    dynamodb.stubber.add_client_error(
+        "transact_write_items", service_error_code="TransactionCanceledException", modeled_fields=fields
+    )
+
+
+def test_reserve_takes_the_stock_and_records_the_reservation_in_one_transaction(dynamodb: Any) -> None:
+    # GIVEN the transaction the reservation must send: every item conditionally, plus the
+    # order's reservation record, written only if none exists (not even a tombstone)
     expected = {
         "TransactItems": [
+            stock_update("espresso-beans", -2),
+            stock_update("grinder", -1),
             {
-                "Update": {
-                    "TableName": "inv",
-                    "Key": {"productId": {"S": product}},
-                    "UpdateExpression": "ADD stock :delta",
-                    "ConditionExpression": "attribute_exists(productId) AND stock >= :needed",
-                    "ExpressionAttributeValues": {
-                        ":delta": {"N": f"-{quantity}"},
-                        ":needed": {"N": str(quantity)},
-                    },
+                "Put": {
+                    "TableName": "reservations",
+                    "Item": {**reservation_item("RESERVED"), "reservedAt": {"S": ANY}},
+                    "ConditionExpression": "attribute_not_exists(orderId)",
                 }
-            }
-            for product, quantity in (("espresso-beans", 2), ("grinder", 1))
+            },
         ]
     }
     dynamodb.stubber.add_response("transact_write_items", {}, expected)
     # WHEN reserving
     result = reserve_stock(ORDER, dynamodb=dynamodb)
     # THEN it reports the reserved items
-    assert result == {
-        "status": "RESERVED",
-        "items": [
-            {"productId": "espresso-beans", "quantity": 2},
-            {"productId": "grinder", "quantity": 1},
-        ],
-    }
+    assert result == {"status": "RESERVED", "items": RESERVED_ITEMS}
 
 
 def test_reserve_maps_a_cancelled_transaction_to_out_of_stock_naming_the_product(dynamodb: Any) -> None:
-    # GIVEN DynamoDB cancels the transaction because the grinder's condition failed
-    dynamodb.stubber.add_client_error(
-        "transact_write_items",
-        service_error_code="TransactionCanceledException",
-        service_message="Transaction cancelled",
-        modeled_fields={"CancellationReasons": [{"Code": "None"}, {"Code": "ConditionalCheckFailed"}]},
-    )
+    # GIVEN DynamoDB cancels the transaction because the grinder's condition failed, and the
+    # order has no reservation of its own
+    cancel_transaction(dynamodb, ["None", "ConditionalCheckFailed", "None"])
+    expect_reservation_read(dynamodb, None)
     # WHEN reserving THEN it is a business error naming only the short product
     with pytest.raises(OutOfStockError) as caught:
         reserve_stock(ORDER, dynamodb=dynamodb)
@@ -118,10 +183,27 @@ def test_reserve_maps_a_cancelled_transaction_to_out_of_stock_naming_the_product
 
 
 def test_reserve_without_cancellation_reasons_still_raises_out_of_stock(dynamodb: Any) -> None:
-    dynamodb.stubber.add_client_error(
-        "transact_write_items", service_error_code="TransactionCanceledException"
-    )
+    cancel_transaction(dynamodb, None)
+    expect_reservation_read(dynamodb, None)
     with pytest.raises(OutOfStockError, match="the ordered items"):
+        reserve_stock(ORDER, dynamodb=dynamodb)
+
+
+def test_reserve_finding_its_own_reservation_returns_it_without_taking_stock_again(dynamodb: Any) -> None:
+    # GIVEN an earlier run of this step reserved the order (its idempotency record has gone)
+    cancel_transaction(dynamodb, ["None", "None", "ConditionalCheckFailed"])
+    expect_reservation_read(dynamodb, "RESERVED")
+    # WHEN reserving again THEN the first reservation is the result
+    assert reserve_stock(ORDER, dynamodb=dynamodb) == {"status": "RESERVED", "items": RESERVED_ITEMS}
+
+
+@pytest.mark.parametrize("status", ["VOID", "RELEASED"])
+def test_a_late_reserve_after_its_release_takes_nothing(dynamodb: Any, status: str) -> None:
+    # GIVEN the saga gave up on the reservation and released it (or voided it, nothing reserved)
+    cancel_transaction(dynamodb, ["None", "None", "ConditionalCheckFailed"])
+    expect_reservation_read(dynamodb, status)
+    # WHEN the timed-out reserve arrives late THEN it fails without taking stock
+    with pytest.raises(StepAlreadyCompensatedError, match=f"already {status}"):
         reserve_stock(ORDER, dynamodb=dynamodb)
 
 
@@ -135,23 +217,59 @@ def test_reserve_lets_other_dynamodb_errors_through(dynamodb: Any) -> None:
     assert not isinstance(caught.value, OutOfStockError)
 
 
-def test_release_puts_the_quantities_back(dynamodb: Any) -> None:
+def test_release_puts_back_what_the_reservation_holds_and_marks_it_released(dynamodb: Any) -> None:
+    # GIVEN a reservation (the command's items are ignored: the record is the source of truth)
+    expect_reservation_read(dynamodb, "RESERVED")
+    mark_released = {
+        "Update": {
+            "TableName": "reservations",
+            "Key": ORDER_KEY,
+            "UpdateExpression": "SET #status = :released, releasedAt = :now",
+            "ConditionExpression": "#status = :reserved",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":released": {"S": "RELEASED"},
+                ":reserved": {"S": "RESERVED"},
+                ":now": {"S": ANY},
+            },
+        }
+    }
     expected = {
-        "TransactItems": [
-            {
-                "Update": {
-                    "TableName": "inv",
-                    "Key": {"productId": {"S": product}},
-                    "UpdateExpression": "ADD stock :delta",
-                    "ConditionExpression": "attribute_exists(productId)",
-                    "ExpressionAttributeValues": {":delta": {"N": str(quantity)}},
-                }
-            }
-            for product, quantity in (("espresso-beans", 2), ("grinder", 1))
-        ]
+        "TransactItems": [mark_released, stock_update("espresso-beans", 2), stock_update("grinder", 1)]
     }
     dynamodb.stubber.add_response("transact_write_items", {}, expected)
-    assert release_stock(ORDER, dynamodb=dynamodb) == {"status": "RELEASED"}
+    # WHEN releasing THEN the quantities go back in the same transaction that marks it released
+    result = release_stock({**ORDER, "items": []}, dynamodb=dynamodb)
+    assert result == {"status": "RELEASED", "items": RESERVED_ITEMS}
+
+
+def test_release_with_nothing_reserved_leaves_a_tombstone(dynamodb: Any) -> None:
+    # GIVEN no reservation (the reserve timed out and has not landed, or never will)
+    expect_reservation_read(dynamodb, None)
+    expected = {
+        "TableName": "reservations",
+        "Item": {**ORDER_KEY, "status": {"S": "VOID"}, "voidedAt": {"S": ANY}},
+        "ConditionExpression": "attribute_not_exists(orderId)",
+    }
+    dynamodb.stubber.add_response("put_item", {}, expected)
+    # WHEN releasing THEN no stock moves, and the VOID record stops a late reserve
+    assert release_stock(ORDER, dynamodb=dynamodb) == {"status": "NOTHING_TO_RELEASE"}
+
+
+def test_release_racing_a_late_reserve_releases_what_landed(dynamodb: Any) -> None:
+    # GIVEN the late reserve lands between the release's read and its tombstone
+    expect_reservation_read(dynamodb, None)
+    dynamodb.stubber.add_client_error("put_item", service_error_code="ConditionalCheckFailedException")
+    expect_reservation_read(dynamodb, "RESERVED")
+    dynamodb.stubber.add_response("transact_write_items", {})
+    # WHEN releasing THEN the next round sees the reservation and puts its stock back
+    assert release_stock(ORDER, dynamodb=dynamodb)["status"] == "RELEASED"
+
+
+@pytest.mark.parametrize("status", ["RELEASED", "VOID"])
+def test_release_twice_changes_nothing(dynamodb: Any, status: str) -> None:
+    expect_reservation_read(dynamodb, status)
+    assert release_stock(ORDER, dynamodb=dynamodb) == {"status": "NOTHING_TO_RELEASE"}
 
 
 # ---------------------------------------------------------------- payment
@@ -177,26 +295,75 @@ def test_charge_at_the_limit_is_recorded_once() -> None:
 
 
 def test_a_second_charge_returns_the_first_instead_of_charging_twice() -> None:
-    table = FakeTable(
-        write_error="ConditionalCheckFailedException",
-        item={"orderId": ORDER["orderId"], "status": "REFUNDED", "amount": Decimal("178.00")},
-    )
-    assert charge_payment(ORDER, table=table) == {"status": "REFUNDED", "amount": "178.00"}
-    assert [name for name, _ in table.calls] == ["put_item", "get_item"]
+    table = MemoryTable()
+    first = charge_payment(ORDER, table=table)
+    # WHEN the same order is charged again (a replay whose idempotency record expired)
+    again = charge_payment(ORDER, table=table)
+    # THEN the stored charge is the answer and one charge exists
+    assert first == again == {"status": "CHARGED", "amount": "178.00"}
+    assert len(table.items) == 1
 
 
-def test_refund_of_a_missing_or_refunded_charge_is_a_no_op() -> None:
-    assert refund_payment(ORDER, table=FakeTable(write_error="ConditionalCheckFailedException")) == {
-        "status": "NOTHING_TO_REFUND"
-    }
+def test_refund_undoes_a_charge_once() -> None:
+    table = MemoryTable()
+    charge_payment(ORDER, table=table)
+    assert refund_payment(ORDER, table=table) == {"status": "REFUNDED"}
+    assert refund_payment(ORDER, table=table) == {"status": "NOTHING_TO_REFUND"}
+    assert table.items[ORDER["orderId"]]["status"] == "REFUNDED"
+
+
+def test_a_refund_before_any_charge_voids_it_and_a_late_charge_does_nothing() -> None:
+    # GIVEN the saga gave up on ChargePayment (it timed out) and compensated before it landed
+    table = MemoryTable()
+    assert refund_payment(ORDER, table=table) == {"status": "NOTHING_TO_REFUND"}
+    assert table.items[ORDER["orderId"]]["status"] == "VOID"
+    # WHEN the timed-out charge runs late THEN it charges nothing
+    with pytest.raises(StepAlreadyCompensatedError, match="already VOID"):
+        charge_payment(ORDER, table=table)
+    assert table.items[ORDER["orderId"]]["status"] == "VOID"
+
+
+def test_a_charge_after_its_refund_does_nothing() -> None:
+    table = MemoryTable()
+    charge_payment(ORDER, table=table)
+    refund_payment(ORDER, table=table)
+    with pytest.raises(StepAlreadyCompensatedError, match="already REFUNDED"):
+        charge_payment(ORDER, table=table)
+
+
+def test_refund_lets_other_dynamodb_errors_through() -> None:
     with pytest.raises(ClientError):
         refund_payment(ORDER, table=FakeTable(write_error="InternalServerError"))
+
+
+def test_refund_conditions_on_the_charged_status() -> None:
     table = FakeTable()
     assert refund_payment(ORDER, table=table) == {"status": "REFUNDED"}
     update = table.calls[0][1]
     assert update["ConditionExpression"] == "#status = :source"
     assert update["ExpressionAttributeValues"][":source"] == "CHARGED"
     assert update["ExpressionAttributeValues"][":target"] == "REFUNDED"
+
+
+# ---------------------------------------------------------------- shipping
+
+
+def test_cancel_before_the_shipment_voids_it_and_a_late_shipment_does_nothing() -> None:
+    table = MemoryTable()
+    assert cancel_shipment(ORDER, table=table) == {"status": "NOTHING_TO_CANCEL"}
+    with pytest.raises(StepAlreadyCompensatedError):
+        create_shipment(ORDER, table=table)
+    assert [item["status"] for item in table.items.values()] == ["VOID"]
+
+
+def test_a_shipment_is_created_once_and_cancelled_once() -> None:
+    table = MemoryTable()
+    first = create_shipment(ORDER, table=table)
+    assert create_shipment(ORDER, table=table) == first
+    assert cancel_shipment(ORDER, table=table) == {"status": "CANCELLED"}
+    assert cancel_shipment(ORDER, table=table) == {"status": "NOTHING_TO_CANCEL"}
+    with pytest.raises(StepAlreadyCompensatedError, match="already CANCELLED"):
+        create_shipment(ORDER, table=table)
 
 
 # ---------------------------------------------------------------- order status
@@ -397,3 +564,56 @@ def test_a_failing_step_logs_its_error_with_the_order(actions: Any, monkeypatch:
         "InjectedFailure",
     )
     assert line["correlation_id"] == ORDER["orderId"]
+
+
+# ---------------------------------------------------------------- an earlier attempt still running
+
+
+def in_progress_for(calls: int) -> tuple[Any, list[float]]:
+    """A step whose idempotency record is held by an earlier attempt for its first ``calls`` calls."""
+    seen: list[float] = []
+
+    def run(*, command: dict[str, Any]) -> dict[str, Any]:
+        seen.append(time.monotonic())
+        if len(seen) <= calls:
+            raise IdempotencyAlreadyInProgressError("in progress")
+        return {"status": "CHARGED"}
+
+    return run, seen
+
+
+def test_a_step_waits_for_an_earlier_attempt_of_itself_and_takes_its_result() -> None:
+    # GIVEN the first attempt timed out in the state machine but still holds the record for a while
+    run, seen = in_progress_for(calls=3)
+    # WHEN the retry runs
+    result = steps.run_after_earlier_attempt(run, dict(ORDER), Context(), Logger(service="test"))
+    # THEN it waited with growing pauses and returned what the earlier attempt left, instead of failing
+    assert result == {"status": "CHARGED"}
+    pauses = [later - earlier for earlier, later in itertools.pairwise(seen)]
+    assert len(pauses) == 3
+    assert pauses[0] < pauses[-1]
+
+
+def test_the_wait_for_an_earlier_attempt_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an earlier attempt that never lets go within the bound
+    monkeypatch.setattr(steps, "IN_PROGRESS_WAIT_SECONDS", 0.3)
+    run, seen = in_progress_for(calls=1000)
+    started = time.monotonic()
+    # WHEN the step runs THEN it gives up with the library's error (which the state machine retries)
+    with pytest.raises(IdempotencyAlreadyInProgressError):
+        steps.run_after_earlier_attempt(run, dict(ORDER), Context(), Logger(service="test"))
+    assert time.monotonic() - started < 1.0
+    assert len(seen) > 1
+
+
+def test_the_wait_never_outlives_the_invocation() -> None:
+    class EndingContext(Context):
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 1_100  # 0.1 s left once a second of margin is kept
+
+    run, _ = in_progress_for(calls=1000)
+    started = time.monotonic()
+    with pytest.raises(IdempotencyAlreadyInProgressError):
+        steps.run_after_earlier_attempt(run, dict(ORDER), EndingContext(), Logger(service="test"))
+    assert time.monotonic() - started < 0.5

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared import faults as faults_module
 from shared import status
 from shared.errors import InjectedFailure, StepError, TransientStepError
-from shared.faults import STEP_SERVICES, check_faults, is_fault_injection_enabled
+from shared.faults import STEP_SERVICES, STEP_TIMEOUT_SECONDS, check_faults, is_fault_injection_enabled
 from shared.status import COMPLETED, FAILED, PENDING, allowed_predecessors, is_allowed_transition
 
 # ---------------------------------------------------------------- status
@@ -128,3 +129,21 @@ def test_flaky_applies_only_to_its_service() -> None:
 def test_fail_wins_over_flaky_for_the_same_service() -> None:
     with pytest.raises(InjectedFailure):
         check_faults({"fail": "payment", "flaky": {"payment": 1}}, "payment", 5)
+
+
+@pytest.mark.parametrize(("fault", "slow_attempts"), [("timeout", [0]), ("hang", [0, 1, 2, 3])])
+def test_slow_faults_outlive_the_step_timeout_on_the_attempts_they_name(
+    monkeypatch: pytest.MonkeyPatch, fault: str, slow_attempts: list[int]
+) -> None:
+    # GIVEN a recorded sleep instead of a real one
+    monkeypatch.setenv("FAULT_INJECTION", "enabled")
+    slept: list[int] = []
+    monkeypatch.setattr(faults_module.time, "sleep", lambda seconds: slept.append(seconds))
+    for attempt in range(4):
+        # WHEN each attempt of the payment step checks its faults
+        before = len(slept)
+        check_faults({fault: "payment"}, "payment", attempt)
+        # THEN only the named attempts outlive the Task's timeout, and other services are untouched
+        assert (len(slept) > before) == (attempt in slow_attempts)
+        check_faults({fault: "payment"}, "shipping", attempt)
+    assert all(seconds > STEP_TIMEOUT_SECONDS for seconds in slept)
