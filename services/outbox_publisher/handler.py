@@ -1,10 +1,17 @@
-"""Outbox publisher: each OUTBOX# record becomes an OrderPlaced event and one saga execution."""
+"""Outbox publisher: each OUTBOX# record becomes an OrderPlaced event and one saga execution.
+
+A batch is published together: its events in as few PutEvents calls as the API allows, then its
+sagas started concurrently. Each record is then acknowledged (or reported as failed) on its own,
+through Powertools' batch processor, so one bad record never holds back the others.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -16,12 +23,14 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.aws import client, put_order_event
+from shared.aws import client, put_order_events
 from shared.faults import is_fault_injection_enabled, is_first_occurrence
 
 logger = Logger()
 # With a logger, a failed record is logged (with its order and stream event id) as it is skipped.
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)
+# Saga starts in flight at once: enough to hide the round trips of a full batch.
+START_CONCURRENCY = 8
 
 
 def start_saga(order: dict[str, Any], sfn: Any = None) -> bool:
@@ -46,6 +55,10 @@ class RedeliveryRequestedError(Exception):
     """The record is reported as failed after its work was done (--duplicate-delivery)."""
 
 
+class PublishError(Exception):
+    """The record's event could not be put on the bus; the record is retried."""
+
+
 def read_order(image: dict[str, Any]) -> dict[str, Any]:
     """The order an outbox record carries."""
     try:
@@ -56,16 +69,56 @@ def read_order(image: dict[str, Any]) -> dict[str, Any]:
         ) from error
 
 
-def publish_record(record: DynamoDBRecord) -> None:
-    """Publish one outbox record: the event first, then the (deduplicated) saga."""
+@dataclass
+class Delivery:
+    """What publishing one record of the batch came to."""
+
+    image: dict[str, Any]
+    order: dict[str, Any] | None = None
+    error: Exception | None = None
+    is_started: bool = False
+
+
+def _start(delivery: Delivery) -> None:
+    try:
+        delivery.is_started = start_saga(delivery.order or {})
+    except Exception as error:  # reported on its record; the others go on
+        delivery.error = error
+
+
+def publish_batch(records: list[DynamoDBRecord]) -> dict[str, Delivery]:
+    """Publish every record: the events first (batched), then the (deduplicated) sagas, concurrently."""
+    deliveries: dict[str, Delivery] = {}
+    for record in records:
+        delivery = deliveries[record.event_id] = Delivery(
+            (record.dynamodb.new_image if record.dynamodb else None) or {}
+        )
+        try:
+            delivery.order = read_order(delivery.image)
+        except UnreadableRecordError as error:
+            delivery.error = error
+    readable = [d for d in deliveries.values() if d.error is None]
+    rejections = put_order_events("OrderPlaced", [d.order or {} for d in readable])
+    for delivery, rejection in zip(readable, rejections, strict=True):
+        delivery.error = PublishError(rejection) if rejection else None
+    published = [d for d in readable if d.error is None]
+    if published:
+        with ThreadPoolExecutor(max_workers=min(START_CONCURRENCY, len(published))) as pool:
+            list(pool.map(_start, published))
+    return deliveries
+
+
+def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None:
+    """Log how the record was published, or raise its error so that it is reported as failed."""
+    delivery = deliveries[record.event_id]
     logger.append_keys(stream_event_id=record.event_id)
-    image = (record.dynamodb.new_image if record.dynamodb else None) or {}
-    logger.set_correlation_id(image.get("orderId"))
-    order = read_order(image)
-    put_order_event("OrderPlaced", order)
-    is_started = start_saga(order)
+    logger.set_correlation_id(delivery.image.get("orderId"))
+    if delivery.error is not None:
+        raise delivery.error
+    order = delivery.order or {}
     logger.info(
-        "outbox record published", extra={"saga_started": is_started, "stream_event_id": record.event_id}
+        "outbox record published",
+        extra={"saga_started": delivery.is_started, "stream_event_id": record.event_id},
     )
     faults = (order.get("faults") or {}) if is_fault_injection_enabled() else {}
     if faults.get("crash") == "publisher" and is_first_occurrence(order["orderId"], "crash-publisher"):
@@ -80,6 +133,10 @@ def publish_record(record: DynamoDBRecord) -> None:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deliveries = publish_batch([DynamoDBRecord(raw) for raw in event.get("Records", [])])
     return process_partial_response(
-        event=event, record_handler=publish_record, processor=processor, context=context
+        event=event,
+        record_handler=lambda record: acknowledge(record, deliveries),
+        processor=processor,
+        context=context,
     )

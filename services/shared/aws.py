@@ -11,6 +11,7 @@ import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 EVENT_SOURCE = "saga-sandbox.orders"
+PUT_EVENTS_LIMIT = 10  # entries per PutEvents call
 
 
 def table_name(variable: str) -> str:
@@ -39,20 +40,34 @@ def idempotency_store() -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table_name("IDEMPOTENCY_TABLE"))
 
 
+def put_order_events(detail_type: str, details: list[dict[str, Any]]) -> list[str | None]:
+    """Put order events on the bus, ten per PutEvents call; each entry's error, or None when put."""
+    errors: list[str | None] = []
+    for start in range(0, len(details), PUT_EVENTS_LIMIT):
+        chunk = details[start : start + PUT_EVENTS_LIMIT]
+        response = client("events").put_events(
+            Entries=[
+                {
+                    "EventBusName": os.environ["EVENT_BUS_NAME"],
+                    "Source": EVENT_SOURCE,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail, default=str),
+                }
+                for detail in chunk
+            ]
+        )
+        entries = response.get("Entries") or [{}] * len(chunk)
+        errors += [
+            f"EventBridge rejected {detail_type}: {entry['ErrorCode']} {entry.get('ErrorMessage')}"
+            if entry.get("ErrorCode")
+            else None
+            for entry in entries
+        ]
+    return errors
+
+
 def put_order_event(detail_type: str, detail: dict[str, Any]) -> None:
     """Put one order event on the bus; raise when EventBridge rejects it."""
-    response = client("events").put_events(
-        Entries=[
-            {
-                "EventBusName": os.environ["EVENT_BUS_NAME"],
-                "Source": EVENT_SOURCE,
-                "DetailType": detail_type,
-                "Detail": json.dumps(detail, default=str),
-            }
-        ]
-    )
-    if response.get("FailedEntryCount"):
-        entry = response["Entries"][0]
-        raise RuntimeError(
-            f"EventBridge rejected {detail_type}: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
-        )
+    (error,) = put_order_events(detail_type, [detail])
+    if error:
+        raise RuntimeError(error)
