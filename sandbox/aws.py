@@ -12,10 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
 
 from sandbox.catalog import seed_inventory
@@ -28,7 +24,6 @@ from sandbox.settings import Settings
 
 AWS_POLL_SECONDS = DEFAULT_POLL_SECONDS
 ENDPOINT_POLL_SECONDS = 0.2  # an AWS-compatible local endpoint settles in well under a second
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +62,8 @@ class AwsSession:
     """A boto3 session on the user's credentials, checked once, with clients for the target."""
 
     def __init__(self, target: AwsTarget):
+        import boto3  # on first use: commands that never reach AWS do not pay for it
+
         self.target = target
         try:
             self.session = boto3.session.Session(profile_name=target.profile, region_name=target.region)
@@ -82,7 +79,10 @@ class AwsSession:
         self.region: str = self.session.region_name
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.target.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+        from botocore.config import Config
+
+        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        return self.session.client(service, endpoint_url=self.target.endpoint_url, config=config)  # type: ignore[call-overload]
 
     def account_id(self) -> str:
         """The account the credentials belong to (also proves they work)."""
@@ -102,6 +102,9 @@ class AwsSession:
         credentials = self.session.get_credentials()
         if credentials is None:
             raise DeployError("no AWS credentials to sign API requests with", hint="run `aws configure`")
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
         frozen = credentials.get_frozen_credentials()
         region = self.region
 

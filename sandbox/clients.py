@@ -1,31 +1,40 @@
-"""The one place that builds operator-side boto3 clients."""
+"""The one place that builds operator-side boto3 clients.
+
+boto3 is imported on first use, not with this module: it costs the CLI a tenth of a second, and
+the commands that only talk HTTP to the order API (``sandbox order``) never need it.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 # Local engines always get dummy credentials, never the user's.
 LOCAL_ACCESS_KEY = "test"
 LOCAL_SECRET_KEY = "test"
-_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
 @cache
-def _session(region: str) -> boto3.session.Session:
+def _session(region: str) -> Any:
     # One session per region: its loader caches the service models, so later clients are cheap.
+    import boto3
+
     return boto3.session.Session(
         region_name=region, aws_access_key_id=LOCAL_ACCESS_KEY, aws_secret_access_key=LOCAL_SECRET_KEY
     )
 
 
+@cache
+def _config() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+
+
 def make_client(service: str, *, endpoint_url: str, region: str) -> Any:
     """A boto3 client for ``service`` on a local engine."""
     return _session(region).client(
-        service,  # type: ignore[call-overload]
+        service,
         endpoint_url=endpoint_url,
-        config=_CONFIG,
+        config=_config(),
     )

@@ -12,13 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
-
 from sandbox.errors import SandboxError
 from sandbox.items import plain_item
 from sandbox.stack import LocalStack
-
-_serializer = TypeSerializer()
 
 
 @dataclass(frozen=True)
@@ -110,7 +106,7 @@ def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> d
     faults = {key: value for key, value in (order.get("faults") or {}).items() if key != "poison"}
     order["faults"] = faults
     repaired = json.loads(json.dumps(record, default=str))
-    repaired["dynamodb"]["NewImage"]["payload"] = _serializer.serialize(json.dumps(order))
+    repaired["dynamodb"]["NewImage"]["payload"] = {"S": json.dumps(order)}
     return dict(repaired)
 
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer
-
-_deserializer = TypeDeserializer()
-
 
 def plain(value: Any) -> Any:
     """DynamoDB values as JSON-friendly ones (Decimal -> int or float, sets -> lists)."""
@@ -23,4 +19,7 @@ def plain(value: Any) -> Any:
 
 def plain_item(item: dict[str, Any]) -> dict[str, Any]:
     """A low-level client's item (attribute-value maps) as plain Python."""
-    return dict(plain({key: _deserializer.deserialize(value) for key, value in item.items()}))
+    from boto3.dynamodb.types import TypeDeserializer  # imports boto3: only where items are read
+
+    deserializer = TypeDeserializer()
+    return dict(plain({key: deserializer.deserialize(value) for key, value in item.items()}))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,15 @@ def deploy_local(
     for key, content in packaged.artifacts.items():
         upload(key, content)
     progress(f"deploying stack {settings.stack_name}")
-    return deploy_stack(
+    result = deploy_stack(
         cfn,
         settings.stack_name,
         packaged.template,
         parameters or LOCAL_PARAMETERS,
         poll_seconds=LOCAL_POLL_SECONDS,
     )
+    remember_outputs(settings, engine, result.outputs)
+    return result
 
 
 def deploy_and_seed(
@@ -155,11 +158,41 @@ def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResul
     return UpResult(stack, is_new, result, seeded, timings)
 
 
+def _outputs_path(settings: Settings) -> Path:
+    return settings.state_dir / f"{settings.stack_name}.outputs.json"
+
+
+def remember_outputs(settings: Settings, engine: EngineState, outputs: dict[str, str]) -> None:
+    """Keep a deployment's outputs beside the engine's state, tied to that engine's run."""
+    path = _outputs_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps({"engine": asdict(engine), "outputs": outputs}))
+    partial.replace(path)  # atomic: a reader never sees half a file
+
+
+def _remembered_outputs(settings: Settings, engine: EngineState) -> dict[str, str] | None:
+    try:
+        remembered = json.loads(_outputs_path(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    is_same_run = isinstance(remembered, dict) and remembered.get("engine") == asdict(engine)
+    return dict(remembered["outputs"]) if is_same_run else None
+
+
 def find_stack(settings: Settings) -> LocalStack:
-    """The deployed stack on the running engine (errors say what to run)."""
+    """The deployed stack on the running engine (errors say what to run).
+
+    The outputs the last local deploy onto this very engine run recorded are used as they are:
+    asking CloudFormation would cost the CLI boto3's import and a round trip on every command.
+    """
     engine = running_engine(settings)
-    cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
-    return LocalStack(engine, read_outputs(cfn, settings.stack_name))
+    outputs = _remembered_outputs(settings, engine)
+    if outputs is None:
+        cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
+        outputs = read_outputs(cfn, settings.stack_name)
+        remember_outputs(settings, engine, outputs)
+    return LocalStack(engine, outputs)
 
 
 RESET_TABLES = ("OrdersTableName", "InventoryTableName", "ReservationsTableName", "PaymentsTableName",
