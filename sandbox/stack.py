@@ -145,9 +145,10 @@ def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResul
     timings: dict[str, int] = {}
     started = time.perf_counter()
     progress(f"starting the {settings.engine} engine on port {settings.port}")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Packaging needs no engine: it runs while the engine boots.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Packaging and loading boto3 need no engine: they run while the engine boots.
         packaging = pool.submit(package_artifacts, settings, settings.engine)
+        pool.submit(make_client, "cloudformation", endpoint_url=settings.endpoint_url, region=settings.region)
         engine, is_new = start_engine(settings)
         timings["engine"] = int((time.perf_counter() - started) * 1000)
         packaged = packaging.result()
