@@ -1,0 +1,159 @@
+"""`sandbox bench` on the session engine: a small faults run through the library and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.dynamodb.conditions import Attr
+
+from sandbox.bench import BenchConfig, BenchProgress, BenchReport, check_invariants, read_snapshot, run_bench
+from sandbox.settings import Settings
+from sandbox.stack import LocalStack
+from sandbox.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+SANDBOX = str(Path(sys.executable).with_name("sandbox"))
+
+
+@pytest.fixture(scope="module")
+def faults_run(stack: LocalStack, engine_settings: Settings) -> tuple[BenchReport, list[BenchProgress]]:
+    seen: list[BenchProgress] = []
+    config = BenchConfig(orders=30, concurrency=6, mix="faults", seed=11, wait_seconds=180)
+    return run_bench(stack, engine_settings.region, config, seen.append), seen
+
+
+def test_a_faults_run_ends_as_planned_and_the_tables_hold(
+    faults_run: tuple[BenchReport, list[BenchProgress]],
+):
+    # GIVEN 30 orders, a fifth meant to fail for business reasons and a fifth with injected faults
+    report, seen = faults_run
+    summary = report.as_dict()
+    # THEN every order was accepted and ended as planned
+    assert summary["accepted"] == 30 and summary["refused"] == 0
+    assert summary["unexpected"] == []
+    assert summary["statusCounts"] == {"COMPLETED": 21, "FAILED": 9}
+    assert summary["failureReasons"] == {
+        "OutOfStockError": 3,
+        "PaymentDeclinedError": 3,
+        "InjectedFailure": 3,
+    }
+    # AND the tables show a consistent end state
+    assert report.verdict.holds, report.verdict.as_dict()
+    assert summary["ok"] is True and summary["reason"] is None
+    # AND it measured what it promises
+    assert summary["latencyMs"]["p50"] <= summary["latencyMs"]["p95"] <= summary["latencyMs"]["p99"]
+    assert summary["throughput"]["acceptedPerSecond"] > 0 and summary["throughput"]["completedPerSecond"] > 0
+    resources = summary["resources"]
+    assert resources["cpuSeconds"] > 0 and resources["peakRssMb"] > 0 and resources["peakWorkers"] >= 1
+    # AND it reported its progress while it ran, ending with every order terminal
+    assert [stage for stage in dict.fromkeys(p.stage for p in seen)] == ["planning", "placing", "finishing",
+                                                                         "checking"]  # fmt: skip
+    assert seen[-1].terminal == 30
+
+
+def test_latency_runs_from_the_post_to_the_status_stamp_in_the_order_item(
+    faults_run: tuple[BenchReport, list[BenchProgress]], tables: dict[str, Any]
+):
+    report, _ = faults_run
+    outcome = report.accepted[0]
+    item = tables["orders"].get_item(Key={"pk": f"ORDER#{outcome.order_id}", "sk": "ORDER"})["Item"]
+    from datetime import datetime
+
+    assert outcome.finished_at == datetime.fromisoformat(item["updatedAt"]).timestamp()
+    assert outcome.latency is not None and 0 < outcome.latency < 180
+
+
+def test_the_verdict_catches_a_failed_order_that_keeps_its_charge(
+    faults_run: tuple[BenchReport, list[BenchProgress]],
+    stack: LocalStack,
+    engine_settings: Settings,
+    tables: dict[str, Any],
+):
+    # GIVEN a FAILED order of the run, and a CHARGED payment written behind the saga's back
+    report, _ = faults_run
+    failed = next(o for o in report.outcomes if o.status == "FAILED")
+    key = {"orderId": failed.order_id}
+    before = tables["payments"].get_item(Key=key).get("Item")
+    tables["payments"].put_item(Item={**key, "status": "CHARGED", "amount": Decimal("1.00")})
+    try:
+        # WHEN the run's tables are read again
+        ids = [str(o.order_id) for o in report.accepted]
+        snapshot = read_snapshot(stack, engine_settings.region, ids, report.plan.stock, report.plan.top_ups)
+        verdict = check_invariants(snapshot)
+    finally:
+        if before:
+            tables["payments"].put_item(Item=before)
+        else:
+            tables["payments"].delete_item(Key=key)
+    # THEN exactly that order is named
+    broken = {check.name: check.violations for check in verdict.broken}
+    assert len(broken) == 1
+    ((name, violations),) = broken.items()
+    assert name.startswith("no FAILED order keeps a charge")
+    assert violations == (f"{failed.order_id}: FAILED but keeps its charge",)
+
+
+@pytest.fixture(scope="module")
+def cli_env(stack: LocalStack, engine_settings: Settings) -> dict[str, str]:
+    """`sandbox` pointed at the session engine through its state folder, as `sandbox order` finds it."""
+    return {**os.environ, "SANDBOX_PORT": str(engine_settings.port),
+            "SANDBOX_STATE_DIR": str(engine_settings.state_dir), "NO_COLOR": "1", "COLUMNS": "120"}  # fmt: skip
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SANDBOX, "bench", *args], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+
+
+def test_the_cli_prints_one_json_document_and_exits_0(cli_env: dict[str, str]):
+    result = run_cli(
+        cli_env, "--orders", "12", "--concurrency", "3", "--mix", "faults", "--seed", "5", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
+    assert summary["run"] | {"runId": None, "customerId": None} == {
+        "runId": None, "customerId": None, "orders": 12, "concurrency": 3, "rate": None, "mix": "faults", "seed": 5,
+    }  # fmt: skip
+    assert sum(summary["statusCounts"].values()) == 12 == summary["accepted"]
+    assert Counter(summary["plan"]["expected"]) == Counter(summary["statusCounts"])
+    assert all(check["holds"] for check in summary["verdict"]["checks"])
+    assert result.stderr == ""  # no progress bar under --json
+
+
+def test_the_cli_prints_a_table_and_the_verdict(cli_env: dict[str, str]):
+    result = run_cli(cli_env, "--orders", "5", "--concurrency", "2", "--rate", "10")
+    assert result.returncode == 0, result.stderr
+    assert "POST → terminal" in result.stdout
+    assert "✓ none failed that was not meant to" in result.stdout
+    assert "✓ every accepted order is terminal" in result.stdout
+
+
+def test_a_run_that_outlasts_its_wait_is_one_red_line_and_exit_1(
+    cli_env: dict[str, str], tables: dict[str, Any]
+):
+    # WHEN the bench may not wait long enough for its orders
+    result = run_cli(cli_env, "--orders", "2", "--concurrency", "2", "--wait-seconds", "0.001")
+    # THEN it says what it waited for, in one line, with exit code 1 and no traceback
+    assert result.returncode == 1
+    assert "every accepted order (2) to reach COMPLETED or FAILED" in result.stderr
+    assert "Traceback" not in result.stderr
+    # (its orders still finish: wait for them, so no later test sees them move stock)
+    wait_until(
+        lambda: (
+            not tables["orders"].scan(
+                FilterExpression=Attr("customerId").begins_with("bench-") & Attr("status").eq("PENDING"),
+                ConsistentRead=True,
+            )["Items"]
+        ),
+        timeout=120,
+        what="the timed-out bench's orders to finish",
+    )
