@@ -59,7 +59,7 @@ format: install ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install ## Measure up, warm order latency, --fail payment, make test (figures in the README)
+bench: install ## Measure up, warm order latency, --fail payment, hot reload, `sandbox bench` under load, make test
 	$(BIN)/python -m benchmarks.run
 
 clean: ## Stop the engine and remove .venv and .sandbox

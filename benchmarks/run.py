@@ -1,4 +1,5 @@
-"""Benchmarks: `sandbox up` cold to ready, warm order latency, a --fail payment order, the test suite.
+"""Benchmarks: `sandbox up` cold to ready, warm order latency, a --fail payment order, hot reload,
+`sandbox bench` under load from a cold `sandbox up`, the test suite.
 
 Run with `make bench` (or `python -m benchmarks.run --help`). Figures are printed as a Markdown
 table; each engine runs on a free port with its own state folder, so a running sandbox is left alone.
@@ -7,6 +8,7 @@ table; each engine runs on a free port with its own state folder, so a running s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import shutil
@@ -19,7 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from sandbox.bench import percentile
 from sandbox.engines import find_free_port, stop_engine
 from sandbox.orders import OrdersClient
 from sandbox.reload import watch_and_reload
@@ -29,11 +33,6 @@ from sandbox.waiting import wait_until
 
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 ORDER = {"customerId": "bench", "items": [{"productId": "mug", "quantity": 1, "price": 12.0}]}
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def time_cli_up(runs: int) -> list[float]:
@@ -47,6 +46,78 @@ def time_cli_up(runs: int) -> list[float]:
             seconds.append(time.perf_counter() - started)
             subprocess.run([SANDBOX, "down"], env=env, check=True, capture_output=True)
     return seconds
+
+
+def run_cli_bench(
+    orders: int, concurrency: int, mix: str, runs: int, wait_seconds: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`sandbox bench --json` on a fresh engine each run, as a person runs it right after a cold `sandbox up`.
+
+    Returns the JSON summaries of the runs that measured, and the error line of each that did not.
+    """
+    summaries: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for run in range(runs):
+        with tempfile.TemporaryDirectory() as state:
+            env = {**os.environ, "SANDBOX_PORT": str(find_free_port()), "SANDBOX_STATE_DIR": state}
+            subprocess.run([SANDBOX, "up"], env=env, check=True, capture_output=True)
+            try:
+                print(f"  run {run + 1} of {runs}: {orders} orders, {concurrency} clients, mix {mix}…",
+                      file=sys.stderr)  # fmt: skip
+                result = subprocess.run(
+                    [SANDBOX, "bench", "--orders", str(orders), "--concurrency", str(concurrency), "--mix", mix,
+                     "--seed", str(run + 1), "--wait-seconds", str(wait_seconds), "--json"],
+                    env=env, capture_output=True, text=True, check=False,
+                )  # fmt: skip
+            finally:
+                subprocess.run([SANDBOX, "down"], env=env, check=True, capture_output=True)
+        if result.stdout.strip():
+            summaries.append(json.loads(result.stdout))
+        else:  # it ended before measuring (e.g. its orders outlasted the wait): keep why, run the others
+            failures.append(result.stderr.strip().splitlines()[0] if result.stderr.strip() else "no output")
+    return summaries, failures
+
+
+def bench_rows(summaries: list[dict[str, Any]], label: str) -> list[str]:
+    """The `sandbox bench` figures, each the median of the runs (min and max beside it when several)."""
+
+    def spread(values: list[float], unit: str, digits: int = 0) -> str:
+        text = f"{statistics.median(values):.{digits}f}{unit}"
+        if len(values) > 1:
+            text += f" (min {min(values):.{digits}f}, max {max(values):.{digits}f})"
+        return text
+
+    def pick(*path: str) -> list[float]:
+        values = []
+        for summary in summaries:
+            value: Any = summary
+            for key in path:
+                value = value[key]
+            values.append(float(value))
+        return values
+
+    count = len(summaries)
+    latency = ", ".join(
+        f"{share} {spread(pick('latencyMs', share), ' ms')}" for share in ("p50", "p95", "p99")
+    )
+    held = sum(1 for summary in summaries if summary["verdict"]["holds"])
+    unexpected = sum(len(summary["unexpected"]) for summary in summaries)
+    rows = [
+        f"| {label}: orders accepted per second | {spread(pick('throughput', 'acceptedPerSecond'), '/s', 1)} | {count} | - |",
+        f"| {label}: orders terminal per second | {spread(pick('throughput', 'completedPerSecond'), '/s', 1)} | {count} | - |",
+        f"| {label}: POST to terminal status | {latency} | {count} | - |",
+    ]
+    if all(summary["resources"] for summary in summaries):
+        rows += [
+            f"| {label}: engine + workers CPU per order | {spread(pick('resources', 'cpuSecondsPerOrder'), ' s', 3)} | {count} | - |",
+            f"| {label}: engine + workers peak RSS | {spread(pick('resources', 'peakRssMb'), ' MB')} | {count} | - |",
+            f"| {label}: peak Lambda workers | {spread(pick('resources', 'peakWorkers'), '')} | {count} | - |",
+        ]
+    rows.append(
+        f"| {label}: verdict from the tables | holds in {held} of {count}; {unexpected} order(s) ended other "
+        f"than planned | {count} | holds, 0 |"
+    )
+    return rows
 
 
 def time_orders(client: OrdersClient, body: dict, runs: int) -> list[float]:
@@ -131,6 +202,17 @@ def main() -> None:
     parser.add_argument("--fail-runs", type=int, default=5)
     parser.add_argument("--reload-runs", type=int, default=5)
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
+    parser.add_argument("--bench-orders", type=int, default=1000, help="orders per `sandbox bench` run")
+    parser.add_argument(
+        "--bench-concurrency", type=int, default=8, help="concurrent clients of `sandbox bench`"
+    )
+    parser.add_argument("--bench-mix", choices=("happy", "faults"), default="faults")
+    parser.add_argument(
+        "--bench-runs", type=int, default=3, help="`sandbox bench` runs, each from a cold `up`"
+    )
+    parser.add_argument("--bench-wait-seconds", type=float, default=900,
+                        help="how long each run may wait for its orders to end")  # fmt: skip
+    parser.add_argument("--skip-bench", action="store_true", help="do not run `sandbox bench`")
     args = parser.parse_args()
 
     def median_s(values: list[float]) -> str:
@@ -143,6 +225,7 @@ def main() -> None:
         )
 
     rows = []
+    notes: list[str] = []
     print(f"timing `sandbox up` from cold, {args.up_runs} runs…", file=sys.stderr)
     rows.append(
         row(
@@ -191,6 +274,19 @@ def main() -> None:
         finally:
             stop_engine(settings)
 
+    if not args.skip_bench and args.bench_runs > 0:
+        print(f"`sandbox bench` from a cold `sandbox up`, {args.bench_runs} run(s)…", file=sys.stderr)
+        summaries, failures = run_cli_bench(args.bench_orders, args.bench_concurrency, args.bench_mix,
+                                            args.bench_runs, args.bench_wait_seconds)  # fmt: skip
+        if summaries:
+            rows += bench_rows(summaries, "bench")
+        rows += [f"| bench: run failed | {failure} | 1 | - |" for failure in failures]
+        notes.append(
+            f"bench: `sandbox bench --orders {args.bench_orders} --concurrency {args.bench_concurrency} "
+            f"--mix {args.bench_mix}` right after a cold `sandbox up`, seeds 1 to {args.bench_runs}; "
+            "each figure is the median of the runs, with min and max."
+        )
+
     if not args.skip_tests:
         print("timing the test suite (pytest)…", file=sys.stderr)
         rows.append(
@@ -205,6 +301,8 @@ def main() -> None:
     print(f"\nMachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}\n")
     print("| measure | result | runs | target |\n|---|---|---|---|")
     print("\n".join(rows))
+    if notes:
+        print("\n" + "\n".join(notes))
 
 
 if __name__ == "__main__":
