@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,6 @@ def test_latency_runs_from_the_post_to_the_status_stamp_in_the_order_item(
     report, _ = faults_run
     outcome = report.accepted[0]
     item = tables["orders"].get_item(Key={"pk": f"ORDER#{outcome.order_id}", "sk": "ORDER"})["Item"]
-    from datetime import datetime
-
     assert outcome.finished_at == datetime.fromisoformat(item["updatedAt"]).timestamp()
     assert outcome.latency is not None and 0 < outcome.latency < 180
 
