@@ -3,20 +3,43 @@
 Run as ``python -m sandbox.engine_patches``: applies the patches, then starts MiniStack. Each
 patch closes a measured gap between the engine and AWS that the saga depends on, and is only
 applied to the engine version it was written against.
+
+The container image (docker/ministack/Dockerfile) runs this file as a top-level module, so it
+imports nothing from the sandbox: the standard library and the engine only.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import os
 import re
 import threading
-from collections.abc import Callable
+import time
+import types
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from importlib.metadata import version
 from typing import Any
 
 PINNED_ENGINE_VERSION = "1.5.33"
 logger = logging.getLogger("sandbox.engine_patches")
+
+# Warm Lambda workers per function; the launcher passes the sandbox's setting. 0: unbounded.
+WORKERS_ENV = "SANDBOX_LAMBDA_WORKERS"
+# The engine's own knob for how long a surplus worker may sit idle (its default is 300 s).
+WORKER_TTL_ENV = "LAMBDA_WARM_TTL_SECONDS"
+DEFAULT_WORKER_TTL_SECONDS = 5.0
+# The engine's reaper runs every 30 s; a burst's surplus should be gone within seconds.
+REAP_INTERVAL_SECONDS = 1.0
+# How long an invocation queues for a free worker before it is throttled (a handler that
+# invoked its own function synchronously would otherwise wait for itself forever).
+WORKER_WAIT_SECONDS = 60.0
+# How long a Task with TimeoutSeconds waits for its handler to start (queue + cold start)
+# before its clock starts anyway.
+HANDLER_START_WAIT_SECONDS = WORKER_WAIT_SECONDS + 30.0
 
 # The last line of a Python traceback: "package.module.ErrorName: message" (or "ErrorName").
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*)(?::.*)?$")
@@ -125,6 +148,248 @@ def with_stream_batch_semantics(
     return run
 
 
+# ------------------------------------------------------------------ bounded worker pools
+
+
+def lambda_workers(environ: Mapping[str, str]) -> int:
+    """Warm workers allowed per function: ``SANDBOX_LAMBDA_WORKERS``, else one per CPU."""
+    default = os.cpu_count() or 2
+    raw = environ.get(WORKERS_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = -1
+    if workers < 0:
+        logger.warning("%s=%r is not a whole number >= 0: using %d", WORKERS_ENV, raw, default)
+        return default
+    return workers
+
+
+def worker_ttl_seconds(environ: Mapping[str, str]) -> float:
+    """Idle seconds before a surplus worker is reaped: the engine's knob if set, else 5."""
+    raw = environ.get(WORKER_TTL_ENV, "").strip()
+    try:
+        return float(raw) if raw else DEFAULT_WORKER_TTL_SECONDS
+    except ValueError:
+        logger.warning("%s=%r is not a number: using %g", WORKER_TTL_ENV, raw, DEFAULT_WORKER_TTL_SECONDS)
+        return DEFAULT_WORKER_TTL_SECONDS
+
+
+WorkerLease = tuple[Any, str]
+
+
+def with_worker_queue(
+    acquire: Callable[..., WorkerLease],
+    release: Callable[[Any], None],
+    *,
+    wait_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Callable[..., WorkerLease], Callable[[Any], None]]:
+    """Make an invocation wait for a free worker when its function's pool is full.
+
+    The engine's ``acquire_worker`` answers ``(None, "func_cap")`` at its per-function ceiling,
+    which the invoke path turns into a throttle. Queueing instead is what a developer expects
+    of a local engine under a burst: every order still runs, on at most N processes. The wait
+    is bounded because a handler that synchronously invoked its own function would wait for
+    the worker its caller holds; past the bound the engine's throttle answers, as before.
+    """
+    freed = threading.Condition()
+
+    def acquire_waiting(func_name: str, *args: Any, **kwargs: Any) -> WorkerLease:
+        deadline = clock() + wait_seconds
+        with freed:
+            while True:
+                worker, reason = acquire(func_name, *args, **kwargs)
+                remaining = deadline - clock()
+                if worker is not None or reason != "func_cap" or remaining <= 0:
+                    if worker is None and reason == "func_cap":
+                        logger.warning(
+                            "Lambda %s: no worker came free within %gs, so the invocation is throttled; "
+                            "raise %s, or look for a handler that invokes its own function",
+                            func_name, wait_seconds, WORKERS_ENV,
+                        )  # fmt: skip
+                    return worker, reason
+                freed.wait(remaining)
+
+    def release_notifying(worker: Any) -> None:
+        if worker is not None:
+            # The engine stamps a worker when it is leased; idle time counts from its release.
+            worker.last_used = time.time()
+        try:
+            release(worker)
+        finally:
+            with freed:
+                freed.notify_all()
+
+    return acquire_waiting, release_notifying
+
+
+def reap_periodically(reap: Callable[[], int], interval: float, stop: threading.Event) -> None:
+    """Call ``reap`` every ``interval`` seconds until ``stop`` is set; a failing pass is logged."""
+    while not stop.wait(interval):
+        try:
+            reap()
+        except Exception:
+            logger.exception("Lambda worker reaper pass failed")
+
+
+def start_worker_reaper(reap: Callable[[], int], interval: float = REAP_INTERVAL_SECONDS) -> threading.Event:
+    """Reap idle surplus workers every ``interval`` seconds; set the returned event to stop."""
+    stop = threading.Event()
+    threading.Thread(
+        target=reap_periodically, args=(reap, interval, stop), name="sandbox-worker-reaper", daemon=True
+    ).start()
+    return stop
+
+
+# ------------------------------------------------------------- handler errors keep the worker
+
+# The line of the engine's Python worker script that reports a handler exception. The engine
+# kills any worker whose answer has status "error"; reporting the exception as an "ok" answer
+# that carries it keeps the worker, and with_handler_errors_kept turns it back into an error.
+_HANDLER_ERROR_ANSWER = 'json.dumps({"status": "error", "error": str(e), "trace": traceback.format_exc()})'
+_KEPT_HANDLER_ERROR_ANSWER = (
+    'json.dumps({"status": "ok", "handler_error": {"error": str(e), "trace": traceback.format_exc()}})'
+)
+
+
+def keep_worker_on_handler_error(worker_script: str) -> str:
+    """The engine's Python worker script, answering a handler exception without dying for it."""
+    if worker_script.count(_HANDLER_ERROR_ANSWER) != 1:
+        raise ValueError("the engine's worker script does not report handler errors as expected")
+    return worker_script.replace(_HANDLER_ERROR_ANSWER, _KEPT_HANDLER_ERROR_ANSWER)
+
+
+def with_handler_errors_kept(invoke: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Turn a kept worker's handler-error answer back into the error the engine reports.
+
+    On AWS an execution environment survives a function error (it is reset only after a crash,
+    a timeout or a process exit), so the next invocation is warm. The engine killed the worker
+    after every handler exception, making each business error or injected fault cost the next
+    call a cold start. Crashes, timeouts and dead workers are still reported, and replaced, by
+    the engine itself.
+    """
+
+    def invoke_keeping_worker(worker: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        result = invoke(worker, *args, **kwargs)
+        handler_error = result.get("handler_error") if result.get("status") == "ok" else None
+        if not isinstance(handler_error, dict):
+            return result
+        answer = {key: value for key, value in result.items() if key not in ("handler_error", "result")}
+        answer.update(status="error", error=str(handler_error.get("error", "")),
+                      trace=str(handler_error.get("trace", "")))  # fmt: skip
+        return answer
+
+    return invoke_keeping_worker
+
+
+# ------------------------------------------------ Task TimeoutSeconds from the handler's start
+
+# Set by a Step Functions Task with TimeoutSeconds for the Lambda invocation it makes; the
+# invoke path sets the event when the handler starts running on a worker.
+HANDLER_STARTED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "sandbox_handler_started", default=None
+)
+
+
+def signal_handler_start() -> None:
+    """Tell a waiting Task's timeout that its handler starts now (a no-op elsewhere)."""
+    started = HANDLER_STARTED.get()
+    if started is not None:
+        started.set()
+
+
+def with_start_signal(
+    invoke: Callable[..., dict[str, Any]], spawn: Callable[[Any], None]
+) -> Callable[..., dict[str, Any]]:
+    """Signal the handler's start once the worker is up: after its cold start, if it had one.
+
+    The worker is leased to this invocation alone, so spawning it here (``spawn`` is the
+    engine's ``ensure_spawned``) is exactly what the engine's invoke would do first.
+    """
+
+    def invoke_signalling(worker: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if HANDLER_STARTED.get() is None:
+            return invoke(worker, *args, **kwargs)
+        process = getattr(worker, "_proc", None)
+        is_cold = process is None or process.poll() is not None
+        if is_cold:
+            spawn(worker)
+        signal_handler_start()
+        result = invoke(worker, *args, **kwargs)
+        if is_cold and isinstance(result, dict):
+            result["cold_start"] = True
+        return result
+
+    return invoke_signalling
+
+
+def signalling_start(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """Signal the handler's start when ``execute`` begins (executors without a worker pool)."""
+
+    def execute_signalling(*args: Any, **kwargs: Any) -> Any:
+        signal_handler_start()
+        return execute(*args, **kwargs)
+
+    return execute_signalling
+
+
+def is_lambda_resource(resource: str) -> bool:
+    """Whether a Task resource invokes a Lambda function (optimized integration or bare ARN)."""
+    return "states:::lambda:invoke" in resource or ":function:" in resource
+
+
+def timing_from_handler_start(
+    invoke_resource: Callable[[str, Any], Any],
+    timeout_error: Callable[[str, str], Exception],
+    *,
+    start_wait: float = HANDLER_START_WAIT_SECONDS,
+) -> Callable[[str, Any, float], Any]:
+    """A Task's TimeoutSeconds clock that starts when its Lambda handler starts running.
+
+    The engine started the clock when the state began, so time spent waiting for a free worker
+    and in the worker's cold start counted against the function: under a burst on two cores,
+    5-second steps timed out without ever having run long. A Lambda Task now waits (at most
+    ``start_wait``) for the handler to start, or for the invocation to end without starting,
+    then gives it TimeoutSeconds. Other resources are timed as the engine timed them. As in the
+    engine, a timed-out task keeps running; the state ignores its result.
+    """
+
+    def invoke_with_timeout(resource: str, input_data: Any, timeout: float) -> Any:
+        context = contextvars.copy_context()  # the account and region scope (engine issue #639)
+        started = threading.Event() if is_lambda_resource(str(resource)) else None
+        if started is not None:
+            context.run(HANDLER_STARTED.set, started)
+        pool = ThreadPoolExecutor(max_workers=1)
+        future: Future[Any] = pool.submit(context.run, invoke_resource, resource, input_data)
+        pool.shutdown(wait=False)
+        if started is not None:
+            future.add_done_callback(lambda _: started.set())
+            started.wait(start_wait)
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeoutError:
+            raise timeout_error("States.Timeout", f"Task timed out after {timeout} seconds") from None
+
+    return invoke_with_timeout
+
+
+# ------------------------------------------------------- no fixed delay before an execution
+
+
+def replace_constant(function: types.FunctionType, old: float, new: float) -> None:
+    """Replace the one float constant ``old`` in ``function``'s own code with ``new``, in place."""
+    code = function.__code__
+    hits = [index for index, const in enumerate(code.co_consts) if type(const) is float and const == old]
+    if len(hits) != 1:
+        raise ValueError(f"{function.__qualname__} has {len(hits)} constants {old!r}, expected one")
+    consts = list(code.co_consts)
+    consts[hits[0]] = new
+    function.__code__ = code.replace(co_consts=tuple(consts))
+
+
 def apply_patches() -> bool:
     """Patch the installed engine if it is the pinned version; return whether it was."""
     installed = version("ministack")
@@ -146,7 +411,44 @@ def apply_patches() -> bool:
     lambda_svc._execute_function = with_stream_batch_semantics(
         lambda_svc._execute_function, find_mapping, lambda_svc._send_ddb_stream_failure_record
     )
+    _patch_worker_pools(os.environ)
+    _patch_task_timeouts()
     return True
+
+
+def _patch_worker_pools(environ: Mapping[str, str]) -> None:
+    from ministack.core import lambda_runtime
+    from ministack.services import lambda_svc
+
+    # The engine's own per-function ceiling (0, unbounded, in the engine), read at every lease.
+    lambda_runtime._LOCAL_MAX_WORKERS = lambda_workers(environ)
+    lambda_runtime._LOCAL_WORKER_TTL = worker_ttl_seconds(environ)
+    acquire, release = with_worker_queue(
+        lambda_runtime.acquire_worker, lambda_runtime.release_worker, wait_seconds=WORKER_WAIT_SECONDS
+    )
+    # lambda_svc imported both names from lambda_runtime: patch both namespaces.
+    for module in (lambda_runtime, lambda_svc):
+        module.acquire_worker = acquire
+        module.release_worker = release
+    lambda_runtime._PYTHON_WORKER_SCRIPT = keep_worker_on_handler_error(lambda_runtime._PYTHON_WORKER_SCRIPT)
+    worker = lambda_runtime.Worker
+    worker.invoke = with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+    provided = lambda_runtime.ProvidedWorker
+    provided.invoke = signalling_start(provided.invoke)
+    for name in ("_execute_function_docker", "_execute_function_proxy", "_execute_function_provided"):
+        setattr(lambda_svc, name, signalling_start(getattr(lambda_svc, name)))
+
+
+def _patch_task_timeouts() -> None:
+    from ministack.services import stepfunctions
+
+    stepfunctions._invoke_resource_with_timeout = timing_from_handler_start(
+        stepfunctions._invoke_resource, stepfunctions._ExecutionError
+    )
+    # `_run_execution` slept a fixed 150 ms before every execution (65% of a warm order). The
+    # execution record and its ExecutionStarted event are stored before its thread starts, so
+    # DescribeExecution and GetExecutionHistory are complete without the delay.
+    replace_constant(stepfunctions._run_execution, 0.15, 0.0)
 
 
 def _warm_imports() -> None:
@@ -156,7 +458,10 @@ def _warm_imports() -> None:
 
 
 def main() -> None:
-    apply_patches()
+    if apply_patches():
+        from ministack.core import lambda_runtime
+
+        start_worker_reaper(lambda_runtime.reap_idle_workers)
     threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     from ministack.app import main as engine_main
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import compose
+from sandbox.engine_patches import WORKERS_ENV
 from sandbox.errors import EngineError, EngineNotRunningError, SandboxError, WaitTimeoutError
 from sandbox.images import ministack_image
 from sandbox.settings import Settings
@@ -191,9 +192,14 @@ def _running_container(state: EngineState) -> EngineState:
     return state
 
 
-def engine_environment(port: int) -> dict[str, str]:
-    """The engine's environment: loopback only, dummy credentials, compressed saga waits."""
+def engine_environment(port: int, lambda_workers: int | None = None) -> dict[str, str]:
+    """The engine's environment: loopback only, dummy credentials, compressed saga waits.
+
+    ``lambda_workers`` caps each function's warm workers (sandbox.engine_patches reads it).
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SANDBOX_"))}
+    if lambda_workers is not None:
+        env[WORKERS_ENV] = str(lambda_workers)
     env.update(
         GATEWAY_PORT=str(port),
         BIND_HOST="127.0.0.1",  # an unauthenticated emulator must not listen on the network
@@ -243,7 +249,7 @@ def _start_embedded(settings: Settings, timeout: float) -> EngineState:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=settings.state_dir,
-            env=engine_environment(settings.port),
+            env=engine_environment(settings.port, settings.lambda_workers),
             start_new_session=True,  # its own process group: `down` stops it and its workers
         )
     state = EngineState("embedded", process.pid, settings.port, str(log_path), time.time())

@@ -19,6 +19,25 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"SANDBOX_{name}") or default
 
 
+def default_lambda_workers() -> int:
+    """One warm Lambda worker per CPU for each function."""
+    return os.cpu_count() or 2
+
+
+def _whole_number(name: str, default: int) -> int:
+    text = _env(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UsageError(
+            f"SANDBOX_{name}={text!r} is not a whole number",
+            hint=f"unset it, or give 0 or more (default {default})",
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the engine runs and what the stack is called."""
@@ -29,6 +48,8 @@ class Settings:
     region: str = "us-east-1"
     stack_name: str = "saga-sandbox"
     engine: str = "embedded"
+    # Warm workers per Lambda function on the embedded engine; more invocations queue (0: no cap).
+    lambda_workers: int = field(default_factory=default_lambda_workers)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -42,6 +63,7 @@ class Settings:
             region=_env("REGION", "us-east-1"),
             stack_name=_env("STACK_NAME", "saga-sandbox"),
             engine=_env("ENGINE", "embedded"),
+            lambda_workers=_whole_number("LAMBDA_WORKERS", default_lambda_workers()),
         )
         settings = replace(settings, **{key: value for key, value in flags.items() if value is not None})
         if settings.engine not in ENGINES:
