@@ -170,12 +170,14 @@ def ps_args(engine: ContainerEngine) -> list[str]:
 
 
 def compose_environment(
-    port: int, ministack_image: str, base: Mapping[str, str] | None = None
+    port: int, ministack_image: str, base: Mapping[str, str] | None = None, lambda_workers: int | None = None
 ) -> dict[str, str]:
-    """The environment compose interpolates compose.yaml with (port and image; tokens pass through)."""
+    """The environment compose interpolates compose.yaml with (port, image, worker pool; tokens pass through)."""
     env = dict(os.environ if base is None else base)
     env["SANDBOX_PORT"] = str(port)
     env["SANDBOX_MINISTACK_IMAGE"] = ministack_image
+    if lambda_workers is not None:
+        env["SANDBOX_LAMBDA_WORKERS"] = str(lambda_workers)
     return env
 
 

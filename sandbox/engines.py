@@ -283,7 +283,11 @@ def _compose(settings: Settings, state: EngineState, *args: str, timeout: float 
     command = compose.compose_command(
         compose.find_compose(), settings.compose_path, str(state.compose_project), engine.profile, *args
     )
-    env = compose.compose_environment(state.port, state.image or ministack_image(settings.project_dir))
+    env = compose.compose_environment(
+        state.port,
+        state.image or ministack_image(settings.project_dir),
+        lambda_workers=settings.lambda_workers,
+    )
     try:
         result = compose.run_command(command, env=env, cwd=settings.project_dir, timeout=timeout)
     except subprocess.TimeoutExpired as error:

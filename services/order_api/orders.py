@@ -149,6 +149,9 @@ def read_saga(order_id: str, sfn: Any = None) -> dict[str, Any]:
 def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
     """The order with its saga steps and notifications, or None."""
     table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    # The saga first: its last state writes the order's final status before the execution ends,
+    # so an order read after a finished saga is never still PENDING.
+    saga = read_saga(order_id)
     items = table.query(KeyConditionExpression=Key("pk").eq(f"ORDER#{order_id}"), ConsistentRead=True)[
         "Items"
     ]
@@ -165,7 +168,7 @@ def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
         if item["sk"].startswith("NOTIFICATION#")
     ]
     view = {key: value for key, value in order.items() if key not in ("pk", "sk")}
-    return _plain({**view, "notifications": notifications, **read_saga(order_id)})
+    return _plain({**view, "notifications": notifications, **saga})
 
 
 def list_orders(limit: int = 50, table: Any = None) -> list[dict[str, Any]]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,9 +14,9 @@ import pytest
 from sandbox.orders import call_api
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
+from tests.processes import run_sandbox
 
 pytestmark = pytest.mark.integration
-SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +34,7 @@ def aws_cli(stack: LocalStack, engine_settings: Settings) -> Any:
     env.pop("AWS_PROFILE", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SANDBOX, *args, "--target", "aws", "--stage", stage], env=env,
-                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        return run_sandbox(*args, "--target", "aws", "--stage", stage, env=env, timeout=300)
 
     run.stage = stage  # type: ignore[attr-defined]
     return run
@@ -73,7 +70,8 @@ def test_deploy_order_and_destroy_through_the_aws_path(aws_cli: Any, stack: Loca
     # THEN it is gone, and the business tables it names were kept
     assert report["deleted"] is True
     assert set(report["retainedTables"]) == {
-        "OrdersTableName", "InventoryTableName", "PaymentsTableName", "ShipmentsTableName"}  # fmt: skip
+        "OrdersTableName", "InventoryTableName", "ReservationsTableName", "PaymentsTableName",
+        "ShipmentsTableName"}  # fmt: skip
     dynamodb = boto3.client("dynamodb", endpoint_url=stack.engine.endpoint_url, region_name="us-east-1",
                             aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
     orders_table = report["retainedTables"]["OrdersTableName"]

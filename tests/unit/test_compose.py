@@ -181,6 +181,14 @@ def test_compose_environment_sets_port_and_image_and_keeps_the_token() -> None:
     }
 
 
+def test_compose_environment_passes_the_worker_pool_size_into_the_engine() -> None:
+    # GIVEN the settings' pool size WHEN composing THEN compose.yaml interpolates it into the container
+    env = compose.compose_environment(4599, "img:1", base={}, lambda_workers=3)
+    assert env["SANDBOX_LAMBDA_WORKERS"] == "3"
+    ministack = yaml.safe_load((PROJECT_DIR / "compose.yaml").read_text())["services"]["ministack"]
+    assert "SANDBOX_LAMBDA_WORKERS=${SANDBOX_LAMBDA_WORKERS:-}" in ministack["environment"]
+
+
 def test_localstack_image_follows_localstack_version() -> None:
     assert compose.localstack_image({}) == "localstack/localstack:4.14.0"
     assert compose.localstack_image({"LOCALSTACK_VERSION": "2026.8"}) == "localstack/localstack:2026.8"
