@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -174,52 +179,115 @@ def logs(
 ) -> None:
     """The functions' logs from the engine, colored by level, optionally for one order."""
     window = parse_since(since) if since else None
-    settings = Settings.load()
-    stack = find_stack(settings)
-    names = function_names(
-        stack.client("cloudformation", settings.region),
-        stack.client("lambda", settings.region),
-        settings.stack_name,
-    )
-    chosen = choose_functions(names, function)
-    logs_client = stack.client("logs", settings.region)
-    now_ms = int(time.time() * 1000)
-    start_ms = now_ms - int(window.total_seconds() * 1000) if window else None
-    width = max(len(name) for name in chosen) if chosen else 10
-    if not follow:
-        lines = read_lines(
-            logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=all_requests
+    with remembered_ctrl_c() as ctrl_c:
+        settings = Settings.load()
+        stack = find_stack(settings)
+        names = function_names(
+            stack.client("cloudformation", settings.region),
+            stack.client("lambda", settings.region),
+            settings.stack_name,
         )
-        if json_output:
-            print_json({"lines": [line.to_json() for line in lines]})
+        chosen = choose_functions(names, function)
+        logs_client = stack.client("logs", settings.region)
+        now_ms = int(time.time() * 1000)
+        start_ms = now_ms - int(window.total_seconds() * 1000) if window else None
+        width = max(len(name) for name in chosen) if chosen else 10
+        if not follow:
+            lines = read_lines(
+                logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=all_requests
+            )
+            if json_output:
+                print_json({"lines": [line.to_json() for line in lines]})
+                return
+            for line in lines:
+                console.print(format_line(line, width), highlight=False, soft_wrap=True)
+            if not lines:
+                console.print(
+                    "[dim]no log lines" + (f" for order {escape(order)}" if order else "") + "[/dim]"
+                )
             return
-        for line in lines:
-            console.print(format_line(line, width), highlight=False, soft_wrap=True)
-        if not lines:
-            console.print("[dim]no log lines" + (f" for order {escape(order)}" if order else "") + "[/dim]")
+        follower = LogFollower(
+            logs_client,
+            chosen,
+            start_ms=start_ms if start_ms is not None else now_ms,
+            order_id=order,
+            is_quiet_included=all_requests,
+        )
+        if ctrl_c.is_pressed:
+            raise KeyboardInterrupt  # pressed while starting: the CLI's "interrupted", exit 130
+
+        def emit(line: LogLine) -> None:
+            if json_output:
+                sys.stdout.write(json.dumps(line.to_json(), default=str) + "\n")
+                sys.stdout.flush()
+            else:
+                console.print(format_line(line, width), highlight=False, soft_wrap=True)
+
+        error_console.print(
+            f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
+            highlight=False,
+        )
+        follow_lines(follower.poll, emit, ctrl_c)
+        error_console.print(
+            "[dim]stopped following[/dim]", highlight=False
+        )  # Ctrl-C is how --follow ends: exit 0
+
+
+class CtrlC:
+    """A SIGINT handler that raises KeyboardInterrupt, as Python's own does, and remembers the press.
+
+    Python raises KeyboardInterrupt wherever the main thread is when the signal lands. Inside a
+    finalizer (a garbage-collected urllib3 pool closing its sockets, an HTTP response being closed)
+    the interpreter prints or clears the exception and carries on, so a loop that waits for the
+    exception alone can poll forever after Ctrl-C. The flag outlives the lost exception.
+    """
+
+    def __init__(self) -> None:
+        self.is_pressed = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.is_pressed = True
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def remembered_ctrl_c() -> Iterator[CtrlC]:
+    """Handle SIGINT with a ``CtrlC`` inside the block; the previous handler is restored after it."""
+    ctrl_c = CtrlC()
+    # Only the main thread receives signals; an ignored SIGINT (e.g. a `nohup` run) stays ignored.
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield ctrl_c
         return
-    follower = LogFollower(
-        logs_client,
-        chosen,
-        start_ms=start_ms if start_ms is not None else now_ms,
-        order_id=order,
-        is_quiet_included=all_requests,
-    )
-    error_console.print(
-        f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
-        highlight=False,
-    )
+    previous = signal.signal(signal.SIGINT, ctrl_c)
     try:
-        while True:
-            for line in follower.poll():
-                if json_output:
-                    sys.stdout.write(json.dumps(line.to_json(), default=str) + "\n")
-                    sys.stdout.flush()
-                else:
-                    console.print(format_line(line, width), highlight=False, soft_wrap=True)
-            time.sleep(FOLLOW_INTERVAL)
+        yield ctrl_c
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def follow_lines(
+    poll: Callable[[], list[LogLine]],
+    emit: Callable[[LogLine], None],
+    ctrl_c: CtrlC,
+    *,
+    interval: float = FOLLOW_INTERVAL,
+) -> None:
+    """Emit each poll's new lines, ``interval`` seconds apart, until Ctrl-C.
+
+    The KeyboardInterrupt ends a poll or the pause at once; if a finalizer swallowed it, the
+    remembered press ends the loop after the poll it landed in.
+    """
+    try:
+        while not ctrl_c.is_pressed:
+            for line in poll():
+                emit(line)
+            if not ctrl_c.is_pressed:
+                time.sleep(interval)
     except KeyboardInterrupt:
-        return  # Ctrl-C is how --follow ends
+        pass
 
 
 def register(app: typer.Typer) -> None:

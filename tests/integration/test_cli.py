@@ -16,6 +16,7 @@ import pytest
 from sandbox.engines import find_free_port, is_process_alive
 from sandbox.settings import Settings
 from sandbox.waiting import wait_until
+from tests.processes import CLI_TIMEOUT, run_sandbox
 
 pytestmark = pytest.mark.integration
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
@@ -27,10 +28,8 @@ class Cli:
     def __init__(self, port: int, state_dir: Path):
         self.env = {**os.environ, "SANDBOX_PORT": str(port), "SANDBOX_STATE_DIR": str(state_dir)}
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SANDBOX, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def run(self, *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        return run_sandbox(*args, env=self.env, timeout=timeout)
 
     def json(self, *args: str) -> Any:
         result = self.run(*args, "--json")

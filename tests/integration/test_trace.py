@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +18,9 @@ from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 from sandbox.trace import Trace, peek_messages, trace_order
 from sandbox.waiting import wait_until
+from tests.processes import run_sandbox, started_sandbox, wait_for_exit, wait_for_output
 
 pytestmark = pytest.mark.integration
-SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 
 
 def order_body(customer_id: str, product_id: str, **extra: Any) -> dict[str, Any]:
@@ -44,9 +43,7 @@ def run_cli(engine_settings: Settings, stack: LocalStack) -> Callable[..., subpr
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SANDBOX, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-        )
+        return run_sandbox(*args, env=env)
 
     run.env = env  # type: ignore[attr-defined]
     return run
@@ -224,28 +221,24 @@ def test_order_ends_with_its_trace_command(run_cli: Any):
 def test_logs_follow_prints_new_lines_until_interrupted(
     run_cli: Any, api: OrdersClient, customer_id: str, make_product: Any, tmp_path: Path
 ):
-    # GIVEN `sandbox logs payment --follow` running
+    # GIVEN `sandbox logs payment --follow` running, its follow loop started
     output = tmp_path / "follow.out"
-    with output.open("w") as sink:
-        follower = subprocess.Popen(
-            [SANDBOX, "logs", "payment", "--follow", "--json"], env=run_cli.env, stdout=sink,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_until(
-                lambda: "Ctrl-C to stop" in output.read_text(), timeout=30, what="the follower to start"
-            )
-            # WHEN an order is placed
-            placed = api.place_order(order_body(customer_id, make_product()))
-            wait_until(
-                lambda: placed["orderId"] in output.read_text(),
-                timeout=60,
-                what="the order in the followed logs",
-            )
-        finally:
-            # THEN Ctrl-C ends it cleanly
-            follower.send_signal(signal.SIGINT)
-            code = follower.wait(timeout=15)
+    with started_sandbox("logs", "payment", "--follow", "--json", env=run_cli.env, output=output) as follower:
+        wait_for_output(follower, output, "Ctrl-C to stop", timeout=60, what="the follow loop to start")
+        # WHEN an order is placed
+        placed = api.place_order(order_body(customer_id, make_product()))
+        wait_for_output(
+            follower, output, placed["orderId"], timeout=90, what="the order's payment lines to be followed"
+        )
+        # AND Ctrl-C is pressed
+        follower.send_signal(signal.SIGINT)
+        # THEN it stops following (the signal was handled) and exits 0
+        wait_for_output(
+            follower, output, "stopped following", timeout=30, what="the follower to stop on Ctrl-C"
+        )
+        code = wait_for_exit(
+            follower, output, timeout=60, what="`sandbox logs --follow` to exit after stopping"
+        )
     assert code == 0, output.read_text()
     lines = [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]
     assert any(line["message"] == "ChargePayment done" for line in lines)

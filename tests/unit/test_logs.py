@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,9 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
+from cli.trace_commands import follow_lines, remembered_ctrl_c
 from sandbox.logs import (
     PLATFORM,
     LogFollower,
+    LogLine,
     LogsError,
     choose_functions,
     drop_quiet_requests,
@@ -274,3 +281,78 @@ def test_follow_returns_each_line_once_as_it_arrives() -> None:
     group.extend(invocation("req-2", [charged("req-2", ORDER, T0 + 39)], ended_ms=T0 + 40, duration_ms=9,
                             stream="s3"))  # fmt: skip
     assert {line.request_id for line in follower.poll()} == {"req-2"}
+
+
+class FollowedLogs:
+    """A follower's poll: one line per call, and what happens during each call."""
+
+    def __init__(self, during_poll: Callable[[int], None] = lambda call: None, max_calls: int = 5):
+        self.calls = 0
+        self.during_poll = during_poll
+        self.max_calls = max_calls
+
+    def poll(self) -> list[LogLine]:
+        self.calls += 1
+        if self.calls > self.max_calls:
+            raise AssertionError(f"still polling after {self.max_calls} polls: Ctrl-C was lost")
+        self.during_poll(self.calls)
+        return [LogLine("payment", datetime.now(UTC), "INFO", f"line {self.calls}", "s1")]
+
+
+def press_ctrl_c_inside_a_finalizer() -> None:
+    """SIGINT landing while a finalizer runs, as when a garbage-collected urllib3 pool closes its sockets."""
+    pool = type("Pool", (), {})()
+    weakref.finalize(pool, signal.raise_signal, signal.SIGINT)
+    del pool  # the finalizer runs here; the KeyboardInterrupt it raises is printed and dropped
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_lost_in_a_finalizer_still_ends_the_follow_loop() -> None:
+    # GIVEN the follow loop, with Ctrl-C handled by the CLI's handler
+    emitted: list[LogLine] = []
+    logs = FollowedLogs(during_poll=lambda call: press_ctrl_c_inside_a_finalizer() if call == 2 else None)
+    with remembered_ctrl_c() as ctrl_c:
+        assert signal.getsignal(signal.SIGINT) is ctrl_c
+        # WHEN Ctrl-C lands inside a finalizer during the second poll (Python drops that KeyboardInterrupt)
+        follow_lines(logs.poll, emitted.append, ctrl_c, interval=0)
+    # THEN the loop ends after that poll, its lines printed, instead of polling on
+    assert ctrl_c.is_pressed
+    assert (logs.calls, [line.message for line in emitted]) == (2, ["line 1", "line 2"])
+    # AND the previous handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_the_pause_ends_the_follow_loop_at_once() -> None:
+    # GIVEN the follow loop pausing a minute between polls
+    press = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+    logs = FollowedLogs(during_poll=lambda call: press.start())
+    started = time.monotonic()
+    with remembered_ctrl_c() as ctrl_c:
+        # WHEN Ctrl-C arrives 0.2 s after the first poll began, while it pauses
+        try:
+            follow_lines(logs.poll, lambda line: None, ctrl_c, interval=60)
+        finally:
+            press.cancel()
+    # THEN it returns without finishing the pause or polling again
+    assert (ctrl_c.is_pressed, logs.calls) == (True, 1)
+    assert time.monotonic() - started < 30
+
+
+def test_ctrl_c_pressed_before_the_loop_starts_polls_nothing() -> None:
+    logs = FollowedLogs()
+    with remembered_ctrl_c() as ctrl_c:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        follow_lines(logs.poll, lambda line: None, ctrl_c, interval=0)
+    assert logs.calls == 0
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    # GIVEN a process started with SIGINT ignored (nohup, a background job of a script)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        # WHEN the follow loop's handler would be installed THEN SIGINT stays ignored
+        with remembered_ctrl_c():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
