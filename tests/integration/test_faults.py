@@ -66,11 +66,11 @@ def test_duplicate_delivery_starts_one_saga_and_charges_once(
     product = make_product(stock=10)
     order_id = order_with(api, customer_id, product, {"duplicateDelivery": True})
     # WHEN its saga ends
-    order = api.follow_order(order_id, timeout=60)
+    order = api.follow_order(order_id, timeout=120)
     # THEN the record reached the publisher twice…
     delivered = wait_until(
         lambda: len(log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "outbox record published"))
-        >= 2, timeout=30, what="the second delivery")  # fmt: skip
+        >= 2, timeout=90, what="the second delivery")  # fmt: skip
     assert delivered
     # …but only one saga ran and every effect happened once
     assert order["status"] == "COMPLETED"
@@ -87,12 +87,12 @@ def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
     # GIVEN a publisher that dies after starting the saga, before acknowledging the record
     product = make_product(stock=10)
     order_id = order_with(api, customer_id, product, {"crash": "publisher"})
-    order = api.follow_order(order_id, timeout=60)
+    order = api.follow_order(order_id, timeout=120)
     # THEN the crash happened and the record was delivered again
     assert log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "injected crash")
     redelivered = wait_until(
         lambda: len(log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "outbox record published"))
-        >= 2, timeout=30, what="the redelivery after the crash")  # fmt: skip
+        >= 2, timeout=90, what="the redelivery after the crash")  # fmt: skip
     assert redelivered
     # AND the redelivery found the saga already started
     assert order["status"] == "COMPLETED"
@@ -107,7 +107,7 @@ def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
     # GIVEN a reservation whose first attempt outlives the Task's TimeoutSeconds
     product = make_product(stock=10)
     order_id = order_with(api, customer_id, product, {"timeout": "inventory"})
-    order = api.follow_order(order_id, timeout=60)
+    order = api.follow_order(order_id, timeout=120)
     # THEN the state timed out once and its retry completed the order
     reserve = order["steps"][0]
     assert (reserve["name"], reserve["attempts"], reserve["errors"]) == (
@@ -118,7 +118,7 @@ def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
     assert order["status"] == "COMPLETED"
     # AND once the slow first attempt finished too, stock was still taken only once
     wait_until(lambda: len(log_lines(stack, engine_settings, "InventoryFunction", order_id, "ReserveInventory done"))
-               >= 2, timeout=30, what="the slow first attempt to finish")  # fmt: skip
+               >= 2, timeout=90, what="the slow first attempt to finish")  # fmt: skip
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
 
 
@@ -126,7 +126,7 @@ def test_replay_repeats_no_side_effect(api, stack, engine_settings, tables, cust
     # GIVEN a completed order
     product = make_product(stock=10)
     order_id = order_with(api, customer_id, product, {})
-    api.follow_order(order_id, timeout=60)
+    api.follow_order(order_id, timeout=120)
     # WHEN its saga is started again with the same input, as an operator redrive would
     replay = replay_saga(stack, engine_settings.region, order_id)
     # THEN the replay succeeds and no effect is applied twice
@@ -159,7 +159,7 @@ def test_poisoned_record_is_dead_lettered_then_redriven(
     results = [r for r in redrive(stack, engine_settings.region, publisher) if order_id in r["orderIds"]]
     assert [r["redriven"] for r in results] == [True]
     # THEN the order completes once, and the queue no longer holds it
-    assert api.follow_order(order_id, timeout=60)["status"] == "COMPLETED"
+    assert api.follow_order(order_id, timeout=120)["status"] == "COMPLETED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
     assert all(order_id not in d.order_ids for d in list_dead_letters(stack, engine_settings.region))
 
@@ -168,7 +168,7 @@ def test_faults_combine(api, stack, engine_settings, tables, customer_id, make_p
     # GIVEN a failing shipment and a duplicated delivery, then a replay
     product = make_product(stock=10)
     order_id = order_with(api, customer_id, product, {"fail": "shipping", "duplicateDelivery": True})
-    order = api.follow_order(order_id, timeout=60)
+    order = api.follow_order(order_id, timeout=120)
     replay = replay_saga(stack, engine_settings.region, order_id)
     # THEN the order failed and was compensated once, whatever was delivered or replayed
     assert order["compensations"] == ["RefundPayment", "ReleaseInventory"]
@@ -196,7 +196,7 @@ def test_a_step_that_always_times_out_is_compensated_itself_and_its_late_work_un
     # AND once every late attempt has finished (the first charged; the others found its record),
     # nothing is held: the charge that landed was refunded, the stock is back, nothing shipped
     wait_until(lambda: len(log_lines(stack, engine_settings, "PaymentFunction", order_id, "ChargePayment done"))
-               >= 4, timeout=30, what="the four late ChargePayment attempts to finish")  # fmt: skip
+               >= 4, timeout=90, what="the four late ChargePayment attempts to finish")  # fmt: skip
     effects = assert_effects_once(stack, engine_settings, tables, order_id, product, status="FAILED")
     assert effects["payment"]["status"] == "REFUNDED"
     assert effects["shipment"] is None

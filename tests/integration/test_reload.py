@@ -93,11 +93,11 @@ def test_the_watcher_pushes_a_save_and_reports_it(reload_stack: Any) -> None:
             handler.write_text(handler.read_text() + "\n")
             return any(u.logical_id == "NotificationsFunction" for u in seen)
 
-        wait_until(save_and_check, timeout=20, what="the watcher to push the notifications handler",
+        wait_until(save_and_check, timeout=60, what="the watcher to push the notifications handler",
                    interval=0.5, max_interval=1)  # fmt: skip
     finally:
         stop.set()
-        watcher.join(timeout=10)
+        watcher.join(timeout=30)
     assert errors == []
     update = next(u for u in seen if u.logical_id == "NotificationsFunction")
     assert update.saved_to_live_ms is not None and update.saved_to_live_ms >= 0

@@ -49,7 +49,7 @@ def test_happy_path_completes_and_records_each_effect_once(api, tables, customer
     # AND the outcome rule delivered the notification
     notified = wait_until(
         lambda: api.get_order(order["orderId"]).body["notifications"],
-        timeout=15,
+        timeout=60,
         what="the OrderCompleted notification",
     )
     assert [note["type"] for note in notified] == ["OrderCompleted"]
