@@ -21,7 +21,6 @@ import types
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from importlib.metadata import version
 from typing import Any
 
 PINNED_ENGINE_VERSION = "1.5.33"
@@ -392,6 +391,8 @@ def replace_constant(function: types.FunctionType, old: float, new: float) -> No
 
 def apply_patches() -> bool:
     """Patch the installed engine if it is the pinned version; return whether it was."""
+    from importlib.metadata import version  # here, not at import: the CLI reads this module's pin
+
     installed = version("ministack")
     if installed != PINNED_ENGINE_VERSION:
         logger.warning(

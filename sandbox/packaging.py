@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from samtranslator.yaml_helper import yaml_parse
-
 from sandbox.errors import DeployError
 
 SHARED_PACKAGE = "shared"
@@ -30,6 +28,8 @@ Upload = Callable[[str, bytes], None]
 def load_template(path: Path) -> dict[str, Any]:
     """The SAM template as a dict (short-form intrinsics such as !Ref expanded)."""
     try:
+        from samtranslator.yaml_helper import yaml_parse  # PyYAML: only where a template is read
+
         return dict(yaml_parse(path.read_text()))
     except FileNotFoundError as error:
         raise DeployError(f"template not found: {path}") from error
