@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from sandbox import engine_patches
 from sandbox.engine_patches import (
     DEFAULT_WORKER_TTL_SECONDS,
     HANDLER_STARTED,
@@ -581,3 +583,78 @@ def test_a_worker_setting_that_is_not_a_whole_number_is_refused(
     monkeypatch.setenv("SANDBOX_LAMBDA_WORKERS", value)
     with pytest.raises(UsageError, match="SANDBOX_LAMBDA_WORKERS"):
         Settings.load()
+
+
+# ---------------------------------------------------------------- an invocation's logs end with a marker
+
+
+def test_the_worker_script_marks_the_end_of_each_invocations_logs_before_answering() -> None:
+    # GIVEN the pinned engine's Python worker script, as the launcher patches it
+    from ministack.core import lambda_runtime
+
+    script = engine_patches.mark_end_of_logs(
+        engine_patches.keep_worker_on_handler_error(lambda_runtime._PYTHON_WORKER_SCRIPT)
+    )
+    compile(script, "worker", "exec")
+    # THEN both answers (a result, a handler error) are preceded by the marker on stderr
+    marked = [line for line in script.splitlines() if "end-of-invocation-logs" in line]
+    assert len(marked) == 2
+    assert all(line.index("sys.stderr.write(") < line.index("_real_stdout.write(") for line in marked)
+    # AND the ready line of a cold start is not marked (it is no invocation)
+    assert '"status": "ready"' not in "".join(marked)
+
+
+def test_an_unexpected_worker_script_is_refused_rather_than_half_patched() -> None:
+    with pytest.raises(ValueError, match="does not answer invocations"):
+        engine_patches.mark_end_of_logs("print('hello')")
+
+
+class LogWorker:
+    def __init__(self, lines: list[str], is_marked: bool = True):
+        self.log_queue: queue.Queue[str] = queue.Queue()
+        for line in lines:
+            self.log_queue.put(line)
+        self.is_marked = is_marked
+
+
+def drain_of(fallback: list[str] | None = None) -> Any:
+    def engine_drain(worker: Any, *args: Any, **kwargs: Any) -> str:
+        (fallback if fallback is not None else []).append("engine")
+        return "engine drain"
+
+    return engine_patches.draining_to_log_end_marker(
+        engine_drain, log_queue_of=lambda w: w.log_queue, is_marked=lambda w: w.is_marked
+    )
+
+
+def test_the_drain_returns_at_the_marker_without_waiting() -> None:
+    # GIVEN an invocation's two log lines, its marker, and the next invocation's first line
+    marker = engine_patches.LOG_END_MARKER
+    worker = LogWorker(["START", "done", marker, "next invocation"])
+    started = time.monotonic()
+    # WHEN draining THEN exactly this invocation's lines come back, at once
+    assert drain_of()(worker, hard_cap=5) == "START\ndone"
+    assert time.monotonic() - started < 0.5
+    assert worker.log_queue.get_nowait() == "next invocation"
+
+
+def test_the_drain_waits_for_a_marker_still_in_the_pipe() -> None:
+    # GIVEN the marker arrives a little after the answer (the stderr reader thread is behind)
+    worker = LogWorker(["logged"])
+    marker = engine_patches.LOG_END_MARKER
+    threading.Timer(0.05, worker.log_queue.put, args=(marker,)).start()
+    # WHEN draining THEN it blocks until the marker rather than returning early
+    assert drain_of()(worker, hard_cap=5) == "logged"
+
+
+def test_the_drain_is_bounded_when_no_marker_comes() -> None:
+    worker = LogWorker(["orphan line"])
+    started = time.monotonic()
+    assert drain_of()(worker, hard_cap=0.1) == "orphan line"
+    assert time.monotonic() - started < 1
+
+
+def test_workers_that_do_not_mark_are_drained_the_engines_way() -> None:
+    calls: list[str] = []
+    assert drain_of(calls)(LogWorker(["x"], is_marked=False)) == "engine drain"
+    assert calls == ["engine"]
