@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.aws import dynamodb, table_name
+from shared.aws import named_table
 from shared.records import put_if_absent
 
 logger = Logger()
@@ -21,7 +21,7 @@ MESSAGES = {
 
 def record_notification(event: EventBridgeEvent, table: Any = None) -> bool:
     """Store one notification per order and event type; False when it was already sent."""
-    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    table = table or named_table("ORDERS_TABLE")
     order_id = event.detail["orderId"]
     notification = {
         "pk": f"ORDER#{order_id}",

@@ -15,7 +15,7 @@ from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeSerializer
 
 from order_api.models import OrderRequest, RequestError
-from shared.aws import client, dynamodb, table_name
+from shared.aws import client, named_table, table_name
 from shared.saga_history import compensations_run, summarize_steps
 from shared.status import PENDING
 
@@ -148,7 +148,7 @@ def read_saga(order_id: str, sfn: Any = None) -> dict[str, Any]:
 
 def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
     """The order with its saga steps and notifications, or None."""
-    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    table = table or named_table("ORDERS_TABLE")
     # The saga first: its last state writes the order's final status before the execution ends,
     # so an order read after a finished saga is never still PENDING.
     saga = read_saga(order_id)
@@ -173,7 +173,7 @@ def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
 
 def list_orders(limit: int = 50, table: Any = None) -> list[dict[str, Any]]:
     """The most recent orders, newest first (a scan: fine for a sandbox's volumes)."""
-    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    table = table or named_table("ORDERS_TABLE")
     fields = ["orderId", "customerId", "status", "totalAmount", "createdAt", "failureReason"]
     kwargs: dict[str, Any] = {
         "FilterExpression": Key("sk").eq("ORDER"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.aws import dynamodb, table_name
+from shared.aws import named_table
 from shared.errors import InvalidTransitionError
 from shared.status import FAILED, allowed_predecessors
 
@@ -28,7 +28,7 @@ def describe_failure(error: dict[str, Any] | None) -> str | None:
 
 def set_order_status(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
     """Move the order to ``command['status']``, refusing to move it backwards."""
-    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    table = table or named_table("ORDERS_TABLE")
     order_id, status = command["orderId"], command["status"]
     names = {"#status": "status"}
     values: dict[str, Any] = {":new": status, ":now": datetime.now(UTC).isoformat()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from shared.aws import dynamodb, table_name
+from shared.aws import named_table
 from shared.errors import PaymentDeclinedError
 from shared.records import now_iso, put_once, undo_once
 
@@ -15,7 +15,7 @@ CHARGE_LIMIT = Decimal("10000.00")
 
 def charge_payment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
     """Record the order's charge, or raise PaymentDeclinedError over the limit."""
-    table = table or dynamodb().Table(table_name("PAYMENTS_TABLE"))
+    table = table or named_table("PAYMENTS_TABLE")
     amount = Decimal(str(command["totalAmount"])).quantize(Decimal("0.01"))
     if amount > CHARGE_LIMIT:
         raise PaymentDeclinedError(f"charge of {amount} declined: over the {CHARGE_LIMIT} limit")
@@ -35,7 +35,7 @@ def charge_payment(command: dict[str, Any], table: Any = None) -> dict[str, Any]
 
 def refund_payment(command: dict[str, Any], table: Any = None) -> dict[str, Any]:
     """Refund the order's charge; with none yet, void it so that a late charge does nothing."""
-    table = table or dynamodb().Table(table_name("PAYMENTS_TABLE"))
+    table = table or named_table("PAYMENTS_TABLE")
     key = {"orderId": command["orderId"]}
     is_refunded = undo_once(table, key, "CHARGED", "REFUNDED", stamp="refundedAt")
     return {"status": "REFUNDED" if is_refunded else "NOTHING_TO_REFUND"}

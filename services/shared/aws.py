@@ -29,6 +29,16 @@ def dynamodb() -> Any:
 
 
 @cache
+def named_table(variable: str) -> Any:
+    """The Table resource of the table environment ``variable`` names, built once per worker.
+
+    boto3 builds a resource's class from its model on every ``Table(...)`` call (a few ms of a
+    warm invocation's CPU); the name never changes within a worker.
+    """
+    return dynamodb().Table(table_name(variable))
+
+
+@cache
 def client(service: str) -> Any:
     """A low-level client for ``service``."""
     return boto3.client(service)  # type: ignore[call-overload]

@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from shared.aws import dynamodb, table_name
+from shared.aws import named_table
 from shared.errors import InjectedFailure, TransientStepError
 from shared.records import put_if_absent
 
@@ -46,5 +46,5 @@ def check_faults(faults: dict[str, Any] | None, service: str, retry_count: int) 
 
 def is_first_occurrence(order_id: str, fault: str, table: Any = None) -> bool:
     """True the first time a one-shot fault fires for an order (a marker item records it)."""
-    table = table or dynamodb().Table(table_name("ORDERS_TABLE"))
+    table = table or named_table("ORDERS_TABLE")
     return put_if_absent(table, {"pk": f"ORDER#{order_id}", "sk": f"FAULT#{fault}", "orderId": order_id})
