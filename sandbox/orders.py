@@ -115,8 +115,11 @@ class OrdersClient:
             is_done,
             timeout=timeout,
             what=f"the saga of order {order_id} to finish",
-            interval=0.05,
-            max_interval=0.2,
+            # A warm saga ends in about 0.1 s: poll often at first (each poll is one API call),
+            # then back off for the slow ones (retries, timeouts).
+            interval=0.04,
+            max_interval=0.25,
+            growth=1.1,
         )
 
 

@@ -18,10 +18,12 @@ def wait_until(
     what: str,
     interval: float = 0.05,
     max_interval: float = 0.5,
+    growth: float = 1.5,
 ) -> T:
     """Call ``check`` until it returns something truthy; return that value.
 
-    The interval grows gently so fast things are seen fast and slow ones are not hammered.
+    The interval grows gently (by ``growth`` each round) so fast things are seen fast and slow
+    ones are not hammered.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -31,4 +33,4 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise WaitTimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
-        interval = min(interval * 1.5, max_interval)
+        interval = min(interval * growth, max_interval)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from sandbox import waiting
 from sandbox.errors import SandboxError, WaitTimeoutError
 from sandbox.waiting import wait_until
 
@@ -51,3 +52,17 @@ def test_errors_from_the_check_propagate() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         wait_until(broken, timeout=1, what="x")
+
+
+def test_the_interval_grows_by_the_given_factor_up_to_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a recorded sleep and a check that passes on the sixth call
+    slept: list[float] = []
+    monkeypatch.setattr(waiting.time, "sleep", slept.append)
+    calls = iter([None] * 5 + ["done"])
+    # WHEN waiting with a slow growth
+    assert (
+        wait_until(lambda: next(calls), timeout=60, what="x", interval=0.1, max_interval=0.13, growth=1.1)
+        == "done"
+    )
+    # THEN each pause is 1.1 times the last, never above the cap
+    assert slept == pytest.approx([0.1, 0.11, 0.121, 0.13, 0.13])
