@@ -36,7 +36,13 @@ from sandbox.errors import UsageError
 from sandbox.settings import Settings
 from sandbox.stack import LOCAL_PARAMETERS, artifact_bucket, deploy_local, local_api_url, package_local
 
-RETAINED_OUTPUTS = ("OrdersTableName", "InventoryTableName", "ReservationsTableName", "PaymentsTableName", "ShipmentsTableName")
+RETAINED_OUTPUTS = (
+    "OrdersTableName",
+    "InventoryTableName",
+    "ReservationsTableName",
+    "PaymentsTableName",
+    "ShipmentsTableName",
+)
 
 
 class Target(StrEnum):
