@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument(
         "--bench-concurrency", type=int, default=8, help="concurrent clients of `sandbox bench`"
     )
-    parser.add_argument("--bench-mix", choices=("happy", "faults"), default="faults")
+    parser.add_argument("--bench-mix", choices=("happy", "business", "faults"), default="business")
     parser.add_argument(
         "--bench-runs", type=int, default=3, help="`sandbox bench` runs, each from a cold `up`"
     )

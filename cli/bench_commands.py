@@ -21,6 +21,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 class Mix(StrEnum):
     happy = "happy"
+    business = "business"
     faults = "faults"
 
 
@@ -131,8 +132,8 @@ def bench(
     mix: Annotated[
         Mix,
         typer.Option(
-            help="happy: ordinary orders; faults: a fifth fail for business reasons (out of stock, "
-            "card declined), a fifth carry --fail or --flaky faults.",
+            help="happy: ordinary orders; business: a fifth fail for business reasons (out of stock, "
+            "card declined); faults: that, and another fifth carry --fail or --flaky faults.",
         ),
     ] = Mix.happy,
     seed: Annotated[int, typer.Option(help="Seed of the order plan (same seed, same orders).")] = 1,

@@ -31,9 +31,12 @@ from sandbox.orders import SAGA_STEPS, OrdersClient
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
 
-MIXES = ("happy", "faults")
-# The faults mix: a fifth of the orders fail for business reasons, a fifth carry injected faults.
-FAULT_SHARES = {"out-of-stock": 0.1, "declined": 0.1, "fail": 0.1, "flaky": 0.1}
+# business: a fifth of the orders fail for business reasons (the load a shop really sees);
+# faults: the same, and another fifth carry injected faults (--fail, --flaky).
+BUSINESS_SHARES = {"out-of-stock": 0.1, "declined": 0.1}
+FAULT_SHARES = {**BUSINESS_SHARES, "fail": 0.1, "flaky": 0.1}
+MIX_SHARES: dict[str, dict[str, float]] = {"happy": {}, "business": BUSINESS_SHARES, "faults": FAULT_SHARES}
+MIXES = tuple(MIX_SHARES)
 # Mirrors of the services' rules (services never share code with the operator side; a unit test
 # checks these against services/payment/charges.py and services/order_api/models.py).
 CHARGE_LIMIT = Decimal("10000.00")
@@ -142,11 +145,11 @@ class BenchPlan:
 def _kinds(count: int, mix: str, rng: random.Random) -> list[str]:
     """Exact shares (so a small run has every kind), in a seeded random order."""
     kinds: list[str] = []
-    if mix == "faults":
-        for kind, share in FAULT_SHARES.items():
-            # At least one of each kind once the run is large enough to keep most orders ordinary.
-            least = 1 if count >= 2 * len(FAULT_SHARES) else 0
-            kinds += [kind] * max(least, round(count * share))
+    shares = MIX_SHARES[mix]
+    for kind, share in shares.items():
+        # At least one of each kind once the run is large enough to keep most orders ordinary.
+        least = 1 if count >= 2 * len(shares) else 0
+        kinds += [kind] * max(least, round(count * share))
     kinds = kinds[:count]
     kinds += ["happy"] * (count - len(kinds))
     rng.shuffle(kinds)

@@ -406,3 +406,13 @@ def test_sampling_the_test_process_sees_its_child_and_its_cpu() -> None:
         assert usage.peak_workers >= 1 and usage.peak_rss_bytes > 0 and usage.samples >= 2
     finally:
         child.communicate(b"")
+
+
+def test_the_business_mix_fails_a_fifth_for_business_reasons_and_injects_nothing() -> None:
+    # GIVEN the load the throughput target names: a fifth failing for business reasons
+    plan = plan_orders(CATALOG, 100, "business", seed=5)
+    # THEN a tenth run out of stock, a tenth are declined, the rest are ordinary, none carry faults
+    assert plan.kind_counts() == {"happy": 80, "out-of-stock": 10, "declined": 10}
+    assert all(not order.faults for order in plan.orders)
+    reasons = Counter((o.expected_reason or "").split(":")[0] for o in plan.orders if o.expected_reason)
+    assert reasons == {"OutOfStockError": 10, "PaymentDeclinedError": 10}
