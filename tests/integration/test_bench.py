@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ from boto3.dynamodb.conditions import Attr
 
 from sandbox.bench import BenchConfig, BenchProgress, BenchReport, check_invariants, read_snapshot, run_bench
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalStack, physical_id
 from sandbox.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -136,23 +137,41 @@ def test_the_cli_prints_a_table_and_the_verdict(cli_env: dict[str, str]):
     assert "✓ every accepted order is terminal" in result.stdout
 
 
+@pytest.fixture
+def paused_outbox(stack: LocalStack, engine_settings: Settings, tables: dict[str, Any]) -> Iterator[None]:
+    """The outbox stream mapping disabled: orders are accepted but stay PENDING until it resumes.
+
+    On resuming, the orders placed meanwhile are waited for, so no later test sees them move stock.
+    """
+    lam = stack.client("lambda", engine_settings.region)
+    publisher = physical_id(
+        stack, engine_settings.region, engine_settings.stack_name, "OutboxPublisherFunction"
+    )
+    (mapping,) = lam.list_event_source_mappings(FunctionName=publisher)["EventSourceMappings"]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    try:
+        yield
+    finally:
+        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+        wait_until(
+            lambda: (
+                not tables["orders"].scan(
+                    FilterExpression=Attr("customerId").begins_with("bench-") & Attr("status").eq("PENDING"),
+                    ConsistentRead=True,
+                )["Items"]
+            ),
+            timeout=120,
+            what="the orders placed while the outbox was paused to finish",
+        )
+
+
 def test_a_run_that_outlasts_its_wait_is_one_red_line_and_exit_1(
-    cli_env: dict[str, str], tables: dict[str, Any]
+    cli_env: dict[str, str], paused_outbox: None
 ):
-    # WHEN the bench may not wait long enough for its orders
-    result = run_cli(cli_env, "--orders", "2", "--concurrency", "2", "--wait-seconds", "0.001")
+    # GIVEN orders that cannot finish yet (their outbox records wait in the paused stream)
+    # WHEN the bench may not wait long enough for them
+    result = run_cli(cli_env, "--orders", "2", "--concurrency", "2", "--wait-seconds", "0.5")
     # THEN it says what it waited for, in one line, with exit code 1 and no traceback
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout
     assert "every accepted order (2) to reach COMPLETED or FAILED" in result.stderr
     assert "Traceback" not in result.stderr
-    # (its orders still finish: wait for them, so no later test sees them move stock)
-    wait_until(
-        lambda: (
-            not tables["orders"].scan(
-                FilterExpression=Attr("customerId").begins_with("bench-") & Attr("status").eq("PENDING"),
-                ConsistentRead=True,
-            )["Items"]
-        ),
-        timeout=120,
-        what="the timed-out bench's orders to finish",
-    )
