@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from order_api.models import OrderRequest, RequestError, parse_order_request
-from order_api.orders import check_products_exist, get_order, list_orders, place_order
+from order_api.models import OrderRequest, PriceConflictError, RequestError, parse_order_request
+from order_api.orders import get_order, list_orders, place_order
 from shared.aws import idempotency_store
 from shared.faults import is_fault_injection_enabled
 
@@ -51,6 +51,11 @@ def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
     return json.dumps(place_order(request))
 
 
+@app.exception_handler(PriceConflictError)
+def price_conflict(error: PriceConflictError) -> Response:
+    return json_response(409, {"message": str(error)})
+
+
 @app.exception_handler(RequestError)
 def bad_request(error: RequestError) -> Response:
     return json_response(400, {"message": str(error)})
@@ -61,7 +66,6 @@ def create_order() -> Response:
     request = parse_order_request(app.current_event.decoded_body)
     if request.faults and not request.faults.is_empty() and not is_fault_injection_enabled():
         raise RequestError("fault injection is disabled on this stack")
-    check_products_exist(request)
     headers = app.current_event.headers or {}
     key = next((headers[name] for name in IDEMPOTENCY_HEADERS if headers.get(name)), None)
     if key is None:

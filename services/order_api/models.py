@@ -15,12 +15,17 @@ class RequestError(ValueError):
     """A request the API refuses with 400 and this message."""
 
 
+class PriceConflictError(RequestError):
+    """A line's price disagrees with the catalog's: refused with 409 (prices come from the catalog)."""
+
+
 class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     productId: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     quantity: int = Field(gt=0, le=1000, strict=True)
-    price: Decimal = Field(gt=0, max_digits=10, decimal_places=2)
+    # Optional: the catalog sets the price. A price the client sends must agree with it.
+    price: Decimal | None = Field(default=None, gt=0, max_digits=10, decimal_places=2)
 
     @field_validator("price", mode="before")
     @classmethod
@@ -76,9 +81,24 @@ class OrderRequest(BaseModel):
 
     @property
     def total_amount(self) -> Decimal:
-        return sum((item.price * item.quantity for item in self.items), Decimal("0")).quantize(
-            Decimal("0.01")
-        )
+        """The order's total; only meaningful once every line is priced (see ``priced``)."""
+        if any(item.price is None for item in self.items):
+            raise ValueError("the order's lines are not priced yet")
+        return sum(
+            ((item.price or Decimal(0)) * item.quantity for item in self.items), Decimal("0")
+        ).quantize(Decimal("0.01"))
+
+    def priced(self, catalog: dict[str, Decimal]) -> OrderRequest:
+        """The request with every line priced from ``catalog``; a client price must agree with it."""
+        lines = []
+        for item in self.items:
+            price = catalog[item.productId]
+            if item.price is not None and item.price != price:
+                raise PriceConflictError(
+                    f"price of {item.productId} is {price}, not {item.price}: prices come from the catalog"
+                )
+            lines.append(item.model_copy(update={"price": price}))
+        return self.model_copy(update={"items": lines})
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -96,7 +116,7 @@ def describe_validation_error(error: ValidationError) -> str:
 def parse_order_request(body: str | None) -> OrderRequest:
     """Validate a raw request body, raising RequestError with a readable message."""
     if not body:
-        raise RequestError("request body is required: {customerId, items: [{productId, quantity, price}]}")
+        raise RequestError("request body is required: {customerId, items: [{productId, quantity}]}")
     size = len(body.encode())
     if size > MAX_BODY_BYTES:
         raise RequestError(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}")

@@ -39,26 +39,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_products_exist(request: OrderRequest, dynamodb_client: Any = None) -> None:
-    """Refuse an order naming a product the inventory does not know."""
+CENT = Decimal("0.01")
+CATALOG_READ_ROUNDS = 3  # BatchGetItem may leave keys unprocessed under load; ask again for those
+
+
+def read_catalog_prices(products: list[str], dynamodb_client: Any = None) -> dict[str, Decimal]:
+    """The catalog price of each product the inventory knows (products it does not know are absent)."""
     dynamodb_client = dynamodb_client or client("dynamodb")
     table = table_name("INVENTORY_TABLE")
-    wanted = sorted({item.productId for item in request.items})
-    response = dynamodb_client.batch_get_item(
-        RequestItems={
-            table: {
-                "Keys": [{"productId": {"S": product}} for product in wanted],
-                "ProjectionExpression": "productId",
-            }
-        }
-    )
-    known = {item["productId"]["S"] for item in response["Responses"].get(table, [])}
-    # Unprocessed keys are not "unknown": only refuse what the table answered about.
-    unprocessed = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-    known |= {key["productId"]["S"] for key in unprocessed}
-    missing = [product for product in wanted if product not in known]
+    keys = [{"productId": {"S": product}} for product in sorted(set(products))]
+    prices: dict[str, Decimal] = {}
+    for _ in range(CATALOG_READ_ROUNDS):
+        response = dynamodb_client.batch_get_item(
+            RequestItems={table: {"Keys": keys, "ProjectionExpression": "productId, price"}}
+        )
+        for item in response["Responses"].get(table, []):
+            # DynamoDB stores 2499.00 as 2499: prices are money, in cents.
+            prices[item["productId"]["S"]] = Decimal(item["price"]["N"]).quantize(CENT)
+        keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if not keys:
+            return prices
+    raise RuntimeError(f"the catalog left {len(keys)} product(s) unread after {CATALOG_READ_ROUNDS} tries")
+
+
+def price_from_catalog(request: OrderRequest, dynamodb_client: Any = None) -> OrderRequest:
+    """The request priced by the catalog: unknown products are a 400, a disagreeing price a 409."""
+    prices = read_catalog_prices([item.productId for item in request.items], dynamodb_client)
+    missing = sorted({item.productId for item in request.items} - set(prices))
     if missing:
         raise RequestError(f"unknown productId: {', '.join(missing)}")
+    return request.priced(prices)
 
 
 def build_order_records(request: OrderRequest, order_id: str, now: str) -> tuple[dict, dict]:
@@ -89,8 +99,9 @@ def build_order_records(request: OrderRequest, order_id: str, now: str) -> tuple
 
 
 def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str, Any]:
-    """Write the order and its outbox record atomically; return the 201 response body."""
+    """Price the order from the catalog, write it and its outbox record atomically; the 201 body."""
     dynamodb_client = dynamodb_client or client("dynamodb")
+    request = price_from_catalog(request, dynamodb_client)
     order_id = str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
     order, outbox = build_order_records(request, order_id, now)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -160,3 +162,37 @@ def test_a_stack_without_fault_injection_refuses_faults(stack, engine_settings, 
     # THEN the API refuses it and writes nothing
     assert response.status == 400
     assert "fault injection is disabled" in response.body["message"]
+
+
+def test_the_catalog_sets_the_price_and_the_charge(api: OrdersClient, tables, customer_id, make_product):
+    # GIVEN a product the catalog prices at 2499.00, ordered twice without a price
+    product = make_product(stock=5, price="2499.00")
+    body = {"customerId": customer_id, "items": [{"productId": product, "quantity": 2}]}
+    placed = api.post_order(body)
+    # THEN the catalog set the total, and the saga charged exactly that
+    assert placed.status == 201, placed.body
+    assert placed.body["totalAmount"] == 4998
+    order = api.follow_order(placed.body["orderId"], timeout=120)
+    assert order["status"] == "COMPLETED"
+    assert order["items"] == [{"productId": product, "quantity": 2, "price": 2499}]
+    charge = tables["payments"].get_item(Key={"orderId": order["orderId"]}, ConsistentRead=True)["Item"]
+    assert charge["amount"] == Decimal("4998.00")
+
+
+def test_a_tampered_price_is_refused_writes_nothing_and_frees_its_key(
+    api: OrdersClient, tables, customer_id, make_product
+):
+    # GIVEN a client that sends 0.01 for a product the catalog prices at 2499.00
+    product = make_product(stock=5, price="2499.00")
+    tampered = {"customerId": customer_id, "items": [{"productId": product, "quantity": 1, "price": 0.01}]}
+    key = f"k-{uuid.uuid4()}"
+    refused = api.post_order(tampered, idempotency_key=key)
+    # THEN it is a conflict naming the catalog's price, and no order, outbox record or charge exists
+    assert refused.status == 409
+    assert refused.body["message"] == f"price of {product} is 2499.00, not 0.01: prices come from the catalog"
+    assert records_of_customer(tables, customer_id) == []
+    # AND the key was not spent: the corrected request places the order
+    corrected = {"customerId": customer_id, "items": [{"productId": product, "quantity": 1, "price": 2499}]}
+    placed = api.post_order(corrected, idempotency_key=key)
+    assert placed.status == 201, placed.body
+    assert placed.body["totalAmount"] == 2499

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 
-from order_api.models import OrderRequest, RequestError
+from order_api.models import OrderRequest, PriceConflictError, RequestError
 from order_api.orders import (
     build_order_records,
-    check_products_exist,
     execution_arn,
     list_orders,
     place_order,
+    price_from_catalog,
     read_saga,
 )
 
@@ -95,9 +95,21 @@ def test_execution_arn_without_the_environment_fails_loudly(monkeypatch: pytest.
         execution_arn("o-1")
 
 
+CATALOG = {"espresso-beans": "24.50", "mug": "12.00", "espresso-machine": "2499.00"}
+
+
 class RecordingClient:
+    """Answers catalog reads from CATALOG and records the transactions."""
+
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        assert request["ProjectionExpression"] == "productId, price"
+        products = [key["productId"]["S"] for key in request["Keys"]]
+        found = [{"productId": {"S": p}, "price": {"N": CATALOG[p]}} for p in products if p in CATALOG]
+        return {"Responses": {table: found}}
 
     def transact_write_items(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
@@ -108,6 +120,7 @@ def test_place_order_writes_order_and_outbox_in_one_conditional_transaction(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
     client = RecordingClient()
     response = place_order(make_request(), dynamodb_client=client)
     ((call,),) = [client.calls]
@@ -124,45 +137,94 @@ def test_place_order_writes_order_and_outbox_in_one_conditional_transaction(
     datetime.fromisoformat(response["executedAt"])
 
 
-def test_check_products_exist_refuses_unknown_products(
+def priced_items(request: OrderRequest) -> list[tuple[str, Decimal | None]]:
+    return [(item.productId, item.price) for item in request.items]
+
+
+@pytest.fixture
+def catalog_client(monkeypatch: pytest.MonkeyPatch) -> RecordingClient:
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    return RecordingClient()
+
+
+def test_lines_without_a_price_are_priced_from_the_catalog(catalog_client: RecordingClient) -> None:
+    # GIVEN an order that names products and quantities only
+    request = OrderRequest.model_validate(
+        {"customerId": "c-1", "items": [{"productId": "espresso-machine", "quantity": 2}]}
+    )
+    # WHEN it is placed THEN the catalog sets the price and the total
+    priced = price_from_catalog(request, dynamodb_client=catalog_client)
+    assert priced_items(priced) == [("espresso-machine", Decimal("2499.00"))]
+    assert priced.total_amount == Decimal("4998.00")
+
+
+@pytest.mark.parametrize("sent", [Decimal("0.01"), Decimal("2498.99"), 2500])
+def test_a_client_price_that_disagrees_with_the_catalog_is_refused_and_nothing_written(
+    catalog_client: RecordingClient, sent: str
+) -> None:
+    # GIVEN a tampered (or stale) price for the espresso machine
+    request = OrderRequest.model_validate(
+        {"customerId": "c-1", "items": [{"productId": "espresso-machine", "quantity": 1, "price": sent}]}
+    )
+    # WHEN it is placed THEN it is a conflict naming the catalog's price, and no transaction ran
+    with pytest.raises(PriceConflictError, match=rf"^price of espresso-machine is 2499\.00, not {sent}:"):
+        place_order(request, dynamodb_client=catalog_client)
+    assert catalog_client.calls == []
+
+
+def test_a_client_price_equal_to_the_catalogs_is_accepted_whatever_its_form(
+    catalog_client: RecordingClient,
+) -> None:
+    request = make_request()  # 24.50 and 12 (an int): the same money as the catalog's 12.00
+    assert priced_items(price_from_catalog(request, dynamodb_client=catalog_client)) == [
+        ("espresso-beans", Decimal("24.50")),
+        ("mug", Decimal("12.00")),
+    ]
+
+
+def test_unknown_products_are_refused(catalog_client: RecordingClient) -> None:
+    request = OrderRequest.model_validate(
+        {
+            "customerId": "c-1",
+            "items": [{"productId": "nosuch", "quantity": 1}, {"productId": "mug", "quantity": 1}],
+        }
+    )
+    with pytest.raises(RequestError, match=r"^unknown productId: nosuch$"):
+        price_from_catalog(request, dynamodb_client=catalog_client)
+
+
+def test_unprocessed_catalog_keys_are_read_again(
     client_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # GIVEN a catalog read that leaves one key unprocessed (DynamoDB may, under load)
     monkeypatch.setenv("INVENTORY_TABLE", "inv")
     client = client_factory("dynamodb")
-    request = make_request()
     with Stubber(client) as stubber:
         stubber.add_response(
             "batch_get_item",
-            {"Responses": {"inv": [{"productId": {"S": "mug"}}]}},
             {
-                "RequestItems": {
-                    "inv": {
-                        "Keys": [{"productId": {"S": "espresso-beans"}}, {"productId": {"S": "mug"}}],
-                        "ProjectionExpression": "productId",
-                    }
-                }
-            },
-        )
-        with pytest.raises(RequestError, match=r"^unknown productId: espresso-beans$"):
-            check_products_exist(request, dynamodb_client=client)
-
-
-def test_check_products_exist_does_not_refuse_unprocessed_keys(
-    client_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("INVENTORY_TABLE", "inv")
-    client = client_factory("dynamodb")
-    with Stubber(client) as stubber:
-        stubber.add_response(
-            "batch_get_item",
-            {
-                "Responses": {"inv": [{"productId": {"S": "mug"}}]},
+                "Responses": {"inv": [{"productId": {"S": "mug"}, "price": {"N": "12.00"}}]},
                 "UnprocessedKeys": {"inv": {"Keys": [{"productId": {"S": "espresso-beans"}}]}},
             },
             {"RequestItems": ANY},
         )
-        check_products_exist(make_request(), dynamodb_client=client)
+        stubber.add_response(
+            "batch_get_item",
+            {"Responses": {"inv": [{"productId": {"S": "espresso-beans"}, "price": {"N": "24.50"}}]}},
+            {
+                "RequestItems": {
+                    "inv": {
+                        "Keys": [{"productId": {"S": "espresso-beans"}}],
+                        "ProjectionExpression": "productId, price",
+                    }
+                }
+            },
+        )
+        # WHEN pricing THEN the second read fills in the missing price
+        priced = price_from_catalog(make_request(), dynamodb_client=client)
         stubber.assert_no_pending_responses()
+    assert priced_items(priced) == [("espresso-beans", Decimal("24.50")), ("mug", Decimal("12.00"))]
 
 
 def test_read_saga_before_the_publisher_ran_is_not_started(
