@@ -235,7 +235,10 @@ def order(
     customer: Annotated[str, typer.Option(help="Customer id.")] = "demo-customer",
     item: Annotated[
         list[str] | None,
-        typer.Option(help="PRODUCT:QTY[:PRICE], repeatable. Default: espresso-beans:1, mug:2."),
+        typer.Option(
+            help="PRODUCT:QTY[:PRICE], repeatable; the catalog prices each line (a PRICE given must "
+            "match it). Default: espresso-beans:1, mug:2."
+        ),
     ] = None,
     fail: Annotated[
         str | None, typer.Option(help="Make this step fail for good: inventory, payment or shipping.")

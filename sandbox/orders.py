@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sandbox.catalog import DEMO_PRODUCTS
 from sandbox.errors import OrderError, UsageError
 from sandbox.waiting import wait_until
 
@@ -130,7 +129,7 @@ def _raise_for_status(response: ApiResponse) -> None:
 
 
 def parse_item(text: str) -> dict[str, Any]:
-    """``PRODUCT:QTY[:PRICE]`` -> an order item; the price defaults to the demo catalog's."""
+    """``PRODUCT:QTY[:PRICE]`` -> an order item; without a price, the catalog prices the line."""
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0]:
         raise UsageError(f"--item {text!r}: expected PRODUCT:QTY or PRODUCT:QTY:PRICE")
@@ -139,20 +138,14 @@ def parse_item(text: str) -> dict[str, Any]:
         quantity = int(quantity_text)
     except ValueError as error:
         raise UsageError(f"--item {text!r}: quantity {quantity_text!r} is not a whole number") from error
+    item: dict[str, Any] = {"productId": product, "quantity": quantity}
     if len(parts) == 3:
         try:
-            price = Decimal(parts[2])
+            # Sent as given: the API checks it against the catalog (409 when it disagrees).
+            item["price"] = float(Decimal(parts[2]))
         except ArithmeticError as error:
             raise UsageError(f"--item {text!r}: price {parts[2]!r} is not a number") from error
-    elif product in DEMO_PRODUCTS:
-        price = DEMO_PRODUCTS[product]["price"]
-    else:
-        known = ", ".join(DEMO_PRODUCTS)
-        raise UsageError(
-            f"--item {text!r}: {product} is not in the demo catalog ({known}); "
-            "give its price as PRODUCT:QTY:PRICE"
-        )
-    return {"productId": product, "quantity": quantity, "price": float(price)}
+    return item
 
 
 def _step(flag: str, value: str) -> str:

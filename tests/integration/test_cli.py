@@ -114,7 +114,8 @@ def test_mistakes_are_one_line_and_non_zero(cli: Cli):
     for args, words in [
         (("order", "--item", "mug:lots"), "not a whole number"),
         (("order", "--fail", "billing"), "inventory, payment, shipping"),
-        (("order", "--item", "teapot:1"), "not in the demo catalog"),
+        (("order", "--item", "teapot:1"), "unknown productId: teapot"),
+        (("order", "--item", "mug:1:0.01"), "price of mug is 12.00, not 0.01: prices come from the catalog"),
     ]:
         result = cli.run(*args)
         assert result.returncode == 1

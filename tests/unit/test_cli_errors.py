@@ -132,10 +132,10 @@ def test_status_json_without_an_engine_reports_it_not_running(run_main: Any, tmp
 
 
 def test_in_process_usage_errors_use_the_same_boundary(run_main: Any) -> None:
-    code, stdout, stderr = run_main("order", "--item", "teapot:1")
+    code, stdout, stderr = run_main("order", "--item", "teapot:lots")
     assert code == 1
     (line,) = error_lines(stderr)
-    assert "teapot is not in the demo catalog" in line
+    assert "quantity 'lots' is not a whole number" in line
     assert stdout == ""
 
 
