@@ -146,10 +146,22 @@ def test_every_forward_step_catches_everything_into_error(asl: dict[str, Any]) -
         assert all(catcher["ResultPath"] == "$.error" for catcher in catchers), step
 
 
-def test_compensations_and_mark_states_catch_nothing(asl: dict[str, Any]) -> None:
+def test_compensations_and_mark_order_failed_catch_nothing(asl: dict[str, Any]) -> None:
     # A compensation that could be caught would skip the rest of the chain silently
-    for name in [*COMPENSATIONS, "MarkOrderCompleted", "MarkOrderFailed"]:
+    for name in [*COMPENSATIONS, "MarkOrderFailed"]:
         assert "Catch" not in states(asl)[name], name
+
+
+def test_an_order_already_failed_at_mark_completed_is_compensated_in_full(asl: dict[str, Any]) -> None:
+    # GIVEN a replay of a FAILED order whose forward steps ran again (their business failure left
+    # no idempotency record), so MarkOrderCompleted meets FAILED and refuses to move it back
+    (catcher,) = states(asl)["MarkOrderCompleted"]["Catch"]
+    assert catcher["ErrorEquals"] == ["InvalidTransitionError"]
+    # THEN that refusal is not retried, and every forward step is undone before MarkOrderFailed
+    first_retrier = states(asl)["MarkOrderCompleted"]["Retry"][0]
+    assert first_retrier == {"ErrorEquals": ["InvalidTransitionError"], "MaxAttempts": 0}
+    visited = walk_next(asl, catcher["Next"])
+    assert visited[: visited.index("MarkOrderFailed")] == COMPENSATIONS
 
 
 @pytest.mark.parametrize("step", FORWARD_STEPS)
@@ -188,7 +200,10 @@ def test_forward_retry_budget_covers_the_largest_flaky_fault(asl: dict[str, Any]
 def test_compensations_and_mark_states_retry(asl: dict[str, Any], name: str) -> None:
     retriers = states(asl)[name].get("Retry")
     assert retriers, f"{name} has no Retry"
-    assert all(retrier.get("MaxAttempts", 3) >= 1 for retrier in retriers)
+    # Every error but a refused status change (final by nature) is retried
+    retried = [r for r in retriers if r["ErrorEquals"] != ["InvalidTransitionError"]]
+    assert retried[-1]["ErrorEquals"] == ["States.ALL"]
+    assert all(retrier.get("MaxAttempts", 3) >= 1 for retrier in retried)
 
 
 def test_only_the_needed_compensations_exist(asl: dict[str, Any]) -> None:
