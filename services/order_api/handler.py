@@ -24,6 +24,7 @@ logger = Logger()
 app = APIGatewayHttpResolver()
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
+MAX_KEY_LENGTH = 255
 # IETF Idempotency-Key draft: the key identifies the request, the payload must match it.
 IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="key",
@@ -51,6 +52,22 @@ def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
     return json.dumps(place_order(request))
 
 
+def idempotency_key(headers: dict[str, str]) -> str | None:
+    """The request's idempotency key, None without one; an empty or oversized key is a 400.
+
+    The key is never echoed back in a response: it may be long, and it is the client's secret.
+    """
+    name = next((name for name in IDEMPOTENCY_HEADERS if name in headers), None)
+    if name is None:
+        return None
+    key = headers[name].strip()
+    if not key:
+        raise RequestError(f"the {name} header is empty: send a key, or no header")
+    if len(key) > MAX_KEY_LENGTH:
+        raise RequestError(f"the {name} header is {len(key)} characters; the limit is {MAX_KEY_LENGTH}")
+    return key
+
+
 @app.exception_handler(PriceConflictError)
 def price_conflict(error: PriceConflictError) -> Response:
     return json_response(409, {"message": str(error)})
@@ -66,8 +83,7 @@ def create_order() -> Response:
     request = parse_order_request(app.current_event.decoded_body)
     if request.faults and not request.faults.is_empty() and not is_fault_injection_enabled():
         raise RequestError("fault injection is disabled on this stack")
-    headers = app.current_event.headers or {}
-    key = next((headers[name] for name in IDEMPOTENCY_HEADERS if headers.get(name)), None)
+    key = idempotency_key(app.current_event.headers or {})
     if key is None:
         placed = place_order(request)
         logger.info("order placed", extra={"order_id": placed["orderId"], "idempotency_key": None})
@@ -79,12 +95,12 @@ def create_order() -> Response:
     except IdempotencyValidationError:
         logger.warning("idempotency key reused with another body", extra={"idempotency_key": key})
         return json_response(
-            422, {"message": f"Idempotency-Key {key} was already used with a different request body"}
+            422, {"message": "this Idempotency-Key was already used with a different request body"}
         )
     except IdempotencyAlreadyInProgressError:
         logger.warning("idempotency key still in progress", extra={"idempotency_key": key})
         return json_response(
-            409, {"message": f"a request with Idempotency-Key {key} is still in progress; retry later"}
+            409, {"message": "a request with this Idempotency-Key is still in progress; retry later"}
         )
     message = "order placed" if _placement["is_new"] else "idempotent replay"
     logger.info(message, extra={"order_id": json.loads(body)["orderId"], "idempotency_key": key})

@@ -34,6 +34,13 @@ class OrderItem(BaseModel):
             raise ValueError("price must be a number")
         return value
 
+    @field_validator("price")
+    @classmethod
+    def _price_in_cents(cls, value: Decimal | None) -> Decimal | None:
+        # 12, 12.0 and 12.00 are the same money: one form, so an idempotent retry that formats
+        # its numbers differently is the same request, and messages show cents.
+        return value.quantize(Decimal("0.01")) if value is not None else None
+
 
 class Faults(BaseModel):
     """Faults an order carries through the saga (only on stacks with fault injection enabled)."""

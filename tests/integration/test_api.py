@@ -62,7 +62,8 @@ def test_same_key_with_different_payload_is_422_and_creates_nothing(api, tables,
     reused = api.post_order(body_for(customer_id, product, quantity=3), idempotency_key=key)
     # THEN it is refused with 422 and only the first order exists
     assert reused.status == 422
-    assert key in reused.body["message"]
+    assert reused.body["message"] == "this Idempotency-Key was already used with a different request body"
+    assert key.encode() not in reused.raw  # never echoed back
     orders = [item for item in records_of_customer(tables, customer_id) if item["sk"] == "ORDER"]
     assert [item["orderId"] for item in orders] == [first.body["orderId"]]
 
@@ -196,3 +197,45 @@ def test_a_tampered_price_is_refused_writes_nothing_and_frees_its_key(
     placed = api.post_order(corrected, idempotency_key=key)
     assert placed.status == 201, placed.body
     assert placed.body["totalAmount"] == 2499
+
+
+def test_the_same_money_written_differently_is_the_same_request(api, customer_id, make_product):
+    # GIVEN an order sent with price 5, then retried with the same key and price 5.00
+    product = make_product()
+    key = f"k-{uuid.uuid4()}"
+    first = api.post_order(
+        {"customerId": customer_id, "items": [{"productId": product, "quantity": 1, "price": 5}]},
+        idempotency_key=key,
+    )
+    retried = api.post_order(
+        {"customerId": customer_id, "items": [{"productId": product, "quantity": 1, "price": "5.00"}]},
+        idempotency_key=key,
+    )
+    again = call_api(
+        "POST",
+        f"{api.api_url}/orders",
+        body=b'{"customerId": "'
+        + customer_id.encode()
+        + b'", "items": [{"productId": "'
+        + product.encode()
+        + b'", "quantity": 1, "price": 5.00}]}',
+        headers={"Idempotency-Key": key},
+    )
+    # THEN the retry replays the first response (a string price is still refused as such)
+    assert first.status == 201
+    assert retried.status == 400 and "price must be a number" in retried.body["message"]
+    assert again.status == 201 and again.raw == first.raw
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [(" ", "header is empty"), ("k" * 256, "is 256 characters; the limit is 255")],
+)
+def test_an_empty_or_oversized_key_is_refused_and_writes_nothing(
+    api, tables, customer_id, make_product, key, words
+):
+    product = make_product()
+    refused = api.post_order(body_for(customer_id, product), idempotency_key=key)
+    assert refused.status == 400
+    assert words in refused.body["message"]
+    assert records_of_customer(tables, customer_id) == []
