@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_BODY_BYTES = 64 * 1024
+CENT = Decimal("0.01")  # prices and totals are money, kept in cents
 StepService = Literal["inventory", "payment", "shipping"]
 
 
@@ -39,7 +40,7 @@ class OrderItem(BaseModel):
     def _price_in_cents(cls, value: Decimal | None) -> Decimal | None:
         # 12, 12.0 and 12.00 are the same money: one form, so an idempotent retry that formats
         # its numbers differently is the same request, and messages show cents.
-        return value.quantize(Decimal("0.01")) if value is not None else None
+        return value.quantize(CENT) if value is not None else None
 
 
 class Faults(BaseModel):
@@ -89,11 +90,10 @@ class OrderRequest(BaseModel):
     @property
     def total_amount(self) -> Decimal:
         """The order's total; only meaningful once every line is priced (see ``priced``)."""
-        if any(item.price is None for item in self.items):
+        priced = [(item.price, item.quantity) for item in self.items if item.price is not None]
+        if len(priced) != len(self.items):
             raise ValueError("the order's lines are not priced yet")
-        return sum(
-            ((item.price or Decimal(0)) * item.quantity for item in self.items), Decimal("0")
-        ).quantize(Decimal("0.01"))
+        return sum((price * quantity for price, quantity in priced), Decimal("0")).quantize(CENT)
 
     def priced(self, catalog: dict[str, Decimal]) -> OrderRequest:
         """The request with every line priced from ``catalog``; a client price must agree with it."""

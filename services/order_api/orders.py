@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeSerializer
 
-from order_api.models import OrderRequest, RequestError
+from order_api.models import CENT, OrderRequest, RequestError
 from shared.aws import client, named_table, table_name
 from shared.saga_history import compensations_run, summarize_steps
 from shared.status import PENDING
@@ -39,7 +39,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-CENT = Decimal("0.01")
 CATALOG_READ_ROUNDS = 3  # BatchGetItem may leave keys unprocessed under load; ask again for those
 
 
