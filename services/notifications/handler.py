@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import named_table
 from shared.records import put_if_absent
+from shared.trace_events import TraceEvent
 
 logger = Logger()
 
@@ -38,7 +39,21 @@ def record_notification(event: EventBridgeEvent, table: Any = None) -> bool:
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict[str, Any]:
     logger.set_correlation_id(event.detail.get("orderId"))
-    logger.info("event received", extra={"detail_type": event.detail_type, "event_id": event.get_id})
+    logger.info(
+        "event received",
+        extra={
+            "trace_event": TraceEvent.NOTIFICATION_RECEIVED,
+            "detail_type": event.detail_type,
+            "event_id": event.get_id,
+        },
+    )
     is_new = record_notification(event)
-    logger.info("notification", extra={"detail_type": event.detail_type, "is_new": is_new})
+    logger.info(
+        "notification",
+        extra={
+            "trace_event": TraceEvent.NOTIFICATION_SENT,
+            "detail_type": event.detail_type,
+            "is_new": is_new,
+        },
+    )
     return {"sent": is_new}

@@ -18,6 +18,7 @@ from order_api.models import CENT, OrderRequest, RequestError
 from shared.aws import client, named_table, table_name
 from shared.saga_history import compensations_run, summarize_steps
 from shared.status import PENDING
+from shared.trace_events import TraceEvent
 
 _serializer = TypeSerializer()
 POISONED_PAYLOAD = "{poisoned outbox record"
@@ -121,6 +122,7 @@ def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str,
     logger.info(
         "order and outbox written",
         extra={
+            "trace_event": TraceEvent.ORDER_WRITTEN,
             "order_id": order_id,
             "items": [order["pk"], outbox["pk"]],
             "transaction_ms": round((time.perf_counter() - started) * 1000, 1),

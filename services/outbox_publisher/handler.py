@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import client, put_order_events
 from shared.faults import is_fault_injection_enabled, is_first_occurrence
+from shared.trace_events import TraceEvent
 
 logger = Logger()
 # With a logger, a failed record is logged (with its order and stream event id) as it is skipped.
@@ -118,11 +119,18 @@ def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None
     order = delivery.order or {}
     logger.info(
         "outbox record published",
-        extra={"saga_started": delivery.is_started, "stream_event_id": record.event_id},
+        extra={
+            "trace_event": TraceEvent.OUTBOX_PUBLISHED,
+            "saga_started": delivery.is_started,
+            "stream_event_id": record.event_id,
+        },
     )
     faults = (order.get("faults") or {}) if is_fault_injection_enabled() else {}
     if faults.get("crash") == "publisher" and is_first_occurrence(order["orderId"], "crash-publisher"):
-        logger.warning("injected crash: the publisher dies after starting the saga, before acknowledging")
+        logger.warning(
+            "injected crash: the publisher dies after starting the saga, before acknowledging",
+            extra={"trace_event": TraceEvent.PUBLISHER_CRASH},
+        )
         sys.stdout.flush()
         os._exit(1)
     if faults.get("duplicateDelivery") and is_first_occurrence(order["orderId"], "duplicate-delivery"):
