@@ -21,7 +21,9 @@ def dlq(
     redrive_letters: Annotated[
         bool,
         typer.Option(
-            "--redrive", help="Repair each record from its order and send it back to the publisher."
+            "--redrive",
+            help="Repair each unpublished record from its order and send it back to the publisher; "
+            "safe to run again.",
         ),
     ] = False,
     json_output: JsonFlag = False,
@@ -39,8 +41,12 @@ def dlq(
             console.print("the on-failure queue is empty; nothing to redrive")
         for result in results:
             verdict = styled("SUCCEEDED") if result["redriven"] else styled("FAILED")
-            console.print(f"{verdict} redrove order(s) {', '.join(result['orderIds'])}"
-                          + ("" if result["redriven"] else f" — {result['error']}"))  # fmt: skip
+            done = [f"resent {', '.join(result['resent'])}"] if result["resent"] else []
+            if result["alreadyPublished"]:
+                done.append(f"already published, not resent: {', '.join(result['alreadyPublished'])}")
+            console.print(
+                f"{verdict} {'; '.join(done)}" + ("" if result["redriven"] else f" — {result['error']}")
+            )
         return
     letters = [letter.as_dict() for letter in list_dead_letters(stack, settings.region)]
     if json_output:

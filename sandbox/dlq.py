@@ -1,9 +1,10 @@
 """The outbox's on-failure queue: what the publisher gave up on, and sending it back.
 
 A stream mapping's on-failure record names a range of stream records, not their data; the
-records are read back from the stream. Redrive repairs each outbox record from its order (the
-order item is the source of truth, the outbox payload is derived from it) and hands the records
-to the publisher again.
+records are read back from the stream, and only the outbox inserts among them count (the range
+also spans the order updates the mapping's filter skips). Redrive repairs each outbox record from
+its order (the order item is the source of truth, the outbox payload is derived from it) and hands
+the publisher only the records whose saga has not started, so running it twice resends nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from sandbox.errors import SandboxError
 from sandbox.items import plain_item
+from sandbox.saga import execution_arn
 from sandbox.stack import LocalStack
 
 
@@ -29,14 +31,21 @@ class DeadLetter:
 
     @property
     def order_ids(self) -> list[str]:
-        return [
-            str(record["dynamodb"].get("NewImage", {}).get("orderId", {}).get("S", "?"))
-            for record in self.records
-        ]
+        return list(dict.fromkeys(order_id_of(record) for record in self.records))
 
     def as_dict(self) -> dict[str, Any]:
         return {"messageId": self.message_id, "condition": self.condition, "functionError": self.function_error,
                 "failedAt": self.failed_at, "orderIds": self.order_ids}  # fmt: skip
+
+
+def order_id_of(record: dict[str, Any]) -> str:
+    return str(record["dynamodb"].get("NewImage", {}).get("orderId", {}).get("S", "?"))
+
+
+def is_outbox_insert(record: dict[str, Any]) -> bool:
+    """What the stream mapping's filter lets through: a new OUTBOX# item."""
+    key = record["dynamodb"].get("Keys", {}).get("pk", {}).get("S", "")
+    return bool(record.get("eventName") == "INSERT" and key.startswith("OUTBOX#"))
 
 
 def read_stream_records(streams: Any, stream_arn: str, first: str, last: str) -> list[dict[str, Any]]:
@@ -87,7 +96,7 @@ def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -
                 condition=body.get("requestContext", {}).get("condition", "?"),
                 function_error=body.get("responseContext", {}).get("functionError", "?"),
                 failed_at=body.get("timestamp", "?"),
-                records=records,
+                records=[record for record in records if is_outbox_insert(record)],
             )
     return list(letters.values())
 
@@ -132,21 +141,46 @@ def delete_message(sqs: Any, queue_url: str, message_id: str) -> bool:
     return False
 
 
+def has_saga(sfn: Any, state_machine_arn: str, order_id: str) -> bool:
+    """Whether the order's record was published: its saga (named after the order) exists."""
+    try:
+        sfn.describe_execution(executionArn=execution_arn(state_machine_arn, order_id))
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return False
+    return True
+
+
 def redrive(stack: LocalStack, region: str, publisher_name: str) -> list[dict[str, Any]]:
-    """Repair each dead letter's outbox records and hand them to the publisher; delete what worked."""
+    """Send each dead letter's unpublished outbox records back to the publisher; delete what is done.
+
+    A record whose saga already exists is not sent again (a redrive that ran before, or the
+    record was published after all); a letter is deleted once none of its records is left.
+    """
     sqs = stack.client("sqs", region)
+    sfn = stack.client("stepfunctions", region)
     lambda_client = stack.client("lambda", region)
     dynamodb = stack.client("dynamodb", region)
     results = []
     for letter in list_dead_letters(stack, region):
-        records = [
-            repair_record(record, dynamodb, stack.outputs["OrdersTableName"]) for record in letter.records
+        unpublished = [
+            record
+            for record in letter.records
+            if not has_saga(sfn, stack.outputs["StateMachineArn"], order_id_of(record))
         ]
-        response = lambda_client.invoke(FunctionName=publisher_name, Payload=json.dumps({"Records": records}))
-        payload = json.loads(response["Payload"].read() or b"{}")
-        is_done = "FunctionError" not in response and not (payload or {}).get("batchItemFailures")
-        if is_done:
+        error = None
+        if unpublished:
+            records = [
+                repair_record(record, dynamodb, stack.outputs["OrdersTableName"]) for record in unpublished
+            ]
+            response = lambda_client.invoke(
+                FunctionName=publisher_name, Payload=json.dumps({"Records": records})
+            )
+            payload = json.loads(response["Payload"].read() or b"{}")
+            if "FunctionError" in response or (payload or {}).get("batchItemFailures"):
+                error = json.dumps(payload)[:300]
+        if error is None:
             delete_message(sqs, stack.outputs["OutboxFailureQueueUrl"], letter.message_id)
-        results.append({**letter.as_dict(), "redriven": is_done,
-                        "error": None if is_done else json.dumps(payload)[:300]})  # fmt: skip
+        resent = [order_id_of(record) for record in unpublished]
+        results.append({**letter.as_dict(), "redriven": error is None, "resent": resent,
+                        "alreadyPublished": [o for o in letter.order_ids if o not in resent], "error": error})  # fmt: skip
     return results

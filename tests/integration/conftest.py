@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from sandbox.engines import find_free_port, stop_engine
 from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, bring_up
+from sandbox.stack import LocalStack, bring_up, physical_id
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +89,17 @@ def records_of_customer(tables: dict[str, Any], customer_id: str) -> list[dict[s
         ConsistentRead=True,
     )
     return list(scan["Items"])
+
+
+@contextmanager
+def outbox_paused(stack: LocalStack, settings: Settings) -> Iterator[None]:
+    """The outbox stream mapping disabled: orders are accepted but stay PENDING until it resumes,
+    then the stream delivers what was written meanwhile together (batches of many records)."""
+    lam = stack.client("lambda", settings.region)
+    publisher = physical_id(stack, settings.region, settings.stack_name, "OutboxPublisherFunction")
+    (mapping,) = lam.list_event_source_mappings(FunctionName=publisher)["EventSourceMappings"]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    try:
+        yield
+    finally:
+        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)

@@ -18,8 +18,9 @@ from boto3.dynamodb.conditions import Attr
 
 from sandbox.bench import BenchConfig, BenchProgress, BenchReport, check_invariants, read_snapshot, run_bench
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, physical_id
+from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
+from tests.integration.conftest import outbox_paused
 
 pytestmark = pytest.mark.integration
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
@@ -143,16 +144,10 @@ def paused_outbox(stack: LocalStack, engine_settings: Settings, tables: dict[str
 
     On resuming, the orders placed meanwhile are waited for, so no later test sees them move stock.
     """
-    lam = stack.client("lambda", engine_settings.region)
-    publisher = physical_id(
-        stack, engine_settings.region, engine_settings.stack_name, "OutboxPublisherFunction"
-    )
-    (mapping,) = lam.list_event_source_mappings(FunctionName=publisher)["EventSourceMappings"]
-    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
     try:
-        yield
+        with outbox_paused(stack, engine_settings):
+            yield
     finally:
-        lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
         wait_until(
             lambda: (
                 not tables["orders"].scan(

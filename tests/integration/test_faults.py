@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
 from sandbox.trace import trace_order
 from sandbox.waiting import wait_until
-from tests.integration.conftest import stock_of
+from tests.integration.conftest import outbox_paused, stock_of
 
 pytestmark = pytest.mark.integration
 QUANTITY = 2
@@ -162,6 +163,59 @@ def test_poisoned_record_is_dead_lettered_then_redriven(
     assert api.follow_order(order_id, timeout=120)["status"] == "COMPLETED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
     assert all(order_id not in d.order_ids for d in list_dead_letters(stack, engine_settings.region))
+
+
+def test_only_the_poisoned_records_of_a_concurrent_burst_are_dead_lettered_and_redrive_is_idempotent(
+    api, stack, engine_settings, tables, make_product
+):
+    # GIVEN twelve orders placed at once by six clients while the outbox is paused, so the stream
+    # delivers them in one batch, and two of them poisoned
+    product = make_product(stock=100)
+    poisoned_at = {3, 8}
+
+    def place(index: int) -> str:
+        faults = {"poison": True} if index in poisoned_at else {}
+        return order_with(api, f"cust-{uuid.uuid4().hex[:12]}", product, faults)
+
+    with outbox_paused(stack, engine_settings), ThreadPoolExecutor(6) as pool:
+        order_ids = list(pool.map(place, range(12)))
+    poisoned = sorted(order_ids[index] for index in poisoned_at)
+    healthy = [order_id for order_id in order_ids if order_id not in poisoned]
+
+    def ours() -> list[Any]:
+        return [
+            d for d in list_dead_letters(stack, engine_settings.region) if set(d.order_ids) & set(order_ids)
+        ]
+
+    # WHEN the publisher has retried what failed as configured
+    letters = wait_until(lambda: (found := ours()) and len(found) >= 2 and found, timeout=90,
+                         what="the two poisoned records in the on-failure queue")  # fmt: skip
+    # THEN every healthy order of the batch completed with one saga, and the on-failure queue
+    # holds exactly the poisoned records, each alone in its letter
+    assert [api.follow_order(order_id, timeout=120)["status"] for order_id in healthy] == ["COMPLETED"] * 10
+    assert sorted(order_id for letter in letters for order_id in letter.order_ids) == poisoned
+    assert all(len(letter.records) == 1 for letter in letters)
+    assert [len(executions_of(stack, engine_settings.region, o)) for o in order_ids] == [
+        0 if o in poisoned else 1 for o in order_ids
+    ]
+    # WHEN the queue is redriven twice
+    publisher = physical_id(
+        stack, engine_settings.region, engine_settings.stack_name, "OutboxPublisherFunction"
+    )
+    first = [
+        r for r in redrive(stack, engine_settings.region, publisher) if set(r["orderIds"]) & set(order_ids)
+    ]
+    second = [
+        r for r in redrive(stack, engine_settings.region, publisher) if set(r["orderIds"]) & set(order_ids)
+    ]
+    # THEN the first sent exactly the poisoned records and the second had nothing left to send
+    assert sorted(order_id for r in first for order_id in r["resent"]) == poisoned
+    assert all(r["redriven"] for r in first) and second == []
+    # AND every order completed once: twelve sagas, twelve charges, stock down by twelve orders
+    assert [api.follow_order(order_id, timeout=120)["status"] for order_id in poisoned] == ["COMPLETED"] * 2
+    assert [len(executions_of(stack, engine_settings.region, o)) for o in order_ids] == [1] * 12
+    assert stock_of(tables, product) == 100 - 12 * QUANTITY
+    assert ours() == []
 
 
 def test_faults_combine(api, stack, engine_settings, tables, customer_id, make_product):

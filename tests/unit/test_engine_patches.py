@@ -141,59 +141,124 @@ def test_exception_name_reads_the_exception_line_not_a_message_continuation() ->
 # ------------------------------------------------------------- stream batch semantics
 
 
-def _stream_event(sequence: str = "100") -> dict:
+def _stream_event(*sequences: int) -> dict:
     return {"Records": [{"eventSource": "aws:dynamodb", "eventSourceARN": "arn:stream",
-                         "dynamodb": {"SequenceNumber": sequence}}]}  # fmt: skip
-
-
-def _patched(results: list[dict], mapping: dict | None, sent: list) -> object:
-    from sandbox.engine_patches import with_stream_batch_semantics
-
-    calls = iter(results)
-    return with_stream_batch_semantics(
-        lambda func, event: next(calls),
-        lambda name, arn: mapping,
-        lambda *args: sent.append(args),
-    )
+                         "dynamodb": {"SequenceNumber": str(sequence)}} for sequence in sequences]}  # fmt: skip
 
 
 MAPPING = {"UUID": "esm-1", "FunctionName": "publisher", "EventSourceArn": "arn:stream",
-           "FunctionResponseTypes": ["ReportBatchItemFailures"], "MaximumRetryAttempts": 2}  # fmt: skip
+           "FunctionResponseTypes": ["ReportBatchItemFailures"], "BisectBatchOnFunctionError": True,
+           "MaximumRetryAttempts": 2}  # fmt: skip
 FUNC = {"config": {"FunctionName": "publisher"}}
 
 
-def test_reported_item_failures_make_the_batch_fail_so_it_is_delivered_again() -> None:
-    sent: list = []
-    run = _patched([{"body": {"batchItemFailures": [{"itemIdentifier": "100"}]}}], MAPPING, sent)
-    result = run(FUNC, _stream_event())  # type: ignore[operator]
-    assert result["error"] is True and result["body"]["errorType"] == "BatchItemFailures"
-    assert sent == []
+class FakeStream:
+    """A publisher that fails the records named poison, and an engine poller that keeps redelivering."""
+
+    def __init__(
+        self, mapping: dict | None = MAPPING, poison: set[int] = frozenset(), crash_on: set[int] = frozenset()
+    ):
+        from sandbox.engine_patches import polling_streams, with_stream_batch_semantics
+
+        self.poison, self.crash_on = set(poison), set(crash_on)
+        self.stray: list[str] = []  # identifiers reported that name no record
+        self.deliveries: list[list[int]] = []
+        self.discarded: list[list[int]] = []
+        self.run = with_stream_batch_semantics(self._execute, lambda name, arn: mapping, self._send)
+        self.poll = polling_streams(lambda: self.run(FUNC, self.batch))  # type: ignore[no-any-return]
+
+    def _execute(self, func: dict, event: dict) -> dict:
+        sequences = [int(record["dynamodb"]["SequenceNumber"]) for record in event["Records"]]
+        self.deliveries.append(sequences)
+        if self.crash_on & set(sequences):
+            return {"error": True, "body": {"errorType": "Runtime.ExitError"}}
+        reported = [str(s) for s in sequences if s in self.poison] + self.stray
+        return {"body": {"batchItemFailures": [{"itemIdentifier": identifier} for identifier in reported]}}
+
+    def _send(self, mapping: dict, func: dict, records: list, arn: str, result: dict, condition: str) -> None:
+        assert condition == "RetryAttemptsExhausted" and result["function_error"]
+        self.discarded.append([int(record["dynamodb"]["SequenceNumber"]) for record in records])
+
+    def deliver_until_acknowledged(self, *sequences: int, passes: int = 20) -> int:
+        """Poll the batch as the engine does (same batch until a pass succeeds); the passes it took."""
+        self.batch = _stream_event(*sequences)
+        for count in range(1, passes + 1):
+            if not self.poll().get("error"):
+                return count
+        raise AssertionError(f"batch never acknowledged: {self.deliveries}")
 
 
-def test_a_batch_failing_past_maximum_retry_attempts_goes_to_on_failure_and_is_acknowledged() -> None:
-    # GIVEN a mapping allowing 2 retries and a function that always fails
-    sent: list = []
-    failing = {"error": True, "body": {"errorType": "ValueError"}}
-    run = _patched([failing, failing, failing], MAPPING, sent)
-    # WHEN the batch is delivered three times (the first try and two retries)
-    outcomes = [run(FUNC, _stream_event()) for _ in range(3)]  # type: ignore[operator]
-    # THEN the first two fail (so the engine retries) and the third is sent to the destination
-    assert [bool(o.get("error")) for o in outcomes] == [True, True, False]
-    assert len(sent) == 1 and sent[0][-1] == "RetryAttemptsExhausted"
+def test_a_reported_record_fails_the_pass_so_the_engine_delivers_it_again() -> None:
+    stream = FakeStream(poison={100})
+    stream.batch = _stream_event(100)
+    assert stream.poll()["body"]["errorType"] == "BatchItemFailures"
+    assert stream.discarded == []
 
 
-def test_success_resets_the_attempt_count_and_other_events_pass_through() -> None:
-    sent: list = []
-    failing = {"error": True, "body": {}}
-    run = _patched([failing, {"body": {"batchItemFailures": []}}, failing, failing], MAPPING, sent)
-    run(FUNC, _stream_event())  # type: ignore[operator]
-    run(FUNC, _stream_event())  # type: ignore[operator]
-    assert [bool(run(FUNC, _stream_event()).get("error")) for _ in range(2)] == [True, True]  # type: ignore[operator]
-    assert sent == []
-    plain = _patched([{"body": "ok"}], MAPPING, sent)
-    assert plain(FUNC, {"not": "a stream event"}) == {"body": "ok"}  # type: ignore[operator]
-    unmapped = _patched([failing], None, sent)
-    assert unmapped(FUNC, _stream_event()) is failing  # type: ignore[operator]
+def test_only_the_record_that_keeps_failing_is_dead_lettered_and_the_others_are_processed() -> None:
+    # GIVEN a batch of five with a poison record in the middle, and two retries allowed
+    stream = FakeStream(poison={3})
+    # WHEN the engine polls it until it is acknowledged
+    passes = stream.deliver_until_acknowledged(1, 2, 3, 4, 5)
+    # THEN the records before the poison one were delivered once, the poison one alone, three times
+    # in all, and it alone went to the on-failure destination; the records after it were delivered again
+    assert stream.deliveries == [[1, 2, 3, 4, 5], [3], [3], [4, 5]]
+    assert stream.discarded == [[3]]
+    assert passes == 3
+
+
+def test_a_function_error_halves_the_batch_without_counting_until_the_record_stands_alone() -> None:
+    stream = FakeStream(crash_on={2})
+    stream.deliver_until_acknowledged(1, 2, 3, 4)
+    # halves until the crashing record is alone; only its three deliveries alone are counted
+    assert stream.deliveries == [[1, 2, 3, 4], [1, 2], [1], [2, 3, 4], [2, 3], [2], [2], [2], [3, 4]]
+    assert stream.discarded == [[2]]
+
+
+def test_several_reported_records_are_each_dead_lettered_alone() -> None:
+    stream = FakeStream(poison={2, 4})
+    stream.deliver_until_acknowledged(1, 2, 3, 4, 5)
+    assert stream.discarded == [[2], [4]]
+    assert [d for d in stream.deliveries if 1 in d] == [[1, 2, 3, 4, 5]]
+
+
+def test_without_bisecting_the_rest_of_the_batch_is_dead_lettered_together() -> None:
+    stream = FakeStream({**MAPPING, "BisectBatchOnFunctionError": False}, poison={2})
+    stream.deliver_until_acknowledged(1, 2, 3)
+    assert stream.deliveries == [[1, 2, 3], [2, 3], [2, 3]]
+    assert stream.discarded == [[2, 3]]
+
+
+def test_an_identifier_naming_no_record_fails_the_whole_delivery() -> None:
+    stream = FakeStream()
+    stream.stray = ["nope"]
+    stream.batch = _stream_event(1, 2)
+    assert stream.poll()["error"] is True
+    stream.stray = []
+    stream.deliver_until_acknowledged(1, 2)
+    assert stream.deliveries == [[1, 2], [1], [2]]  # halved, as for a function error
+
+
+def test_a_success_after_failures_starts_the_next_record_with_a_clean_count() -> None:
+    stream = FakeStream(poison={1})
+    stream.batch = _stream_event(1)
+    assert stream.poll().get("error")
+    stream.poison.clear()
+    stream.deliver_until_acknowledged(1)
+    stream.poison.add(2)
+    stream.deliver_until_acknowledged(2)
+    assert stream.deliveries == [[1], [1], [2], [2], [2]]
+    assert stream.discarded == [[2]]
+
+
+def test_direct_invokes_and_unmapped_or_other_events_pass_through() -> None:
+    stream = FakeStream(poison={100})
+    failing = stream.run(FUNC, _stream_event(100))  # an operator's Invoke, not the poller's
+    assert failing == {"body": {"batchItemFailures": [{"itemIdentifier": "100"}]}}
+    unmapped = FakeStream(None, poison={100})
+    unmapped.batch = _stream_event(100)
+    assert unmapped.poll() == {"body": {"batchItemFailures": [{"itemIdentifier": "100"}]}}
+    assert stream.discarded == unmapped.discarded == []
 
 
 # ------------------------------------------------------------------ bounded worker pools
