@@ -81,9 +81,16 @@ def _print_event(event: dict[str, Any]) -> None:
 
 
 def _require_someone_to_confirm(is_yes: bool) -> None:
-    """Fail before any work when a confirmation will be needed and nobody can give it."""
+    """Fail before any work, and any AWS call, when a confirmation will be needed and nobody can give it."""
     if not is_yes and not sys.stdin.isatty():
         raise UsageError("this would change AWS resources and no one is here to confirm", hint="pass --yes")
+
+
+def _open_checked_session(target: AwsTarget) -> AwsSession:
+    """The user's AWS session, its credentials resolved and accepted by AWS before any change."""
+    aws = AwsSession(target)
+    aws.account_id()
+    return aws
 
 
 def _confirm(question: str, is_yes: bool) -> bool:
@@ -171,7 +178,7 @@ def deploy(
         endpoint_url=endpoint_url,
         artifact_bucket=artifact_bucket_option,
     )
-    aws = AwsSession(aws_target)
+    aws = _open_checked_session(aws_target)
     bucket, upload = prepare_artifacts(aws, progress)
     template = package_for_aws(settings, bucket, upload, progress)
     parameters = aws_parameters(is_fault_injection_enabled=enable_fault_injection, is_api_open=open_api)
@@ -235,8 +242,9 @@ def destroy(
     """Delete the AWS stack, and say what it leaves behind."""
     if target is Target.local:
         raise UsageError("a local stack lives and dies with its engine", hint="run `sandbox down`")
+    _require_someone_to_confirm(yes)
     aws_target = AwsTarget.load(stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
-    aws = AwsSession(aws_target)
+    aws = _open_checked_session(aws_target)
     cfn = aws.client("cloudformation")
     if stack_status(cfn, aws_target.stack_name) is None:
         if json_output:

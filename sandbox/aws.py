@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, ProfileNotFound
 
 from sandbox.catalog import seed_inventory
 from sandbox.deploy import DEFAULT_POLL_SECONDS, ensure_artifact_bucket, make_uploader, read_outputs
-from sandbox.errors import DeployError, UsageError
+from sandbox.errors import AwsCredentialsError, UsageError
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.orders import OrdersClient, Signer
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
@@ -58,50 +58,104 @@ class AwsTarget:
         return ENDPOINT_POLL_SECONDS if self.endpoint_url else AWS_POLL_SECONDS
 
 
+# Codes with which AWS refuses the credentials themselves, whatever the call: expired or unknown
+# keys, a wrong secret. Other refusals (AccessDenied on one resource, ...) are left to the caller.
+CREDENTIAL_ERROR_CODES = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSignatureException", "AuthFailure",
+})  # fmt: skip
+CREDENTIALS_HINT = "refresh them (`aws sso login`, `aws configure`) or choose another --profile"
+
+
+def _raise_for_refused_credentials(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """Turn AWS's refusal of the credentials into an error that names them, not the operation."""
+    error = parsed.get("Error") or {}
+    if error.get("Code") in CREDENTIAL_ERROR_CODES:
+        raise AwsCredentialsError(
+            f"AWS refused the credentials ({error['Code']} on {model.service_model.service_id} "
+            f"{model.name}): {error.get('Message') or 'no message'}",
+            hint=CREDENTIALS_HINT,
+        )
+
+
+def _profile_not_found(error: ProfileNotFound, target: AwsTarget) -> AwsCredentialsError:
+    profile = error.kwargs.get("profile", target.profile)
+    config_file = os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config"
+    if target.profile:
+        hint = "check --profile; `aws configure list-profiles` lists yours"
+    else:
+        hint = "AWS_PROFILE (or AWS_DEFAULT_PROFILE) names it: unset or fix it; `aws configure list-profiles`"
+    return AwsCredentialsError(f"AWS credentials: the profile {profile!r} is not in {config_file}", hint=hint)
+
+
 class AwsSession:
-    """A boto3 session on the user's credentials, checked once, with clients for the target."""
+    """A boto3 session on the user's credentials, resolved at once, with clients for the target."""
 
     def __init__(self, target: AwsTarget):
         import boto3  # on first use: commands that never reach AWS do not pay for it
 
         self.target = target
+        self._account_id: str | None = None
+        # Resolve everything the session needs from the user's configuration now, so an unknown
+        # profile, a broken config file or missing or expired credentials are reported as such,
+        # before any command does work, rather than surfacing from the first API call.
         try:
             self.session = boto3.session.Session(profile_name=target.profile, region_name=target.region)
+            region = self.session.region_name
+            credentials = self.session.get_credentials()
+            if credentials is not None:
+                credentials.get_frozen_credentials()  # refreshes SSO / assume-role credentials now
         except ProfileNotFound as error:
-            raise UsageError(
-                f"AWS profile {target.profile!r} not found", hint="see `aws configure list-profiles`"
+            raise _profile_not_found(error, target) from error
+        except ConfigParseError as error:
+            raise AwsCredentialsError(
+                f"AWS credentials: {error}", hint="fix that file, or point AWS_CONFIG_FILE at another"
             ) from error
-        if not self.session.region_name:
+        except BotoCoreError as error:  # an expired SSO session, a failing credential_process, ...
+            raise AwsCredentialsError(f"AWS credentials: {error}", hint=CREDENTIALS_HINT) from error
+        if credentials is None:
+            raise AwsCredentialsError(
+                "no AWS credentials found: set AWS_PROFILE or run `aws configure`",
+                hint="or pass --profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            )
+        if not region:
             raise UsageError(
                 "no AWS region configured",
                 hint="pass --region or set AWS_DEFAULT_REGION (or a region in your AWS profile)",
             )
-        self.region: str = self.session.region_name
+        self.region: str = region
 
     def client(self, service: str) -> Any:
         from botocore.config import Config
 
         config = Config(retries={"max_attempts": 5, "mode": "standard"})
-        return self.session.client(service, endpoint_url=self.target.endpoint_url, config=config)  # type: ignore[call-overload]
+        client = self.session.client(service, endpoint_url=self.target.endpoint_url, config=config)  # type: ignore[call-overload]
+        client.meta.events.register("after-call", _raise_for_refused_credentials)
+        return client
 
     def account_id(self) -> str:
-        """The account the credentials belong to (also proves they work)."""
-        try:
-            return str(self.client("sts").get_caller_identity()["Account"])
-        except NoCredentialsError as error:
-            raise DeployError(
-                "no AWS credentials found", hint="run `aws configure` or pass --profile"
-            ) from error
-        except (ClientError, BotoCoreError) as error:
-            raise DeployError(
-                f"the AWS credentials do not work: {error}", hint="check --profile and --region"
-            ) from error
+        """The account the credentials belong to (also proves AWS accepts them); asked once."""
+        if self._account_id is None:
+            try:
+                self._account_id = str(self.client("sts").get_caller_identity()["Account"])
+            except ClientError as error:
+                raise AwsCredentialsError(
+                    f"AWS credentials: STS refused them: {error}", hint=CREDENTIALS_HINT
+                ) from error
+            except BotoCoreError as error:
+                raise AwsCredentialsError(
+                    f"could not reach AWS to check the credentials: {error}",
+                    hint="check your network and --region",
+                ) from error
+        return self._account_id
 
     def signer(self) -> Signer:
         """SigV4-sign requests to the stack's HTTP API (routes protected with AWS_IAM)."""
         credentials = self.session.get_credentials()
         if credentials is None:
-            raise DeployError("no AWS credentials to sign API requests with", hint="run `aws configure`")
+            raise AwsCredentialsError(
+                "no AWS credentials to sign API requests with", hint="run `aws configure`"
+            )
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 

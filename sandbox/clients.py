@@ -13,14 +13,30 @@ from typing import Any
 LOCAL_ACCESS_KEY = "test"
 LOCAL_SECRET_KEY = "test"
 
+# Explicit keys are not enough to keep the user's AWS configuration away from a local engine:
+# botocore still reads AWS_PROFILE / AWS_DEFAULT_PROFILE and the config files named by
+# AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE (default ~/.aws/...) to build any client, and
+# fails on a profile it cannot find or a file it cannot parse. These overrides (botocore's
+# documented ``session_vars``: config key, environment variables, default, conversion) give the
+# local session no profile and no config files, whatever the environment says.
+_LOCAL_SESSION_VARS = {
+    "profile": (None, None, None, None),
+    "config_file": (None, None, None, None),
+    "credentials_file": (None, None, None, None),
+}
+
 
 @cache
 def _session(region: str) -> Any:
     # One session per region: its loader caches the service models, so later clients are cheap.
     import boto3
+    import botocore.session
 
     return boto3.session.Session(
-        region_name=region, aws_access_key_id=LOCAL_ACCESS_KEY, aws_secret_access_key=LOCAL_SECRET_KEY
+        botocore_session=botocore.session.Session(session_vars=_LOCAL_SESSION_VARS),
+        region_name=region,
+        aws_access_key_id=LOCAL_ACCESS_KEY,
+        aws_secret_access_key=LOCAL_SECRET_KEY,
     )
 
 
@@ -32,7 +48,7 @@ def _config() -> Any:
 
 
 def make_client(service: str, *, endpoint_url: str, region: str) -> Any:
-    """A boto3 client for ``service`` on a local engine."""
+    """A boto3 client for ``service`` on a local engine (the user's AWS profile and keys play no part)."""
     return _session(region).client(
         service,
         endpoint_url=endpoint_url,

@@ -208,6 +208,10 @@ def engine_environment(port: int, lambda_workers: int | None = None) -> dict[str
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
         AWS_DEFAULT_REGION="us-east-1",
+        # The user's AWS_* variables are dropped above; these keep the engine's and the handlers'
+        # botocore from reading ~/.aws too, where a broken config file would fail every client.
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -40,6 +40,10 @@ class UsageError(SandboxError):
     """A command-line value the sandbox cannot use."""
 
 
+class AwsCredentialsError(SandboxError):
+    """The AWS credentials of a `--target aws` command are missing, unknown or refused."""
+
+
 class DockerUnavailableError(EngineError):
     """Docker (the CLI, its daemon or compose) is missing where a container engine needs it."""
 
