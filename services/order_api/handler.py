@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -19,20 +19,34 @@ from order_api.models import OrderRequest, PriceConflictError, RequestError, par
 from order_api.orders import get_order, list_orders, place_order
 from shared.aws import idempotency_store
 from shared.faults import is_fault_injection_enabled
+from shared.trace_events import TraceEvent
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 logger = Logger()
 app = APIGatewayHttpResolver()
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 MAX_KEY_LENGTH = 255
+
+
+class ReplayedBody(str):
+    """A response body Powertools answered from the key's idempotency record: nothing was placed."""
+
+
+def mark_replay(response: Any, record: DataRecord) -> ReplayedBody:
+    """Powertools' response hook: it runs only when a stored response is returned."""
+    return ReplayedBody(response)
+
+
 # IETF Idempotency-Key draft: the key identifies the request, the payload must match it.
 IDEMPOTENCY = IdempotencyConfig(
     event_key_jmespath="key",
     payload_validation_jmespath="request",
     expires_after_seconds=600,
+    response_hook=mark_replay,
 )
-# Set when place_order_once really runs; left False when Powertools replays the stored response.
-_placement = {"is_new": False}
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -43,12 +57,11 @@ def json_response(status: int, body: Any) -> Response:
     data_keyword_argument="submission", config=IDEMPOTENCY, persistence_store=idempotency_store()
 )
 def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
-    """Place the order once per idempotency key; a replay returns the first response body.
+    """Place the order once per idempotency key; a replay returns the first body as a ``ReplayedBody``.
 
     ``submission`` (key + JSON form of the request) is what Powertools hashes and validates;
     the body is stored as text so a replay is the first response byte for byte.
     """
-    _placement["is_new"] = True
     return json.dumps(place_order(request))
 
 
@@ -86,25 +99,51 @@ def create_order() -> Response:
     key = idempotency_key(app.current_event.headers or {})
     if key is None:
         placed = place_order(request)
-        logger.info("order placed", extra={"order_id": placed["orderId"], "idempotency_key": None})
+        logger.info(
+            "order placed",
+            extra={
+                "trace_event": TraceEvent.ORDER_PLACED,
+                "order_id": placed["orderId"],
+                "idempotency_key": None,
+            },
+        )
         return json_response(201, placed)
     submission = {"key": key, "request": request.model_dump(mode="json")}
-    _placement["is_new"] = False
     try:
         body = place_order_once(submission=submission, request=request)
     except IdempotencyValidationError:
-        logger.warning("idempotency key reused with another body", extra={"idempotency_key": key})
-        return json_response(
-            422, {"message": "this Idempotency-Key was already used with a different request body"}
+        return refuse(
+            422,
+            key,
+            "idempotency key reused with another body",
+            "this Idempotency-Key was already used with a different request body",
         )
     except IdempotencyAlreadyInProgressError:
-        logger.warning("idempotency key still in progress", extra={"idempotency_key": key})
-        return json_response(
-            409, {"message": "a request with this Idempotency-Key is still in progress; retry later"}
+        return refuse(
+            409,
+            key,
+            "idempotency key still in progress",
+            "a request with this Idempotency-Key is still in progress; retry later",
         )
-    message = "order placed" if _placement["is_new"] else "idempotent replay"
-    logger.info(message, extra={"order_id": json.loads(body)["orderId"], "idempotency_key": key})
+    is_replay = isinstance(body, ReplayedBody)
+    logger.info(
+        "idempotent replay" if is_replay else "order placed",
+        extra={
+            "trace_event": TraceEvent.IDEMPOTENT_REPLAY if is_replay else TraceEvent.ORDER_PLACED,
+            "order_id": json.loads(body)["orderId"],
+            "idempotency_key": key,
+        },
+    )
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def refuse(status: int, key: str, logged: str, answer: str) -> Response:
+    """Refuse a request over its idempotency key: logged for the trace, answered without the key."""
+    logger.warning(
+        logged,
+        extra={"trace_event": TraceEvent.REQUEST_REFUSED, "status_code": status, "idempotency_key": key},
+    )
+    return json_response(status, {"message": answer})
 
 
 @app.get("/orders")

@@ -1,14 +1,19 @@
-"""Idempotency-Key headers: absent, present, empty or oversized; the same money is the same request."""
+"""Idempotency-Key headers: absent, present, empty or oversized; the same money is the same request;
+replays, refusals and in-flight keys through Powertools' own idempotency, and what each logs."""
 
 from __future__ import annotations
 
 import importlib
+import io
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
 
 from order_api.models import RequestError, parse_order_request
+from tests.unit.memory_idempotency import MemoryPersistenceLayer
 
 
 @pytest.fixture
@@ -55,3 +60,128 @@ def test_the_same_money_is_one_canonical_request(price: str) -> None:
     # THEN the request (what an idempotent retry is compared by) is the same
     assert request.items[0].price == Decimal("12.00")
     assert request.model_dump(mode="json")["items"][0]["price"] == "12.00"
+
+
+# ---------------------------------------------------------------- POST /orders over Powertools' idempotency
+
+
+class Context:
+    function_name = "order-api"
+    memory_limit_in_mb = 128
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:order-api"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
+
+
+def post_orders(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event for POST /orders."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/orders",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", **headers},
+        "requestContext": {
+            "http": {"method": "POST", "path": "/orders", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": "api-request",
+            "stage": "$default",
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+BODY = {"customerId": "c1", "items": [{"productId": "mug", "quantity": 1}]}
+
+
+class Api:
+    """The order API's handler with Powertools' real idempotency over an in-memory store."""
+
+    def __init__(self, handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handler = handler
+        self.placed: list[Any] = []
+        self.logs = io.StringIO()
+        self.on_place: Any = None
+        monkeypatch.setattr(handler, "place_order", self._place)
+        once = idempotent_function(
+            data_keyword_argument="submission",
+            config=handler.IDEMPOTENCY,
+            persistence_store=MemoryPersistenceLayer(),
+        )(handler.place_order_once.__wrapped__)
+        monkeypatch.setattr(handler, "place_order_once", once)
+        monkeypatch.setattr(handler.logger.registered_handler, "stream", self.logs)
+
+    def _place(self, request: Any) -> dict[str, Any]:
+        self.placed.append(request)
+        if self.on_place:
+            self.on_place()
+        return {"orderId": f"order-{len(self.placed)}", "status": "PENDING", "totalAmount": 12}
+
+    def post(self, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+        response: dict[str, Any] = self.handler.lambda_handler(post_orders(body, headers), Context())
+        return response
+
+    def trace_lines(self) -> list[dict[str, Any]]:
+        """The logged lines the trace reads: those with a trace_event."""
+        lines = [json.loads(line) for line in self.logs.getvalue().splitlines()]
+        return [line for line in lines if "trace_event" in line]
+
+
+@pytest.fixture
+def api(handler: Any, monkeypatch: pytest.MonkeyPatch) -> Api:
+    return Api(handler, monkeypatch)
+
+
+def test_the_same_key_and_body_replay_the_first_response_and_say_so(api: Api) -> None:
+    # WHEN the same request is sent twice with one key
+    first = api.post(BODY, **{"idempotency-key": "k1"})
+    again = api.post(BODY, **{"idempotency-key": "k1"})
+    # THEN the order is placed once and the second answer is the first, byte for byte
+    assert (first["statusCode"], again["statusCode"]) == (201, 201)
+    assert again["body"] == first["body"]
+    assert len(api.placed) == 1
+    # AND the logs tell the placement from the replay (what `sandbox trace` reads)
+    assert [
+        (line["trace_event"], line["order_id"], line["idempotency_key"]) for line in api.trace_lines()
+    ] == [
+        ("order_placed", "order-1", "k1"),
+        ("idempotent_replay", "order-1", "k1"),
+    ]
+
+
+def test_the_same_key_with_another_body_is_a_422_logged_as_refused(api: Api) -> None:
+    api.post(BODY, **{"idempotency-key": "k1"})
+    other = api.post({**BODY, "customerId": "c2"}, **{"idempotency-key": "k1"})
+    assert other["statusCode"] == 422
+    assert "different request body" in json.loads(other["body"])["message"]
+    assert len(api.placed) == 1
+    refused = api.trace_lines()[-1]
+    assert (refused["trace_event"], refused["status_code"], refused["idempotency_key"]) == (
+        "request_refused",
+        422,
+        "k1",
+    )
+
+
+def test_a_key_still_in_flight_is_a_409_logged_as_refused(api: Api) -> None:
+    # GIVEN a second request with the key arriving while the first is still placing its order
+    answers: list[dict[str, Any]] = []
+    api.on_place = lambda: answers.append(api.post(BODY, **{"idempotency-key": "k1"}))
+    first = api.post(BODY, **{"idempotency-key": "k1"})
+    # THEN the second is a 409, the first places the order
+    assert [answer["statusCode"] for answer in answers] == [409]
+    assert first["statusCode"] == 201 and len(api.placed) == 1
+    assert [(line["trace_event"], line.get("status_code")) for line in api.trace_lines()] == [
+        ("request_refused", 409),
+        ("order_placed", None),
+    ]
+
+
+def test_without_a_key_every_request_places_an_order(api: Api) -> None:
+    api.post(BODY)
+    api.post(BODY)
+    assert len(api.placed) == 2
+    assert [line["trace_event"] for line in api.trace_lines()] == ["order_placed", "order_placed"]
