@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.logs import LogLine, parse_events
+from sandbox.saga import execution_arn
 from sandbox.trace import (
     AuditMessage,
     TraceEntry,
+    TraceEvent,
     TraceSources,
     build_trace,
-    execution_arn,
     render_mermaid,
     saga_entries,
     sort_entries,
 )
+from shared.trace_events import TraceEvent as FunctionsTraceEvent
 
 ORDER = "7969a884-02dd-4548-8493-516227f2c5b4"
 T0 = datetime(2026, 11, 23, 0, 20, 41, tzinfo=UTC)
@@ -95,33 +98,36 @@ def log_lines() -> list[LogLine]:
     """What the functions logged for the order: placed, two stream deliveries, a notification, a replay."""
     return [
         *request("order-api", "api-1", [
-            powertools("order and outbox written", 25, "api-1", order_id=ORDER, transaction_ms=12.4,
-                       items=[f"ORDER#{ORDER}", f"OUTBOX#{ORDER}"]),
-            powertools("order placed", 26, "api-1", order_id=ORDER, idempotency_key="k1"),
+            powertools("order and outbox written", 25, "api-1", trace_event=TraceEvent.ORDER_WRITTEN,
+                       order_id=ORDER, transaction_ms=12.4, items=[f"ORDER#{ORDER}", f"OUTBOX#{ORDER}"]),
+            powertools("order placed", 26, "api-1", trace_event=TraceEvent.ORDER_PLACED, order_id=ORDER,
+                       idempotency_key="k1"),
         ], ended=30, duration=30),
         *request("outbox-publisher", "pub-1", [
-            powertools("outbox record published", 45, "pub-1", correlation_id=ORDER, saga_started=True,
-                       stream_event_id="ev-1"),
+            powertools("outbox record published", 45, "pub-1", trace_event=TraceEvent.OUTBOX_PUBLISHED,
+                       correlation_id=ORDER, saga_started=True, stream_event_id="ev-1"),
         ], ended=50, duration=15),
         *request("outbox-publisher", "pub-2", [
-            powertools("outbox record published", 500, "pub-2", correlation_id=ORDER, saga_started=False,
-                       stream_event_id="ev-1"),
+            powertools("outbox record published", 500, "pub-2", trace_event=TraceEvent.OUTBOX_PUBLISHED,
+                       correlation_id=ORDER, saga_started=False, stream_event_id="ev-1"),
         ], ended=505, duration=10),
         *request("notifications", "note-1", [
-            powertools("event received", 390, "note-1", correlation_id=ORDER, detail_type="OrderFailed",
-                       event_id="eb-2"),
-            powertools("notification", 395, "note-1", correlation_id=ORDER, detail_type="OrderFailed",
-                       is_new=True),
+            powertools("event received", 390, "note-1", trace_event=TraceEvent.NOTIFICATION_RECEIVED,
+                       correlation_id=ORDER, detail_type="OrderFailed", event_id="eb-2"),
+            powertools("notification", 395, "note-1", trace_event=TraceEvent.NOTIFICATION_SENT,
+                       correlation_id=ORDER, detail_type="OrderFailed", is_new=True),
         ], ended=400, duration=20),
         *request("order-api", "api-2", [
-            powertools("idempotent replay", 900, "api-2", order_id=ORDER, idempotency_key="k1"),
+            powertools("idempotent replay", 900, "api-2", trace_event=TraceEvent.IDEMPOTENT_REPLAY,
+                       order_id=ORDER, idempotency_key="k1"),
         ], ended=905, duration=8),
         *request("order-api", "api-3", [
             powertools("idempotency key reused with another body", 950, "api-3", "WARNING",
-                       idempotency_key="k1"),
+                       trace_event=TraceEvent.REQUEST_REFUSED, status_code=422, idempotency_key="k1"),
         ], ended=955, duration=6),
         *request("order-api", "api-other", [
-            powertools("order placed", 960, "api-other", order_id="another-order", idempotency_key="k9"),
+            powertools("order placed", 960, "api-other", trace_event=TraceEvent.ORDER_PLACED,
+                       order_id="another-order", idempotency_key="k9"),
         ], ended=965, duration=6),
     ]  # fmt: skip
 
@@ -319,6 +325,59 @@ def test_json_has_one_document_with_entries_and_durations() -> None:
 def test_execution_arn_is_the_state_machine_s_with_the_order_id() -> None:
     machine = "arn:aws:states:us-east-1:000000000000:stateMachine:saga"
     assert execution_arn(machine, ORDER) == f"arn:aws:states:us-east-1:000000000000:execution:saga:{ORDER}"
+
+
+# ---------------------------------------------------------------- trace events, not message text
+
+
+def reworded(lines: list[LogLine]) -> list[LogLine]:
+    """The same lines with every structured message reworded (the fields, trace_event too, kept)."""
+    return [
+        replace(line, message=f"reworded {number}", fields={**line.fields, "message": f"reworded {number}"})
+        if line.fields
+        else line
+        for number, line in enumerate(lines)
+    ]
+
+
+def test_rewording_every_log_message_keeps_every_entry() -> None:
+    # GIVEN the handlers' lines with every message reworded, their trace_event fields unchanged
+    original = build_trace(sources())
+    changed = sources()
+    changed.log_lines = reworded(changed.log_lines)
+    # WHEN the trace is built THEN it has the same entries, with the same outcomes
+    trace = build_trace(changed)
+    assert [(e.kind, e.name, e.status, e.duration_ms) for e in trace.entries] == [
+        (e.kind, e.name, e.status, e.duration_ms) for e in original.entries
+    ]
+    assert trace.notes == []
+
+
+def test_a_reworded_placement_line_is_still_the_request() -> None:
+    # GIVEN the order API's placement line under a message the trace has never seen
+    lines = request("order-api", "api-9", [
+        powertools("accepted the order", 26, "api-9", trace_event=TraceEvent.ORDER_PLACED, order_id=ORDER,
+                   idempotency_key="k7"),
+    ], ended=30, duration=30)  # fmt: skip
+    # WHEN the trace is built from it
+    trace = build_trace(TraceSources(order_id=ORDER, log_lines=lines))
+    # THEN the request is there, read from its trace_event
+    assert names(trace.entries) == [("request", "POST /orders")]
+    assert trace.entries[0].detail == "order placed (Idempotency-Key k7)"
+
+
+def test_a_line_without_a_trace_event_is_not_read_for_its_message() -> None:
+    lines = request("order-api", "api-9", [
+        powertools("order placed", 26, "api-9", order_id=ORDER, idempotency_key="k7"),
+    ], ended=30, duration=30)  # fmt: skip
+    assert build_trace(TraceSources(order_id=ORDER, log_lines=lines)).entries == []
+
+
+def test_the_sandbox_reads_the_trace_events_the_functions_log() -> None:
+    # The sandbox keeps its own copy of the functions' enum (it never imports their code).
+    assert {event.name: event.value for event in TraceEvent} == {
+        event.name: event.value for event in FunctionsTraceEvent
+    }
 
 
 # ---------------------------------------------------------------- mermaid
