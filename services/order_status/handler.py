@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from order_status.transitions import set_order_status
 from shared.aws import put_order_event
 from shared.status import COMPLETED
-from shared.steps import STEP_IDEMPOTENCY, idempotent_step
+from shared.steps import idempotent_step
 
 logger = Logger()
 
@@ -29,7 +29,7 @@ def finish_order(command: dict[str, Any]) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    STEP_IDEMPOTENCY.register_lambda_context(context)
+    finish_order.config.register_lambda_context(context)
     logger.set_correlation_id(event["orderId"])
     result = finish_order(command={**event, "step": f"Mark{event['status'].title()}"})
     logger.info("order finished", extra={"result": result, "idempotent_hit": finish_order.was_replayed})

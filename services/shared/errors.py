@@ -19,11 +19,15 @@ class InjectedFailure(StepError):
     """A permanent failure injected on purpose (``--fail STEP``)."""
 
 
-class OutOfStockError(StepError):
+class BusinessError(StepError):
+    """A final answer of the business: not retried, and kept as the step's result for replays."""
+
+
+class OutOfStockError(BusinessError):
     """Not enough stock to reserve an order's items."""
 
 
-class PaymentDeclinedError(StepError):
+class PaymentDeclinedError(BusinessError):
     """The payment provider declined the charge."""
 
 
@@ -33,3 +37,9 @@ class StepAlreadyCompensatedError(StepError):
 
 class InvalidTransitionError(StepError):
     """An order status change that would move the order backwards."""
+
+
+def business_error(name: str, cause: str) -> BusinessError:
+    """The business error a step stored, raised again under its own name (the saga catches by name)."""
+    kinds = {kind.__name__: kind for kind in BusinessError.__subclasses__()}
+    return kinds.get(name, BusinessError)(cause)

@@ -14,14 +14,15 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import idempotency_store
-from shared.errors import TransientStepError
+from shared.errors import BusinessError, TransientStepError, business_error
 from shared.faults import check_faults
 
 # A step's effect is keyed on order id + step name, so a retried or replayed saga finds the
 # first result instead of charging, reserving or shipping twice.
-STEP_IDEMPOTENCY = IdempotencyConfig(
-    event_key_jmespath="[orderId, step]", expires_after_seconds=7 * 24 * 3600
-)
+STEP_KEY = "[orderId, step]"
+STEP_RECORD_SECONDS = 7 * 24 * 3600
+# Marks a stored result that is a business error rather than the step's effect.
+BUSINESS_ERROR_KEY = "businessError"
 
 StepFunction = Callable[..., dict[str, Any]]
 
@@ -32,28 +33,42 @@ IN_PROGRESS_WAIT_SECONDS = 3.0
 
 
 class IdempotentStep:
-    """``function(command)`` run once per order id + step; knows whether its last call was a replay."""
+    """``function(command)`` run once per order id + step; knows whether its last call was a replay.
+
+    A business error (out of stock, declined) is stored as the step's result too: a replayed saga
+    meets the same error, instead of running the step again against today's stock or card.
+    """
 
     def __init__(self, function: Callable[[dict[str, Any]], dict[str, Any]]):
         self.was_replayed = False
-        self._has_run = False
+        # Powertools calls the response hook only when it answers from a stored record.
+        self.config = IdempotencyConfig(
+            event_key_jmespath=STEP_KEY,
+            expires_after_seconds=STEP_RECORD_SECONDS,
+            response_hook=self._replayed,
+        )
 
         @functools.wraps(function)  # keeps the name Powertools derives its idempotency keys from
-        def run_and_mark(command: dict[str, Any]) -> dict[str, Any]:
-            self._has_run = True
-            return function(command)
+        def run_keeping_business_errors(command: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return function(command)
+            except BusinessError as error:
+                return {BUSINESS_ERROR_KEY: {"error": type(error).__name__, "cause": str(error)}}
 
         self._once = idempotent_function(
-            data_keyword_argument="command",
-            config=STEP_IDEMPOTENCY,
-            persistence_store=idempotency_store(),
-        )(run_and_mark)
+            data_keyword_argument="command", config=self.config, persistence_store=idempotency_store()
+        )(run_keeping_business_errors)
+
+    def _replayed(self, response: Any, _record: Any) -> Any:
+        self.was_replayed = True
+        return response
 
     def __call__(self, *, command: dict[str, Any]) -> dict[str, Any]:
-        self._has_run = False
+        self.was_replayed = False
         result: dict[str, Any] = self._once(command=command)
-        # Powertools returns a stored result without calling the function: an idempotent hit.
-        self.was_replayed = not self._has_run
+        failure = result.get(BUSINESS_ERROR_KEY)
+        if failure:
+            raise business_error(str(failure["error"]), str(failure["cause"]))
         return result
 
 
@@ -111,11 +126,13 @@ def handle_step(
     logger: Logger,
 ) -> dict[str, Any]:
     """Run the action the state machine asked for, once per order id + step."""
-    STEP_IDEMPOTENCY.register_lambda_context(context)
     order = event["order"]
     action = actions.get(event.get("action", ""))
     if action is None:
         raise ValueError(f"unknown {service} action {event.get('action')!r}")
+    if isinstance(action.run, IdempotentStep):
+        # An in-progress record expires with this invocation, should it die before finishing.
+        action.run.config.register_lambda_context(context)
     logger.set_correlation_id(order["orderId"])
     logger.append_keys(step=action.step, retry_count=event.get("retryCount", 0))
     try:
@@ -125,7 +142,8 @@ def handle_step(
     except Exception as error:
         # Ties the failed invocation to its order in the logs; the traceback follows from the runtime.
         log = logger.warning if isinstance(error, TransientStepError) else logger.error
-        log(f"{action.step} failed", extra={"error_type": type(error).__name__, "error": str(error)})
+        log(f"{action.step} failed", extra={"error_type": type(error).__name__, "error": str(error),
+                                            "idempotent_hit": is_idempotent_hit(action.run)})  # fmt: skip
         raise
     logger.info(
         f"{action.step} done", extra={"result": result, "idempotent_hit": is_idempotent_hit(action.run)}

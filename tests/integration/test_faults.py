@@ -291,30 +291,38 @@ def test_a_step_arriving_after_its_compensation_changes_nothing(
     assert record["status"] == "VOID"
 
 
-def test_replaying_an_order_that_failed_out_of_stock_moves_nothing(
-    api, stack, engine_settings, tables, customer_id, make_product
+def test_replaying_orders_that_failed_out_of_stock_moves_nothing(
+    api, stack, engine_settings, tables, make_product
 ):
-    # GIVEN an order that failed because another order held all the stock
+    # GIVEN four orders that failed because another order held all the stock
     product = make_product(stock=0)
-    order_id = order_with(api, customer_id, product, {})
-    failed = api.follow_order(order_id, timeout=120)
-    assert failed["status"] == "FAILED" and failed["failureReason"].startswith("OutOfStockError")
+    with ThreadPoolExecutor(4) as pool:
+        order_ids = list(
+            pool.map(lambda _: order_with(api, f"cust-{uuid.uuid4().hex[:12]}", product, {}), range(4))
+        )
+        failed = list(pool.map(lambda order_id: api.follow_order(order_id, timeout=120), order_ids))
+    assert all(f["status"] == "FAILED" and f["failureReason"].startswith("OutOfStockError") for f in failed)
     # AND that other order has since failed and given the stock back
     tables["inventory"].update_item(
         Key={"productId": product},
         UpdateExpression="SET stock = :stock",
         ExpressionAttributeValues={":stock": 10},
     )
-    # WHEN the failed order's saga is replayed with its original input (an operator redrive)
-    replay = replay_saga(stack, engine_settings.region, order_id)
-    # THEN the steps that ran again (the business failure left no record to replay) are undone:
-    # the order stays FAILED, and nothing is reserved, charged or shipped
-    assert replay["status"] == "FAILED"
-    effects = assert_effects_once(
-        stack, engine_settings, tables, order_id, product, status="FAILED", executions=2
-    )
-    assert effects["order"]["failureReason"].startswith("OutOfStockError")
-    assert effects["payment"] is None or effects["payment"]["status"] != "CHARGED"
-    assert effects["shipment"] is None or effects["shipment"]["status"] != "CREATED"
-    reservation = tables["reservations"].get_item(Key={"orderId": order_id}, ConsistentRead=True).get("Item")
-    assert reservation is None or reservation["status"] != "RESERVED"
+    # WHEN the failed orders' sagas are replayed at once with their original input (an operator redrive)
+    with ThreadPoolExecutor(4) as pool:
+        replays = list(
+            pool.map(lambda order_id: replay_saga(stack, engine_settings.region, order_id), order_ids)
+        )
+    # THEN each replay met the business failure its first run stored, and ran no step: the orders
+    # stay FAILED for the same reason, and nothing was reserved, charged or shipped, not even to be undone
+    assert [replay["status"] for replay in replays] == ["FAILED"] * 4
+    for order_id in order_ids:
+        effects = assert_effects_once(
+            stack, engine_settings, tables, order_id, product, status="FAILED", executions=2
+        )
+        assert effects["order"]["failureReason"].startswith("OutOfStockError")
+        assert effects["payment"] is None and effects["shipment"] is None
+        assert (
+            tables["reservations"].get_item(Key={"orderId": order_id}, ConsistentRead=True).get("Item")
+            is None
+        )

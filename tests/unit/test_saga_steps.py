@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyItemAlreadyExistsError,
+    IdempotencyItemNotFoundError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer, DataRecord
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
@@ -26,6 +31,7 @@ from shared.errors import (
     OutOfStockError,
     PaymentDeclinedError,
     StepAlreadyCompensatedError,
+    TransientStepError,
 )
 from shared.steps import Action, handle_step
 from shipping.shipments import cancel_shipment, create_shipment
@@ -504,47 +510,111 @@ def test_handle_step_refuses_an_unknown_action(actions: Any) -> None:
 # ---------------------------------------------------------------- idempotent hits in the logs
 
 
-def caching_idempotent_function(*, data_keyword_argument: str, **_: Any) -> Any:
-    """Stands in for Powertools: a second call with the same order id + step returns the stored result."""
-    stored: dict[tuple[str, str], dict[str, Any]] = {}
+class MemoryStore(BasePersistenceLayer):
+    """Powertools' own idempotency over a dict instead of the DynamoDB table."""
 
-    def decorate(function: Any) -> Any:
-        def run(**kwargs: Any) -> dict[str, Any]:
-            command = kwargs[data_keyword_argument]
-            key = (command["orderId"], command["step"])
-            if key not in stored:
-                stored[key] = function(**kwargs)
-            return stored[key]
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[str, DataRecord] = {}
 
-        return run
+    def _get_record(self, idempotency_key: str) -> DataRecord:
+        if idempotency_key not in self.records:
+            raise IdempotencyItemNotFoundError
+        return self.records[idempotency_key]
 
-    return decorate
+    def _put_record(self, data_record: DataRecord) -> None:
+        old = self.records.get(data_record.idempotency_key)
+        if old is not None and not old.is_expired:
+            raise IdempotencyItemAlreadyExistsError(old_data_record=old)
+        self.records[data_record.idempotency_key] = data_record
+
+    def _update_record(self, data_record: DataRecord) -> None:
+        self.records[data_record.idempotency_key] = data_record
+
+    def _delete_record(self, data_record: DataRecord) -> None:
+        self.records.pop(data_record.idempotency_key, None)
 
 
-def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(steps, "idempotent_function", caching_idempotent_function)
-    monkeypatch.setattr(steps, "idempotency_store", lambda: None)
+@pytest.fixture
+def memory_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
+    store = MemoryStore()
+    monkeypatch.setattr(steps, "idempotency_store", lambda: store)
+    return store
+
+
+def run_logged(step: Any, logger: Logger, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    return steps.handle_step(event or step_event("charge"), Context(), service="payment",
+                             actions={"charge": Action("ChargePayment", step)}, logger=logger)  # fmt: skip
+
+
+def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(memory_store: MemoryStore) -> None:
     ran: list[dict[str, Any]] = []
-    charge = steps.idempotent_step(lambda command: ran.append(command) or {"status": "CHARGED"})
+
+    def charge_once(command: dict[str, Any]) -> dict[str, Any]:
+        ran.append(command)
+        return {"status": "CHARGED"}
+
+    charge = steps.idempotent_step(charge_once)
     output = io.StringIO()
     logger = Logger(service="test-hits", logger_handler=logging.StreamHandler(output))
-    event = step_event("charge")
     # WHEN the same step of the same order is called twice
     for _ in range(2):
-        steps.handle_step(
-            event,
-            Context(),
-            service="payment",
-            actions={"charge": Action("ChargePayment", charge)},
-            logger=logger,
-        )
+        run_logged(charge, logger)
     # THEN it ran once, and the second call is logged as an idempotent hit
     assert len(ran) == 1
     logged = [json.loads(line) for line in output.getvalue().splitlines()]
     assert [line["idempotent_hit"] for line in logged] == [False, True]
     assert all(line["correlation_id"] == ORDER["orderId"] for line in logged)
+
+
+def test_a_business_error_is_stored_so_a_replay_meets_it_without_running_the_step(
+    memory_store: MemoryStore,
+) -> None:
+    # GIVEN a reservation that fails for lack of stock
+    stock = {"kettle": 0}
+    attempts: list[int] = []
+
+    def reserve(command: dict[str, Any]) -> dict[str, Any]:
+        attempts.append(stock["kettle"])
+        if stock["kettle"] < 1:
+            raise OutOfStockError("kettle: 0 in stock, 1 wanted")
+        stock["kettle"] -= 1
+        return {"reserved": True}
+
+    step = steps.idempotent_step(reserve)
+    output = io.StringIO()
+    logger = Logger(service="test-business", logger_handler=logging.StreamHandler(output))
+    with pytest.raises(OutOfStockError, match="0 in stock"):
+        run_logged(step, logger)
+    # WHEN stock comes back and the same order's step is replayed
+    stock["kettle"] = 10
+    with pytest.raises(OutOfStockError, match="0 in stock") as replayed:
+        run_logged(step, logger)
+    # THEN the replay raised the stored error under its own name, ran nothing and took no stock
+    assert type(replayed.value) is OutOfStockError
+    assert attempts == [0] and stock["kettle"] == 10
+    logged = [json.loads(line) for line in output.getvalue().splitlines()]
+    assert [(line["error_type"], line["idempotent_hit"]) for line in logged] == [
+        ("OutOfStockError", False),
+        ("OutOfStockError", True),
+    ]
+
+
+def test_other_errors_are_not_stored_so_the_step_runs_again(memory_store: MemoryStore) -> None:
+    calls: list[int] = []
+
+    def flaky(command: dict[str, Any]) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientStepError("provider timed out")
+        return {"status": "CHARGED"}
+
+    step = steps.idempotent_step(flaky)
+    logger = Logger(service="test-transient", logger_handler=logging.StreamHandler(io.StringIO()))
+    with pytest.raises(TransientStepError):
+        run_logged(step, logger)
+    assert run_logged(step, logger) == {"status": "CHARGED"}
+    assert len(calls) == 2 and step.was_replayed is False
 
 
 def test_a_failing_step_logs_its_error_with_the_order(actions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
