@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cli import aws_commands, bench_commands, fault_commands, trace_commands, watch_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
+from cli.order_options import parse_faults, parse_item
 from cli.output import (
     console,
     error_console,
@@ -24,14 +25,12 @@ from cli.output import (
 )
 from sandbox import __version__
 from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
-from sandbox.dlq import list_dead_letters
 from sandbox.engines import EngineState, adopt_running_engine, read_engine_state, running_engine, stop_engine
 from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError, UsageError
-from sandbox.orders import OrdersClient, expected_status, parse_faults, parse_item
-from sandbox.saga import replay_saga
+from sandbox.orders import OrdersClient
+from sandbox.runs import DEFAULT_ITEMS, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
 from sandbox.settings import ENGINES, Settings
 from sandbox.stack import LocalStack, bring_up, find_stack
-from sandbox.waiting import wait_until
 
 app = typer.Typer(
     help="Saga sandbox: the transactional outbox, idempotency and a compensating saga, running "
@@ -42,7 +41,6 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
-DEFAULT_ITEMS = ["espresso-beans:1", "mug:2"]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 T = TypeVar("T")
 
@@ -282,116 +280,78 @@ def order(
     json_output: JsonFlag = False,
 ) -> None:
     """Place an order through the HTTP API and follow its saga live; faults combine."""
-    items = [parse_item(text) for text in item or DEFAULT_ITEMS]
-    faults = parse_faults(
-        fail, flaky or [], timeout=step_timeout, hang=hang, crash=crash,
-        is_duplicate_delivery=duplicate_delivery, is_poison=poison,
+    request = OrderRequest(
+        customer_id=customer,
+        items=tuple(parse_item(text) for text in item) if item else DEFAULT_ITEMS,
+        faults=parse_faults(
+            fail, flaky or [], timeout=step_timeout, hang=hang, crash=crash,
+            is_duplicate_delivery=duplicate_delivery, is_poison=poison,
+        ),
+        idempotency_key=idempotency_key,
     )  # fmt: skip
     if (poison or replay) and target is not Target.local:
         raise UsageError("--poison and --replay work on the local stack only")
-    payload: dict[str, Any] = {"customerId": customer, "items": items}
-    if faults:
-        payload["faults"] = faults
     settings = Settings.load()
     local = find_stack(settings) if target is Target.local else None
     client = orders_client(
         target, local, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url
     )
-    started = time.perf_counter()
-    placed = client.place_order(payload, idempotency_key)
-    order_id = placed["orderId"]
-    if no_wait:
-        if json_output:
-            print_json(placed)
-        else:
-            console.print(
-                f"order {order_id} accepted: {styled(placed['status'])}, total {placed['totalAmount']}"
-            )
-            _print_trace_hint(order_id, target)
-        return
-    if poison and local:
-        _follow_poisoned_order(local, settings.region, order_id, wait_seconds, json_output)
-        return
-    if not json_output:
-        console.print(f"order [bold]{order_id}[/bold] accepted (total {placed['totalAmount']}); saga:")
-    printed: set[int] = set()
-
-    def show_progress(current: dict[str, Any]) -> None:
-        for index, step in enumerate(current["steps"]):
-            if index not in printed and step["status"] in ("SUCCEEDED", "FAILED"):
-                printed.add(index)
-                if not json_output:
-                    console.print(format_step(step), highlight=False, soft_wrap=True)
-
-    final = client.follow_order(order_id, timeout=wait_seconds, on_change=show_progress)
-    elapsed_ms = int((time.perf_counter() - started) * 1000)
-    result = {
-        "orderId": order_id,
-        "status": final["status"],
-        "sagaStatus": final["sagaStatus"],
-        "totalAmount": final["totalAmount"],
-        "failureReason": final.get("failureReason"),
-        "steps": [
-            {
-                key: step[key]
-                for key in ("name", "status", "attempts", "durationMs", "isCompensation", "errors")
-            }
-            for step in final["steps"]
-        ],
-        "compensations": final["compensations"],
-        "elapsedMs": elapsed_ms,
-    }
-    if replay and local:
-        result["replay"] = replay_saga(local, settings.region, order_id, timeout=wait_seconds)
-    if target is Target.local:
-        result["traceCommand"] = trace_commands.trace_command(order_id)
-    expected = expected_status(faults)
-    if json_output:
-        print_json(result)
-    else:
-        reason = f" — {final['failureReason']}" if final.get("failureReason") else ""
-        console.print(f"order {styled(final['status'])} in {elapsed_ms / 1000:.2f}s{reason}")
-        if final["compensations"]:
-            console.print(f"[dim]compensated: {' → '.join(final['compensations'])}[/dim]")
-        if replay:
-            console.print(
-                f"replayed the saga as {result['replay']['name']}: {styled(result['replay']['status'])} "
-                "— steps that had run found their idempotency records, so no side effect repeated"
-            )
-        _print_trace_hint(order_id, target)
-    if final["status"] != expected:
-        if json_output:
-            raise typer.Exit(code=1)
-        raise SandboxError(
-            f"order {order_id} ended {final['status']} (expected {expected})",
-            hint=final.get("failureReason") or "see its steps above",
-        )
-
-
-def _follow_poisoned_order(
-    stack: LocalStack, region: str, order_id: str, wait_seconds: float, json_output: bool
-) -> None:
-    """Wait until the poisoned outbox record of an order lands in the on-failure queue."""
-    if not json_output:
-        console.print(
-            f"order [bold]{order_id}[/bold] accepted with a poisoned outbox record; the publisher retries it…"
-        )
-    letter = wait_until(
-        lambda: next((d for d in list_dead_letters(stack, region) if order_id in d.order_ids), None),
-        timeout=wait_seconds, what=f"the outbox record of order {order_id} to reach the on-failure queue",
+    run = run_order(
+        client, request, follow=not no_wait, wait_seconds=wait_seconds, replay=replay,
+        local=(local, settings.region) if local else None,
+        on_event=(lambda _: None) if json_output or no_wait else _print_order_event,
     )  # fmt: skip
+    document = run.to_json()
+    if target is Target.local and run.final is not None:
+        document["traceCommand"] = trace_commands.trace_command(run.order_id)
     if json_output:
-        print_json({"orderId": order_id, "status": "PENDING", "deadLetter": letter.as_dict()})
+        print_json(document)
+        if not run.is_as_expected:
+            raise typer.Exit(code=1)
         return
-    console.print(
-        f"its outbox record is in the on-failure queue ({letter.condition}); the saga never started.\n"
-        "[dim]`sandbox dlq` lists it; `sandbox dlq --redrive` repairs it from the order and sends it back.[/dim]"
-    )
-
-
-def _print_trace_hint(order_id: str, target: Target) -> None:
+    _print_order_run(run)
     if target is Target.local:  # traces read the local engine
-        console.print(f"[dim]trace: {trace_commands.trace_command(order_id)}[/dim]", highlight=False)
+        console.print(f"[dim]trace: {trace_commands.trace_command(run.order_id)}[/dim]", highlight=False)
+    if not run.is_as_expected:
+        raise SandboxError(
+            f"order {run.order_id} ended {run.status} (expected {request.expected_status})",
+            hint=(run.final or {}).get("failureReason") or "see its steps above",
+        )
+
+
+def _print_order_event(event: OrderEvent) -> None:
+    if isinstance(event, StepFinished):
+        console.print(format_step(event.step), highlight=False, soft_wrap=True)
+    elif event.is_poisoned:
+        console.print(
+            f"order [bold]{event.order_id}[/bold] accepted with a poisoned outbox record; the publisher retries it…"
+        )
+    else:
+        console.print(f"order [bold]{event.order_id}[/bold] accepted (total {event.total_amount}); saga:")
+
+
+def _print_order_run(run: OrderRun) -> None:
+    if run.dead_letter is not None:
+        console.print(
+            f"its outbox record is in the on-failure queue ({run.dead_letter.condition}); the saga never started.\n"
+            "[dim]`sandbox dlq` lists it; `sandbox dlq --redrive` repairs it from the order and sends it back.[/dim]"
+        )
+        return
+    final = run.final
+    if final is None:
+        console.print(
+            f"order {run.order_id} accepted: {styled(run.status)}, total {run.placed['totalAmount']}"
+        )
+        return
+    reason = f" — {final['failureReason']}" if final.get("failureReason") else ""
+    console.print(f"order {styled(final['status'])} in {run.elapsed_ms / 1000:.2f}s{reason}")
+    if final["compensations"]:
+        console.print(f"[dim]compensated: {' → '.join(final['compensations'])}[/dim]")
+    if run.replay is not None:
+        console.print(
+            f"replayed the saga as {run.replay['name']}: {styled(run.replay['status'])} "
+            "— steps that had run found their idempotency records, so no side effect repeated"
+        )
 
 
 @app.command(epilog="Examples:  sandbox orders    sandbox orders --target aws --json")

@@ -6,11 +6,13 @@ import json
 
 import pytest
 
+from cli import order_options
+from cli.order_options import parse_faults, parse_item
 from order_api.models import Faults, RequestError, parse_order_request
 from sandbox import orders
 from sandbox.catalog import DEMO_PRODUCTS
 from sandbox.errors import UsageError
-from sandbox.orders import expected_status, parse_faults, parse_item
+from sandbox.runs import OrderRequest
 from shared import faults as service_faults
 
 # ---------------------------------------------------------------- --item
@@ -81,7 +83,7 @@ def test_flaky_defaults_to_two_attempts_and_accepts_an_explicit_count() -> None:
 
 
 def test_flaky_default_matches_the_services_default() -> None:
-    assert orders.DEFAULT_FLAKY_ATTEMPTS == service_faults.DEFAULT_FLAKY_ATTEMPTS == 2
+    assert order_options.DEFAULT_FLAKY_ATTEMPTS == service_faults.DEFAULT_FLAKY_ATTEMPTS == 2
     assert orders.SAGA_STEPS == service_faults.STEP_SERVICES
 
 
@@ -123,12 +125,10 @@ def test_parsed_faults_are_accepted_by_the_api_model(fail: str | None, flaky: li
     ],
 )
 def test_expected_status(faults: dict | None, expected: str) -> None:
-    assert expected_status(faults) == expected
+    assert OrderRequest(faults=faults).expected_status == expected
 
 
 def test_infrastructure_fault_flags() -> None:
-    from sandbox.orders import parse_faults
-
     faults = parse_faults(
         None, [], timeout="payment", hang="shipping", crash="publisher", is_duplicate_delivery=True,
         is_poison=True,
@@ -145,7 +145,6 @@ def test_infrastructure_fault_flags() -> None:
     [({"timeout": "billing"}, "--timeout"), ({"hang": "billing"}, "--hang"), ({"crash": "saga"}, "--crash")],
 )
 def test_bad_infrastructure_fault_flags(kwargs: dict, words: str) -> None:
-    from sandbox.orders import parse_faults
 
     with pytest.raises(UsageError, match=words):
         parse_faults(None, [], **kwargs)

@@ -12,12 +12,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyItemAlreadyExistsError,
-    IdempotencyItemNotFoundError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer, DataRecord
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
@@ -35,6 +30,7 @@ from shared.errors import (
 )
 from shared.steps import Action, handle_step
 from shipping.shipments import cancel_shipment, create_shipment
+from tests.unit.memory_idempotency import MemoryPersistenceLayer
 
 ORDER = {
     "orderId": "0b4c5a7e-0000-4000-8000-000000000001",
@@ -510,34 +506,9 @@ def test_handle_step_refuses_an_unknown_action(actions: Any) -> None:
 # ---------------------------------------------------------------- idempotent hits in the logs
 
 
-class MemoryStore(BasePersistenceLayer):
-    """Powertools' own idempotency over a dict instead of the DynamoDB table."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: dict[str, DataRecord] = {}
-
-    def _get_record(self, idempotency_key: str) -> DataRecord:
-        if idempotency_key not in self.records:
-            raise IdempotencyItemNotFoundError
-        return self.records[idempotency_key]
-
-    def _put_record(self, data_record: DataRecord) -> None:
-        old = self.records.get(data_record.idempotency_key)
-        if old is not None and not old.is_expired:
-            raise IdempotencyItemAlreadyExistsError(old_data_record=old)
-        self.records[data_record.idempotency_key] = data_record
-
-    def _update_record(self, data_record: DataRecord) -> None:
-        self.records[data_record.idempotency_key] = data_record
-
-    def _delete_record(self, data_record: DataRecord) -> None:
-        self.records.pop(data_record.idempotency_key, None)
-
-
 @pytest.fixture
-def memory_store(monkeypatch: pytest.MonkeyPatch) -> MemoryStore:
-    store = MemoryStore()
+def memory_store(monkeypatch: pytest.MonkeyPatch) -> MemoryPersistenceLayer:
+    store = MemoryPersistenceLayer()
     monkeypatch.setattr(steps, "idempotency_store", lambda: store)
     return store
 
@@ -547,7 +518,9 @@ def run_logged(step: Any, logger: Logger, event: dict[str, Any] | None = None) -
                              actions={"charge": Action("ChargePayment", step)}, logger=logger)  # fmt: skip
 
 
-def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(memory_store: MemoryStore) -> None:
+def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(
+    memory_store: MemoryPersistenceLayer,
+) -> None:
     ran: list[dict[str, Any]] = []
 
     def charge_once(command: dict[str, Any]) -> dict[str, Any]:
@@ -568,7 +541,7 @@ def test_a_step_served_from_its_idempotency_record_is_logged_as_a_hit(memory_sto
 
 
 def test_a_business_error_is_stored_so_a_replay_meets_it_without_running_the_step(
-    memory_store: MemoryStore,
+    memory_store: MemoryPersistenceLayer,
 ) -> None:
     # GIVEN a reservation that fails for lack of stock
     stock = {"kettle": 0}
@@ -600,7 +573,7 @@ def test_a_business_error_is_stored_so_a_replay_meets_it_without_running_the_ste
     ]
 
 
-def test_other_errors_are_not_stored_so_the_step_runs_again(memory_store: MemoryStore) -> None:
+def test_other_errors_are_not_stored_so_the_step_runs_again(memory_store: MemoryPersistenceLayer) -> None:
     calls: list[int] = []
 
     def flaky(command: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""One order, placed and followed to its end: what `sandbox order` does, as data.
+
+The CLI, the web console, the pytest plugin and the chaos runner all call ``run_order``; it
+returns an ``OrderRun`` and reports progress through ``on_event``, and never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.dlq import DeadLetter, list_dead_letters
+from sandbox.errors import UsageError
+from sandbox.orders import OrdersClient
+from sandbox.saga import replay_saga
+from sandbox.stack import LocalStack
+from sandbox.waiting import wait_until
+
+DEFAULT_ITEMS = ({"productId": "espresso-beans", "quantity": 1}, {"productId": "mug", "quantity": 2})
+STEP_KEYS = ("name", "status", "attempts", "durationMs", "isCompensation", "errors")
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """What to order, and the faults it carries."""
+
+    customer_id: str = "demo-customer"
+    items: tuple[dict[str, Any], ...] = DEFAULT_ITEMS
+    faults: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"customerId": self.customer_id, "items": list(self.items)}
+        if self.faults:
+            body["faults"] = self.faults
+        return body
+
+    @property
+    def expected_status(self) -> str:
+        """The final order status the faults intend."""
+        faults = self.faults or {}
+        return "FAILED" if faults.get("fail") or faults.get("hang") else "COMPLETED"
+
+    @property
+    def is_poisoned(self) -> bool:
+        return bool((self.faults or {}).get("poison"))
+
+
+@dataclass(frozen=True)
+class OrderAccepted:
+    """The API accepted the order (201)."""
+
+    order_id: str
+    status: str
+    total_amount: Any
+    is_poisoned: bool
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """A saga step (or compensation) succeeded or failed."""
+
+    step: dict[str, Any]
+
+
+OrderEvent = OrderAccepted | StepFinished
+
+
+@dataclass
+class OrderRun:
+    """How one order went: accepted, and (when followed) how its saga ended."""
+
+    request: OrderRequest
+    placed: dict[str, Any]
+    final: dict[str, Any] | None = None
+    elapsed_ms: int = 0
+    replay: dict[str, Any] | None = None
+    dead_letter: DeadLetter | None = None
+
+    @property
+    def order_id(self) -> str:
+        return str(self.placed["orderId"])
+
+    @property
+    def status(self) -> str:
+        if self.final is not None:
+            return str(self.final["status"])
+        return str(self.placed["status"])
+
+    @property
+    def is_as_expected(self) -> bool:
+        """Whether a followed order ended as its faults intend (a poisoned one: dead-lettered)."""
+        if self.dead_letter is not None:
+            return True
+        return self.final is None or self.status == self.request.expected_status
+
+    def to_json(self) -> dict[str, Any]:
+        if self.dead_letter is not None:
+            return {"orderId": self.order_id, "status": "PENDING", "deadLetter": self.dead_letter.as_dict()}
+        if self.final is None:
+            return dict(self.placed)
+        final = self.final
+        result = {
+            "orderId": self.order_id,
+            "status": final["status"],
+            "sagaStatus": final["sagaStatus"],
+            "totalAmount": final["totalAmount"],
+            "failureReason": final.get("failureReason"),
+            "steps": [{key: step[key] for key in STEP_KEYS} for step in final["steps"]],
+            "compensations": final["compensations"],
+            "elapsedMs": self.elapsed_ms,
+        }
+        if self.replay is not None:
+            result["replay"] = self.replay
+        return result
+
+
+def run_order(
+    client: OrdersClient,
+    request: OrderRequest,
+    *,
+    follow: bool = True,
+    wait_seconds: float = 60,
+    local: tuple[LocalStack, str] | None = None,
+    replay: bool = False,
+    on_event: Callable[[OrderEvent], None] = lambda _: None,
+) -> OrderRun:
+    """Place the order; unless ``follow`` is off, follow its saga (or its poisoned record) to the end.
+
+    ``local`` is the local stack and its region: poisoned records and replays need it.
+    """
+    if (request.is_poisoned or replay) and local is None:
+        raise UsageError("poisoned records and replays work on the local stack only")
+    started = time.perf_counter()
+    run = OrderRun(request, client.place_order(request.payload, request.idempotency_key))
+    on_event(
+        OrderAccepted(run.order_id, run.placed["status"], run.placed["totalAmount"], request.is_poisoned)
+    )
+    if not follow:
+        return run
+    if request.is_poisoned and local is not None:
+        run.dead_letter = wait_for_dead_letter(*local, run.order_id, wait_seconds)
+        return run
+    finished: set[int] = set()
+
+    def report_steps(order: dict[str, Any]) -> None:
+        for index, step in enumerate(order["steps"]):
+            if index not in finished and step["status"] in ("SUCCEEDED", "FAILED"):
+                finished.add(index)
+                on_event(StepFinished(step))
+
+    run.final = client.follow_order(run.order_id, timeout=wait_seconds, on_change=report_steps)
+    run.elapsed_ms = int((time.perf_counter() - started) * 1000)
+    if replay and local is not None:
+        run.replay = replay_saga(*local, run.order_id, timeout=wait_seconds)
+    return run
+
+
+def wait_for_dead_letter(stack: LocalStack, region: str, order_id: str, wait_seconds: float) -> DeadLetter:
+    """Wait until the poisoned outbox record of an order lands in the on-failure queue."""
+    return wait_until(
+        lambda: next((d for d in list_dead_letters(stack, region) if order_id in d.order_ids), None),
+        timeout=wait_seconds,
+        what=f"the outbox record of order {order_id} to reach the on-failure queue",
+    )
