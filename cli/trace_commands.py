@@ -6,9 +6,8 @@ import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Annotated
@@ -17,22 +16,13 @@ import typer
 from rich.markup import escape
 
 from cli.output import STATUS_STYLES, console, error_console, print_json
-from sandbox.logs import (
-    PLATFORM,
-    LogFollower,
-    LogLine,
-    choose_functions,
-    from_millis,
-    function_names,
-    parse_since,
-    read_lines,
-)
+from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
+from sandbox.logs import PLATFORM, LogLine, from_millis, parse_since
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
 from sandbox.trace import Trace, TraceEntry, render_mermaid, trace_order
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-FOLLOW_INTERVAL = 0.5  # seconds between polls of the log groups with --follow
 LEVEL_STYLES = {
     "DEBUG": "dim",
     "INFO": "cyan",
@@ -181,21 +171,13 @@ def logs(
     window = parse_since(since) if since else None
     with remembered_ctrl_c() as ctrl_c:
         settings = Settings.load()
-        stack = find_stack(settings)
-        names = function_names(
-            stack.client("cloudformation", settings.region),
-            stack.client("lambda", settings.region),
-            settings.stack_name,
-        )
-        chosen = choose_functions(names, function)
-        logs_client = stack.client("logs", settings.region)
-        now_ms = int(time.time() * 1000)
-        start_ms = now_ms - int(window.total_seconds() * 1000) if window else None
-        width = max(len(name) for name in chosen) if chosen else 10
+        logs = FunctionLogs.open(
+            find_stack(settings), settings.region, settings.stack_name, function=function, order_id=order,
+            since=window, is_quiet_included=all_requests,
+        )  # fmt: skip
+        width = max((len(name) for name in logs.functions), default=10)
         if not follow:
-            lines = read_lines(
-                logs_client, chosen, start_ms=start_ms, order_id=order, is_quiet_included=all_requests
-            )
+            lines = logs.read()
             if json_output:
                 print_json({"lines": [line.to_json() for line in lines]})
                 return
@@ -206,13 +188,7 @@ def logs(
                     "[dim]no log lines" + (f" for order {escape(order)}" if order else "") + "[/dim]"
                 )
             return
-        follower = LogFollower(
-            logs_client,
-            chosen,
-            start_ms=start_ms if start_ms is not None else now_ms,
-            order_id=order,
-            is_quiet_included=all_requests,
-        )
+        follower = logs.follower()
         if ctrl_c.is_pressed:
             raise KeyboardInterrupt  # pressed while starting: the CLI's "interrupted", exit 130
 
@@ -224,7 +200,7 @@ def logs(
                 console.print(format_line(line, width), highlight=False, soft_wrap=True)
 
         error_console.print(
-            f"[dim]following {', '.join(chosen)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
+            f"[dim]following {', '.join(logs.functions)} from {_clock(from_millis(follower.start_ms))} — Ctrl-C to stop[/dim]",
             highlight=False,
         )
         follow_lines(follower.poll, emit, ctrl_c)
@@ -275,19 +251,13 @@ def follow_lines(
     *,
     interval: float = FOLLOW_INTERVAL,
 ) -> None:
-    """Emit each poll's new lines, ``interval`` seconds apart, until Ctrl-C.
+    """Follow until Ctrl-C.
 
     The KeyboardInterrupt ends a poll or the pause at once; if a finalizer swallowed it, the
     remembered press ends the loop after the poll it landed in.
     """
-    try:
-        while not ctrl_c.is_pressed:
-            for line in poll():
-                emit(line)
-            if not ctrl_c.is_pressed:
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        pass
+    with suppress(KeyboardInterrupt):
+        follow(poll, emit, lambda: ctrl_c.is_pressed, interval=interval)
 
 
 def register(app: typer.Typer) -> None:
