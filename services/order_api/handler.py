@@ -35,7 +35,7 @@ class ReplayedBody(str):
     """A response body Powertools answered from the key's idempotency record: nothing was placed."""
 
 
-def mark_replay(response: Any, record: DataRecord) -> ReplayedBody:
+def mark_replay(response: Any, idempotent_data: DataRecord) -> ReplayedBody:
     """Powertools' response hook: it runs only when a stored response is returned."""
     return ReplayedBody(response)
 
@@ -49,7 +49,7 @@ IDEMPOTENCY = IdempotencyConfig(
 )
 
 
-def json_response(status: int, body: Any) -> Response:
+def json_response(status: int, body: Any) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
@@ -82,17 +82,17 @@ def idempotency_key(headers: dict[str, str]) -> str | None:
 
 
 @app.exception_handler(PriceConflictError)
-def price_conflict(error: PriceConflictError) -> Response:
+def price_conflict(error: PriceConflictError) -> Response[str]:
     return json_response(409, {"message": str(error)})
 
 
 @app.exception_handler(RequestError)
-def bad_request(error: RequestError) -> Response:
+def bad_request(error: RequestError) -> Response[str]:
     return json_response(400, {"message": str(error)})
 
 
 @app.post("/orders")
-def create_order() -> Response:
+def create_order() -> Response[str]:
     request = parse_order_request(app.current_event.decoded_body)
     if request.faults and not request.faults.is_empty() and not is_fault_injection_enabled():
         raise RequestError("fault injection is disabled on this stack")
@@ -137,7 +137,7 @@ def create_order() -> Response:
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def refuse(status: int, key: str, logged: str, answer: str) -> Response:
+def refuse(status: int, key: str, logged: str, answer: str) -> Response[str]:
     """Refuse a request over its idempotency key: logged for the trace, answered without the key."""
     logger.warning(
         logged,
@@ -147,12 +147,12 @@ def refuse(status: int, key: str, logged: str, answer: str) -> Response:
 
 
 @app.get("/orders")
-def read_orders() -> Response:
+def read_orders() -> Response[str]:
     return json_response(200, {"orders": list_orders()})
 
 
 @app.get("/orders/<order_id>")
-def read_order(order_id: str) -> Response:
+def read_order(order_id: str) -> Response[str]:
     order = get_order(order_id)
     if order is None:
         return json_response(404, {"message": f"order {order_id} not found"})

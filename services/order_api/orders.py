@@ -71,7 +71,9 @@ def price_from_catalog(request: OrderRequest, dynamodb_client: Any = None) -> Or
     return request.priced(prices)
 
 
-def build_order_records(request: OrderRequest, order_id: str, now: str) -> tuple[dict, dict]:
+def build_order_records(
+    request: OrderRequest, order_id: str, now: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ORDER# item and its OUTBOX# record, as the transaction writes them."""
     order = {
         "orderId": order_id,
@@ -180,7 +182,7 @@ def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:
         if item["sk"].startswith("NOTIFICATION#")
     ]
     view = {key: value for key, value in order.items() if key not in ("pk", "sk")}
-    return _plain({**view, "notifications": notifications, **saga})
+    return dict(_plain({**view, "notifications": notifications, **saga}))
 
 
 def list_orders(limit: int = 50, table: Any = None) -> list[dict[str, Any]]:
@@ -200,4 +202,4 @@ def list_orders(limit: int = 50, table: Any = None) -> list[dict[str, Any]]:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     orders.sort(key=lambda order: order.get("createdAt", ""), reverse=True)
-    return _plain(orders[:limit])
+    return list(_plain(orders[:limit]))

@@ -8,11 +8,12 @@ through Powertools' batch processor, so one bad record never holds back the othe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import (
@@ -20,6 +21,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,7 +31,8 @@ from shared.trace_events import TraceEvent
 
 logger = Logger()
 # With a logger, a failed record is logged (with its order and stream event id) as it is skipped.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)
+# The processor only calls its warning method, which Powertools' Logger has (it is no logging.Logger).
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=cast(logging.Logger, logger))
 # Saga starts in flight at once: enough to hide the round trips of a full batch.
 START_CONCURRENCY = 8
 
@@ -91,7 +94,7 @@ def publish_batch(records: list[DynamoDBRecord]) -> dict[str, Delivery]:
     """Publish every record: the events first (batched), then the (deduplicated) sagas, concurrently."""
     deliveries: dict[str, Delivery] = {}
     for record in records:
-        delivery = deliveries[record.event_id] = Delivery(
+        delivery = deliveries[str(record.event_id)] = Delivery(
             (record.dynamodb.new_image if record.dynamodb else None) or {}
         )
         try:
@@ -111,7 +114,7 @@ def publish_batch(records: list[DynamoDBRecord]) -> dict[str, Delivery]:
 
 def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None:
     """Log how the record was published, or raise its error so that it is reported as failed."""
-    delivery = deliveries[record.event_id]
+    delivery = deliveries[str(record.event_id)]
     logger.append_keys(stream_event_id=record.event_id)
     logger.set_correlation_id(delivery.image.get("orderId"))
     if delivery.error is not None:
@@ -140,7 +143,7 @@ def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None
 
 
 @logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     deliveries = publish_batch([DynamoDBRecord(raw) for raw in event.get("Records", [])])
     return process_partial_response(
         event=event,

@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import idempotency_store
@@ -59,7 +60,7 @@ class IdempotentStep:
             data_keyword_argument="command", config=self.config, persistence_store=idempotency_store()
         )(run_keeping_business_errors)
 
-    def _replayed(self, response: Any, _record: Any) -> Any:
+    def _replayed(self, response: Any, idempotent_data: DataRecord) -> Any:
         self.was_replayed = True
         return response
 
