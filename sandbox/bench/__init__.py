@@ -1,0 +1,61 @@
+"""Load runs against the local stack: many orders at once, their outcomes, the engine's cost, a verdict.
+
+A run plans its orders from a seed (the same seed and catalog give the same plan), places them
+through the HTTP API from several concurrent clients, and watches them reach a terminal status by
+reading the orders table directly, never through the API: polling ``GET /orders`` would invoke the
+API function and load the engine being measured. The verdict (``check_invariants``) is read from
+the tables alone, so a chaos runner can reuse it.
+"""
+
+from __future__ import annotations
+
+from sandbox.bench.plan import (
+    CHARGE_LIMIT,
+    MAX_ITEM_QUANTITY,
+    MIX_SHARES,
+    MIXES,
+    BenchConfig,
+    BenchPlan,
+    OrderLine,
+    PlannedOrder,
+    Product,
+    plan_orders,
+)
+from sandbox.bench.report import BenchReport, percentile, summarize_latencies
+from sandbox.bench.resources import ProcessTreeSample, ResourceSampler, ResourceUsage, read_process_tree
+from sandbox.bench.run import Progress, run_bench
+from sandbox.bench.tables import TableSnapshot, batch_get, read_catalog, read_snapshot
+from sandbox.bench.verdict import Check, Verdict, check_invariants
+from sandbox.bench.watch import BenchProgress, OrderOutcome, OrderWatcher
+
+__all__ = [
+    "CHARGE_LIMIT",
+    "MAX_ITEM_QUANTITY",
+    "MIXES",
+    "MIX_SHARES",
+    "BenchConfig",
+    "BenchPlan",
+    "BenchProgress",
+    "BenchReport",
+    "Check",
+    "OrderLine",
+    "OrderOutcome",
+    "OrderWatcher",
+    "PlannedOrder",
+    "ProcessTreeSample",
+    "Product",
+    "Progress",
+    "ResourceSampler",
+    "ResourceUsage",
+    "TableSnapshot",
+    "Verdict",
+    "batch_get",
+    "check_invariants",
+    "percentile",
+    "plan_orders",
+    "read_catalog",
+    "read_process_tree",
+    "read_snapshot",
+    "run_bench",
+    "summarize_latencies",
+]

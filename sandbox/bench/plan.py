@@ -1,0 +1,236 @@
+"""The plan of a run: which orders, in what mix, meant to end how, and the stock they need.
+
+A plan is a pure function of the catalog (with its stock), the order count, the mix and a seed:
+the same seed and catalog give the same plan.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sandbox.errors import UsageError
+from sandbox.orders import SAGA_STEPS
+
+# business: a fifth of the orders fail for business reasons (the load a shop really sees);
+# faults: the same, and another fifth carry injected faults (--fail, --flaky).
+BUSINESS_SHARES = {"out-of-stock": 0.1, "declined": 0.1}
+FAULT_SHARES = {**BUSINESS_SHARES, "fail": 0.1, "flaky": 0.1}
+MIX_SHARES: dict[str, dict[str, float]] = {"happy": {}, "business": BUSINESS_SHARES, "faults": FAULT_SHARES}
+MIXES = tuple(MIX_SHARES)
+# Mirrors of the services' rules (services never share code with the operator side; a unit test
+# checks these against services/payment/charges.py and services/order_api/models.py).
+CHARGE_LIMIT = Decimal("10000.00")
+MAX_ITEM_QUANTITY = 1000
+MAX_FLAKY_ATTEMPTS = 2  # below the steps' retry budget (3), so a flaky order still completes
+TERMINAL_STATUSES = ("COMPLETED", "FAILED")
+
+
+@dataclass(frozen=True)
+class Product:
+    """A catalog entry as the inventory table holds it."""
+
+    product_id: str
+    price: Decimal
+    stock: int
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: str
+    quantity: int
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class PlannedOrder:
+    """One order of a run and the outcome it is meant to have."""
+
+    index: int
+    kind: str  # happy, out-of-stock, declined, fail or flaky
+    lines: tuple[OrderLine, ...]
+    faults: dict[str, Any] | None = field(default=None, hash=False)
+    expected_status: str = "COMPLETED"
+    # The start of the order's failureReason ("OutOfStockError", "InjectedFailure: injected failure in payment").
+    expected_reason: str | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.price * line.quantity for line in self.lines), Decimal("0")).quantize(
+            Decimal("0.01")
+        )
+
+    @property
+    def expected(self) -> str:
+        return (
+            f"{self.expected_status} ({self.expected_reason})"
+            if self.expected_reason
+            else self.expected_status
+        )
+
+    def payload(self, customer_id: str) -> dict[str, Any]:
+        """The POST /orders body."""
+        body: dict[str, Any] = {
+            "customerId": customer_id,
+            "items": [
+                {"productId": line.product_id, "quantity": line.quantity, "price": float(line.price)}
+                for line in self.lines
+            ],
+        }
+        if self.faults:
+            body["faults"] = self.faults
+        return body
+
+    def is_expected(self, status: str | None, reason: str | None) -> bool:
+        """Whether a final status and failure reason are the ones this order was meant to end with."""
+        if status != self.expected_status:
+            return False
+        return self.expected_reason is None or (reason or "").startswith(self.expected_reason)
+
+    @property
+    def is_reserving(self) -> bool:
+        """Whether the saga takes this order's items out of stock, if only for a while."""
+        return self.kind != "out-of-stock" and not (self.faults and self.faults.get("fail") == "inventory")
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """Every order of a run, and the stock the run adds first so that stock never runs short."""
+
+    orders: tuple[PlannedOrder, ...]
+    mix: str
+    seed: int
+    stock: dict[str, int]  # as read before the run
+    top_ups: dict[str, int]  # product -> units added before the run (only products that needed some)
+
+    def kind_counts(self) -> dict[str, int]:
+        return dict(Counter(order.kind for order in self.orders))
+
+    def expected_counts(self) -> dict[str, int]:
+        return dict(Counter(order.expected_status for order in self.orders))
+
+
+def _kinds(count: int, mix: str, rng: random.Random) -> list[str]:
+    """Exact shares (so a small run has every kind), in a seeded random order."""
+    kinds: list[str] = []
+    shares = MIX_SHARES[mix]
+    for kind, share in shares.items():
+        # At least one of each kind once the run is large enough to keep most orders ordinary.
+        least = 1 if count >= 2 * len(shares) else 0
+        kinds += [kind] * max(least, round(count * share))
+    kinds = kinds[:count]
+    kinds += ["happy"] * (count - len(kinds))
+    rng.shuffle(kinds)
+    return kinds
+
+
+def _ordinary_lines(catalog: dict[str, Product], rng: random.Random) -> tuple[OrderLine, ...]:
+    """One to three products, one or two of each, under the card limit."""
+    products = sorted(catalog)
+    chosen = rng.sample(products, rng.randint(1, min(3, len(products))))
+    lines = [OrderLine(p, rng.randint(1, 2), catalog[p].price) for p in chosen]
+    while sum(line.price * line.quantity for line in lines) > CHARGE_LIMIT and len(lines) > 1:
+        lines.remove(max(lines, key=lambda line: line.price * line.quantity))
+    if lines[0].price * lines[0].quantity > CHARGE_LIMIT:
+        lines = [OrderLine(lines[0].product_id, 1, lines[0].price)]
+    return tuple(lines)
+
+
+def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) -> BenchPlan:
+    """The orders of a run: a pure function of the catalog (with its stock), count, mix and seed."""
+    if mix not in MIXES:
+        raise UsageError(f"--mix {mix!r}: choose one of {', '.join(MIXES)}")
+    sellable = {pid: product for pid, product in catalog.items() if product.price <= CHARGE_LIMIT}
+    if not sellable:
+        raise UsageError("the inventory table holds none of the demo products", hint="run `sandbox reset`")
+    rng = random.Random(seed)
+    orders: list[PlannedOrder | None] = []
+    kinds = _kinds(count, mix, rng)
+    priciest = max(sellable.values(), key=lambda product: (product.price, product.product_id))
+    for index, kind in enumerate(kinds):
+        if kind == "out-of-stock":
+            orders.append(None)  # its quantity depends on the stock after the top-ups, below
+        elif kind == "declined":
+            quantity = int(CHARGE_LIMIT / priciest.price) + 1
+            if quantity > MAX_ITEM_QUANTITY:
+                raise UsageError(f"no demo product is dear enough to exceed the {CHARGE_LIMIT} card limit")
+            orders.append(
+                PlannedOrder(
+                    index,
+                    kind,
+                    (OrderLine(priciest.product_id, quantity, priciest.price),),
+                    expected_status="FAILED",
+                    expected_reason="PaymentDeclinedError",
+                )
+            )
+        elif kind == "fail":
+            step = rng.choice(SAGA_STEPS)
+            orders.append(
+                PlannedOrder(
+                    index,
+                    kind,
+                    _ordinary_lines(sellable, rng),
+                    {"fail": step},
+                    expected_status="FAILED",
+                    expected_reason=f"InjectedFailure: injected failure in {step}",
+                )
+            )
+        elif kind == "flaky":
+            faults = {"flaky": {rng.choice(SAGA_STEPS): rng.randint(1, MAX_FLAKY_ATTEMPTS)}}
+            orders.append(PlannedOrder(index, kind, _ordinary_lines(sellable, rng), faults))
+        else:
+            orders.append(PlannedOrder(index, kind, _ordinary_lines(sellable, rng)))
+    # Every reserving order may hold its items at the same time: stock covers all of them at once.
+    needed: Counter[str] = Counter()
+    for order in orders:
+        if order is not None and order.is_reserving:
+            for line in order.lines:
+                needed[line.product_id] += line.quantity
+    stock = {pid: product.stock for pid, product in catalog.items()}
+    top_ups = {pid: needed[pid] - stock[pid] for pid in sorted(needed) if needed[pid] > stock[pid]}
+    if None in orders:
+        # Stock never rises above what it is after the top-ups, so one more than that is always short.
+        projected = {pid: stock[pid] + top_ups.get(pid, 0) for pid in sellable}
+        scarce = min(projected, key=lambda pid: (projected[pid], pid))
+        if projected[scarce] + 1 > MAX_ITEM_QUANTITY:
+            raise UsageError(
+                f"every demo product has {MAX_ITEM_QUANTITY} or more in stock, the API's limit per item, "
+                "so no order can run out of stock",
+                hint="`sandbox reset` restores the demo stock",
+            )
+        line = OrderLine(scarce, projected[scarce] + 1, sellable[scarce].price)
+        orders = [
+            order
+            or PlannedOrder(
+                index, "out-of-stock", (line,), expected_status="FAILED", expected_reason="OutOfStockError"
+            )
+            for index, order in enumerate(orders)
+        ]
+    return BenchPlan(tuple(o for o in orders if o is not None), mix, seed, stock, top_ups)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `sandbox bench` was asked to do."""
+
+    orders: int = 100
+    concurrency: int = 4
+    rate: float | None = None  # orders per second for all clients together; None: as fast as they go
+    mix: str = "happy"
+    seed: int = 1
+    wait_seconds: float = 120  # after the last order is placed, until every one is terminal
+
+    def validate(self) -> None:
+        if self.orders < 1:
+            raise UsageError(f"--orders {self.orders}: place at least one order")
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency {self.concurrency}: at least one client")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError(f"--rate {self.rate:g}: orders per second must be above 0")
+        if self.mix not in MIXES:
+            raise UsageError(f"--mix {self.mix!r}: choose one of {', '.join(MIXES)}")
+        if self.wait_seconds <= 0:
+            raise UsageError(f"--wait-seconds {self.wait_seconds:g}: must be above 0")

@@ -1,0 +1,122 @@
+"""Reading and writing the stack's tables for a run: the catalog, stock top-ups, the end state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from typing import Any
+
+from sandbox.bench.plan import Product
+from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.stack import LocalStack
+
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
+
+
+@cache
+def _deserializer() -> Any:
+    from boto3.dynamodb.types import TypeDeserializer  # boto3 on first use: the CLI starts without it
+
+    return TypeDeserializer()
+
+
+def _item(raw: dict[str, Any]) -> dict[str, Any]:
+    """A low-level item as Python values (numbers stay Decimal, for exact amounts)."""
+    return {key: _deserializer().deserialize(value) for key, value in raw.items()}
+
+
+def batch_get(
+    dynamodb: Any,
+    table: str,
+    keys: list[dict[str, Any]],
+    projection: str | None = None,
+    names: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Every item of ``keys`` that exists (consistent reads, 100 keys a call, unprocessed keys re-asked)."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT], "ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = projection
+        if names:
+            request["ExpressionAttributeNames"] = names
+        while request["Keys"]:
+            response = dynamodb.batch_get_item(RequestItems={table: request})
+            found += [_item(raw) for raw in response["Responses"].get(table, [])]
+            request["Keys"] = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    return found
+
+
+def order_key(order_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}}
+
+
+def read_catalog(dynamodb: Any, table: str) -> dict[str, Product]:
+    """The demo products in the inventory table, with their current stock."""
+    items = batch_get(dynamodb, table, [{"productId": {"S": pid}} for pid in DEMO_PRODUCTS])
+    return {
+        item["productId"]: Product(item["productId"], Decimal(item["price"]), int(item["stock"]))
+        for item in items
+        if "price" in item and "stock" in item
+    }
+
+
+def read_stock(dynamodb: Any, table: str, products: Iterable[str]) -> dict[str, int]:
+    items = batch_get(dynamodb, table, [{"productId": {"S": pid}} for pid in sorted(set(products))])
+    return {item["productId"]: int(item.get("stock", 0)) for item in items}
+
+
+def top_up_stock(dynamodb: Any, table: str, top_ups: dict[str, int]) -> None:
+    """Add the planned units to each product's stock."""
+    for product_id, units in top_ups.items():
+        dynamodb.update_item(
+            TableName=table,
+            Key={"productId": {"S": product_id}},
+            UpdateExpression="ADD stock :units",
+            ConditionExpression="attribute_exists(productId)",
+            ExpressionAttributeValues={":units": {"N": str(units)}},
+        )
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """What the tables say about a run's orders once it is over (items keyed by order id)."""
+
+    order_ids: tuple[str, ...]  # every order the API accepted
+    orders: dict[str, dict[str, Any]]
+    payments: dict[str, dict[str, Any]]
+    shipments: dict[str, dict[str, Any]]
+    reservations: dict[str, dict[str, Any]] | None  # None: the stack has no reservations table
+    stock_before: dict[str, int]
+    top_ups: dict[str, int]
+    stock_after: dict[str, int]
+
+
+def read_snapshot(
+    stack: LocalStack,
+    region: str,
+    order_ids: list[str],
+    stock_before: dict[str, int],
+    top_ups: dict[str, int],
+) -> TableSnapshot:
+    """Read the run's orders, charges, shipments, reservations and stock."""
+    dynamodb = stack.client("dynamodb", region)
+    outputs = stack.outputs
+
+    def by_order(output: str) -> dict[str, dict[str, Any]]:
+        keys = [{"orderId": {"S": order_id}} for order_id in order_ids]
+        return {item["orderId"]: item for item in batch_get(dynamodb, outputs[output], keys)}
+
+    orders = batch_get(dynamodb, outputs["OrdersTableName"], [order_key(order_id) for order_id in order_ids])
+    return TableSnapshot(
+        order_ids=tuple(order_ids),
+        orders={item["orderId"]: item for item in orders},
+        payments=by_order("PaymentsTableName"),
+        shipments=by_order("ShipmentsTableName"),
+        reservations=by_order("ReservationsTableName") if "ReservationsTableName" in outputs else None,
+        stock_before=stock_before,
+        top_ups=top_ups,
+        stock_after=read_stock(dynamodb, outputs["InventoryTableName"], stock_before),
+    )

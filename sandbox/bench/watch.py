@@ -1,0 +1,118 @@
+"""Following a run's orders to their end, by reading the orders table (never the API)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sandbox.bench.plan import TERMINAL_STATUSES, PlannedOrder
+from sandbox.bench.tables import batch_get, order_key
+
+POLL_INTERVAL = 0.1  # seconds between reads of the pending orders (growing to POLL_MAX_INTERVAL)
+POLL_MAX_INTERVAL = 0.25
+
+
+@dataclass
+class OrderOutcome:
+    """What became of one planned order (times are wall-clock seconds, as the order items stamp them)."""
+
+    planned: PlannedOrder
+    sent_at: float | None = None
+    accepted_at: float | None = None
+    order_id: str | None = None
+    refusal: str | None = None  # why the API did not accept it
+    status: str | None = None
+    reason: str | None = None
+    finished_at: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def latency(self) -> float | None:
+        """POST sent -> terminal status, in seconds."""
+        if self.sent_at is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.sent_at)
+
+    @property
+    def is_unexpected(self) -> bool:
+        return self.order_id is None or not self.planned.is_expected(self.status, self.reason)
+
+    def describe(self) -> dict[str, Any]:
+        actual = self.status or ("REFUSED" if self.order_id is None else "PENDING")
+        return {
+            "orderId": self.order_id,
+            "index": self.planned.index,
+            "kind": self.planned.kind,
+            "expected": self.planned.expected,
+            "actual": actual,
+            "reason": self.refusal or self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class BenchProgress:
+    """How far a run is, for a progress bar."""
+
+    stage: str
+    total: int
+    accepted: int = 0
+    refused: int = 0
+    terminal: int = 0
+
+
+def _parse_time(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(str(text)).timestamp()
+    except ValueError:
+        return None
+
+
+class OrderWatcher:
+    """Reads the pending orders straight from the orders table, one batch read per poll for all of them."""
+
+    def __init__(self, dynamodb: Any, table: str):
+        self.dynamodb, self.table = dynamodb, table
+        self._lock = threading.Lock()
+        self._pending: dict[str, OrderOutcome] = {}
+        self.terminal = 0
+
+    def add(self, outcome: OrderOutcome) -> None:
+        with self._lock:
+            self._pending[str(outcome.order_id)] = outcome
+
+    @property
+    def pending(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
+    def poll(self) -> int:
+        """Record every pending order that reached a terminal status; return how many are left."""
+        pending = self.pending
+        if pending:
+            items = batch_get(
+                self.dynamodb,
+                self.table,
+                [order_key(order_id) for order_id in pending],
+                projection="orderId, #status, updatedAt, failureReason",
+                names={"#status": "status"},
+            )
+            observed = time.time()
+            with self._lock:
+                for item in items:
+                    if item.get("status") not in TERMINAL_STATUSES:
+                        continue
+                    outcome = self._pending.pop(item["orderId"], None)
+                    if outcome is None:
+                        continue
+                    outcome.status, outcome.reason = item["status"], item.get("failureReason")
+                    # The status function stamps updatedAt as it writes the terminal status: that is
+                    # when the order finished; the poll only noticed it later.
+                    outcome.finished_at = _parse_time(item.get("updatedAt")) or observed
+                    self.terminal += 1
+        return len(self.pending)
