@@ -1,8 +1,9 @@
 """Small, pinned patches of the embedded engine, applied by the sandbox's own engine launcher.
 
 Run as ``python -m sandbox.engine_patches``: applies the patches, then starts MiniStack. Each
-patch closes a measured gap between the engine and AWS that the saga depends on, and is only
-applied to the engine version it was written against.
+patch closes a measured gap between the engine and AWS that the saga depends on; any engine
+version but the one they were written against is refused at start, as is one lacking a name
+they replace or read (``REPLACED``, ``READ``).
 
 The container image (docker/ministack/Dockerfile) runs this file as a top-level module, so it
 imports nothing from the sandbox: the standard library and the engine only.
@@ -10,12 +11,15 @@ imports nothing from the sandbox: the standard library and the engine only.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import importlib
 import json
 import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 import types
@@ -26,6 +30,42 @@ from typing import Any
 
 PINNED_ENGINE_VERSION = "1.5.33"
 logger = logging.getLogger("sandbox.engine_patches")
+
+# Every name of the engine the patches replace, and every one they read: the engine's private
+# internals, so a release may rename any of them. All are checked before anything is patched.
+REPLACED = (
+    "ministack.services.lambda_svc._execute_function_warm",
+    "ministack.services.lambda_svc._execute_function",
+    "ministack.services.lambda_svc._poll_dynamodb_streams",
+    "ministack.services.lambda_svc.acquire_worker",
+    "ministack.services.lambda_svc.release_worker",
+    "ministack.services.lambda_svc._execute_function_docker",
+    "ministack.services.lambda_svc._execute_function_proxy",
+    "ministack.services.lambda_svc._execute_function_provided",
+    "ministack.core.lambda_runtime._LOCAL_MAX_WORKERS",
+    "ministack.core.lambda_runtime._LOCAL_WORKER_TTL",
+    "ministack.core.lambda_runtime.acquire_worker",
+    "ministack.core.lambda_runtime.release_worker",
+    "ministack.core.lambda_runtime._PYTHON_WORKER_SCRIPT",
+    "ministack.core.lambda_runtime.Worker._drain_stderr_bounded",
+    "ministack.core.lambda_runtime.Worker.invoke",
+    "ministack.core.lambda_runtime.ProvidedWorker.invoke",
+    "ministack.services.stepfunctions._invoke_resource_with_timeout",
+    "ministack.services.stepfunctions._run_execution",  # its code, in place
+)
+READ = (
+    "ministack.services.lambda_svc._iter_all_esms",
+    "ministack.services.lambda_svc._send_ddb_stream_failure_record",
+    "ministack.core.lambda_runtime.ensure_spawned",
+    "ministack.core.lambda_runtime.reap_idle_workers",
+    "ministack.services.stepfunctions._invoke_resource",
+    "ministack.services.stepfunctions._ExecutionError",
+)
+
+
+class EnginePatchError(RuntimeError):
+    """The installed engine is not the one the patches were written for."""
+
 
 # Warm Lambda workers per function; the launcher passes the sandbox's setting. 0: unbounded.
 WORKERS_ENV = "SANDBOX_LAMBDA_WORKERS"
@@ -519,16 +559,55 @@ def replace_constant(function: types.FunctionType, old: float, new: float) -> No
     function.__code__ = code.replace(co_consts=tuple(consts))
 
 
-def apply_patches() -> bool:
-    """Patch the installed engine if it is the pinned version; return whether it was."""
+def resolve(name: str) -> Any:
+    """The object a dotted name (``package.module.Class.attribute``) names; AttributeError if none."""
+    parts = name.split(".")
+    found: Any = importlib.import_module(parts[0])
+    path = parts[0]
+    for part in parts[1:]:
+        path = f"{path}.{part}"
+        if not hasattr(found, part) and isinstance(found, types.ModuleType):
+            with contextlib.suppress(ModuleNotFoundError):  # a submodule not imported yet
+                importlib.import_module(path)
+        if not hasattr(found, part):
+            raise AttributeError(f"{name}: {path} does not exist")
+        found = getattr(found, part)
+    return found
+
+
+def missing_engine_names(names: tuple[str, ...] = REPLACED + READ) -> list[str]:
+    """Which of ``names`` the installed engine lacks."""
+    missing = []
+    for name in names:
+        try:
+            resolve(name)
+        except (AttributeError, ImportError):
+            missing.append(name)
+    return missing
+
+
+def check_engine(installed: str) -> None:
+    """Refuse an engine other than the pinned version, or one lacking a name the patches need."""
+    if installed != PINNED_ENGINE_VERSION:
+        raise EnginePatchError(
+            f"MiniStack {installed} is installed but the sandbox is pinned to {PINNED_ENGINE_VERSION}; "
+            f"install the pinned version (pip install ministack=={PINNED_ENGINE_VERSION})"
+        )
+    missing = missing_engine_names()
+    if missing:
+        raise EnginePatchError(f"MiniStack {installed} lacks what the sandbox patches: {', '.join(missing)}")
+
+
+def apply_patches() -> str:
+    """Patch the installed engine and return its version; EnginePatchError when it is not the pinned one.
+
+    An engine run unpatched would answer differently from the one the saga was built and tested
+    against (stream retries, error names, timeouts), so it does not start at all.
+    """
     from importlib.metadata import version  # here, not at import: the CLI reads this module's pin
 
     installed = version("ministack")
-    if installed != PINNED_ENGINE_VERSION:
-        logger.warning(
-            "engine %s is not the pinned %s: sandbox patches not applied", installed, PINNED_ENGINE_VERSION
-        )
-        return False
+    check_engine(installed)
     from ministack.services import lambda_svc
 
     lambda_svc._execute_function_warm = with_error_types(lambda_svc._execute_function_warm)
@@ -545,7 +624,7 @@ def apply_patches() -> bool:
     lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
     _patch_worker_pools(os.environ)
     _patch_task_timeouts()
-    return True
+    return installed
 
 
 def _patch_worker_pools(environ: Mapping[str, str]) -> None:
@@ -599,10 +678,14 @@ def _warm_imports() -> None:
 
 
 def main() -> None:
-    if apply_patches():
-        from ministack.core import lambda_runtime
+    try:
+        apply_patches()
+    except EnginePatchError as error:
+        # One line on stderr and exit code 1: `sandbox up` shows the engine log's last lines.
+        sys.exit(f"sandbox engine refused to start: {error}")
+    from ministack.core import lambda_runtime
 
-        start_worker_reaper(lambda_runtime.reap_idle_workers)
+    start_worker_reaper(lambda_runtime.reap_idle_workers)
     threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     from ministack.app import main as engine_main
 
