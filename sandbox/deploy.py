@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,17 @@ _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no c
 MAX_TEMPLATE_BODY_BYTES = 51_200  # CloudFormation's limit for TemplateBody
 StackEventHandler = Callable[[dict[str, Any]], None]
 DEFAULT_POLL_SECONDS = 5.0  # CloudFormation's own pace on AWS; local engines finish in under a second
+# The stack's own event that opens an operation (a rollback is part of the operation it undoes).
+_OPERATION_STARTS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS")
+
+
+def is_missing_stack(error: ClientError) -> bool:
+    """Whether CloudFormation refused a call because the stack does not exist.
+
+    CloudFormation has no not-found code for stacks: it answers ``ValidationError``, the code
+    botocore's own stack waiters take to mean "no such stack".
+    """
+    return bool(error.response.get("Error", {}).get("Code") == "ValidationError")
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ def stack_status(cfn: Any, stack_name: str) -> str | None:
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
-        if "does not exist" in str(error):
+        if is_missing_stack(error):
             return None
         raise
     return str(stacks[0]["StackStatus"]) if stacks else None
@@ -73,7 +84,7 @@ def read_outputs(cfn: Any, stack_name: str) -> dict[str, str]:
     try:
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except ClientError as error:
-        if "does not exist" in str(error):
+        if is_missing_stack(error):
             raise StackNotFoundError(
                 f"stack {stack_name} is not deployed", hint="run `sandbox up`"
             ) from error
@@ -88,11 +99,23 @@ def unchanged_result(cfn: Any, stack_name: str) -> DeployResult:
     return DeployResult(stack_name, False, str(stack["StackStatus"]), outputs)
 
 
+def is_operation_start(event: dict[str, Any]) -> bool:
+    """Whether a stack event is the stack's own opening of a create, update, delete or import."""
+    is_stack_itself = event.get("LogicalResourceId") == event.get("StackName")
+    return is_stack_itself and event.get("ResourceStatus") in _OPERATION_STARTS
+
+
 def first_failure(cfn: Any, stack_name: str) -> str:
     """The first failing resource of the latest operation and its reason."""
+    events: list[dict[str, Any]] = []
     try:
-        events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
+        for event in stack_events(cfn, stack_name):  # newest first, back to the operation's start
+            events.append(event)
+            if is_operation_start(event):
+                break
     except ClientError:
+        return "no stack events available"
+    if not events:
         return "no stack events available"
     for event in reversed(events):
         if event.get("ResourceStatus", "").endswith("_FAILED"):
@@ -127,9 +150,10 @@ def _waiter_config(poll_seconds: float, timeout_seconds: float) -> dict[str, Any
 def read_changes(cfn: Any, stack_name: str, change_set_name: str) -> list[ResourceChange]:
     """Every resource change of a change set (all pages)."""
     changes: list[ResourceChange] = []
-    kwargs = {"StackName": stack_name, "ChangeSetName": change_set_name}
-    while True:
-        page = cfn.describe_change_set(**kwargs)
+    pages = cfn.get_paginator("describe_change_set").paginate(
+        StackName=stack_name, ChangeSetName=change_set_name
+    )
+    for page in pages:
         for change in page.get("Changes", []):
             detail = change.get("ResourceChange", {})
             changes.append(
@@ -140,9 +164,7 @@ def read_changes(cfn: Any, stack_name: str, change_set_name: str) -> list[Resour
                     replacement=detail.get("Replacement") or "-",
                 )
             )
-        if not page.get("NextToken"):
-            return changes
-        kwargs["NextToken"] = page["NextToken"]
+    return changes
 
 
 def plan_change_set(
@@ -216,13 +238,18 @@ def follow_stack(
     timeout_seconds: float,
 ) -> str:
     """Report each new stack event until the stack leaves its IN_PROGRESS state; return the status."""
-    seen = {event["EventId"] for event in _stack_events(cfn, stack_name)}
+    newest = next(stack_events(cfn, stack_name), None)
+    seen = {newest["EventId"]} if newest else set()
 
     def check() -> str | None:
-        for event in reversed(_stack_events(cfn, stack_name)):
-            if event["EventId"] not in seen:
-                seen.add(event["EventId"])
-                on_event(event)
+        new: dict[str, dict[str, Any]] = {}
+        for event in stack_events(cfn, stack_name):  # newest first: read back to the last one seen
+            if event["EventId"] in seen:
+                break
+            new.setdefault(event["EventId"], event)  # a page may repeat an event another one held
+        for event in reversed(new.values()):
+            seen.add(event["EventId"])
+            on_event(event)
         status = stack_status(cfn, stack_name) or "DELETE_COMPLETE"
         return None if status.endswith("_IN_PROGRESS") else status
 
@@ -235,13 +262,14 @@ def follow_stack(
     )
 
 
-def _stack_events(cfn: Any, stack_name: str) -> list[dict[str, Any]]:
+def stack_events(cfn: Any, stack_name: str) -> Iterator[dict[str, Any]]:
+    """The stack's events, newest first, a page at a time as they are read; none for a missing stack."""
     try:
-        return list(cfn.describe_stack_events(StackName=stack_name)["StackEvents"])
+        for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_name):
+            yield from page["StackEvents"]
     except ClientError as error:
-        if "does not exist" in str(error):
-            return []
-        raise
+        if not is_missing_stack(error):
+            raise
 
 
 def execute_plan(
