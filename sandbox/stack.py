@@ -202,18 +202,24 @@ RESET_QUEUES = ("OutboxFailureQueueUrl", "AuditQueueUrl", "EventsDeadLetterQueue
 
 
 def _delete_all_items(dynamodb: Any, table: str) -> int:
+    """Delete every item of ``table``; return how many there were.
+
+    boto3's batch writer (what ``Table.batch_writer()`` returns, here on the client's own keys)
+    sends 25 deletes a request and sends again whatever DynamoDB left unprocessed.
+    """
+    from boto3.dynamodb.table import BatchWriter  # on first use: the CLI does not load boto3 to start
+
     keys = [part["AttributeName"] for part in dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]]
     deleted = 0
-    for page in dynamodb.get_paginator("scan").paginate(
-        TableName=table,
-        ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
-        ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(keys)},
-    ):
-        items = page["Items"]
-        for start in range(0, len(items), 25):
-            chunk = [{"DeleteRequest": {"Key": item}} for item in items[start : start + 25]]
-            dynamodb.batch_write_item(RequestItems={table: chunk})
-        deleted += len(items)
+    with BatchWriter(table, dynamodb) as batch:
+        for page in dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            ProjectionExpression=", ".join(f"#k{i}" for i in range(len(keys))),
+            ExpressionAttributeNames={f"#k{i}": k for i, k in enumerate(keys)},
+        ):
+            for item in page["Items"]:
+                batch.delete_item(Key=item)
+            deleted += len(page["Items"])
     return deleted
 
 
