@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from cli.output import console, error_console, print_json, styled
-from sandbox.bench import BenchConfig, BenchProgress, BenchReport, run_bench
+from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
@@ -53,6 +53,15 @@ def _progress_bar(total: int, is_quiet: bool) -> Iterator[Any]:
             bar.update(terminal, completed=progress.terminal, total=total - progress.refused)
 
         yield update
+
+
+def _subjects(check: Check) -> str:
+    """What a check found, when it lists it: " (2: id1, id2)"."""
+    if not check.subjects:
+        return ""
+    shown = ", ".join(check.subjects[:SHOWN_VIOLATIONS])
+    more = ", …" if len(check.subjects) > SHOWN_VIOLATIONS else ""
+    return f" [dim]({len(check.subjects)}: {shown}{more})[/dim]"
 
 
 def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
@@ -104,16 +113,16 @@ def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
         if check.skipped:
             console.print(f"[dim]– {check.name}: skipped ({check.skipped})[/dim]")
         elif check.holds:
-            console.print(f"[green]✓[/green] {check.name}")
+            console.print(f"[green]✓[/green] {check.name}{_subjects(check)}", highlight=False, soft_wrap=True)
         else:
             console.print(f"[red]✗[/red] {check.name}: {len(check.violations)} violation(s)")
-            for violation in check.violations[:10]:
+            for violation in check.violations[:SHOWN_VIOLATIONS]:
                 console.print(f"    [dim]{violation}[/dim]", highlight=False, soft_wrap=True)
     if not report.unexpected:
         console.print("[green]✓[/green] none failed that was not meant to")
         return
     console.print(f"[red]✗[/red] {len(report.unexpected)} order(s) ended other than planned")
-    for entry in summary["unexpected"][:10]:
+    for entry in summary["unexpected"][:SHOWN_VIOLATIONS]:
         console.print(
             f"    {entry['orderId'] or '(refused)'}  {entry['kind']}: expected {entry['expected']}, "
             f"got {entry['actual']}" + (f" — {entry['reason']}" if entry["reason"] else ""),
@@ -133,7 +142,8 @@ def bench(
         Mix,
         typer.Option(
             help="happy: ordinary orders; business: a fifth fail for business reasons (out of stock, "
-            "card declined); faults: that, and another fifth carry --fail or --flaky faults.",
+            "card declined); faults: that, another fifth carry --fail or --flaky faults, and one in a "
+            "hundred (at least one from 20 orders) a --poison record, which ends in the on-failure queue.",
         ),
     ] = Mix.happy,
     seed: Annotated[int, typer.Option(help="Seed of the order plan (same seed, same orders).")] = 1,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sandbox.bench.plan import (
     CHARGE_LIMIT,
+    DEAD_LETTERED,
     MAX_ITEM_QUANTITY,
     MIX_SHARES,
     MIXES,
@@ -25,14 +26,17 @@ from sandbox.bench.report import BenchReport, percentile, summarize_latencies
 from sandbox.bench.resources import ProcessTreeSample, ResourceSampler, ResourceUsage, read_process_tree
 from sandbox.bench.run import Progress, run_bench
 from sandbox.bench.tables import TableSnapshot, batch_get, read_catalog, read_snapshot
-from sandbox.bench.verdict import Check, Verdict, check_invariants
+from sandbox.bench.verdict import DEAD_LETTER_CHECK, SHOWN_VIOLATIONS, Check, Verdict, check_invariants
 from sandbox.bench.watch import BenchProgress, OrderOutcome, OrderWatcher
 
 __all__ = [
     "CHARGE_LIMIT",
+    "DEAD_LETTERED",
+    "DEAD_LETTER_CHECK",
     "MAX_ITEM_QUANTITY",
     "MIXES",
     "MIX_SHARES",
+    "SHOWN_VIOLATIONS",
     "BenchConfig",
     "BenchPlan",
     "BenchProgress",

@@ -16,9 +16,11 @@ from sandbox.errors import UsageError
 from sandbox.orders import SAGA_STEPS
 
 # business: a fifth of the orders fail for business reasons (the load a shop really sees);
-# faults: the same, and another fifth carry injected faults (--fail, --flaky).
+# faults: the same, another fifth carry injected faults (--fail, --flaky), and a hundredth an
+# outbox record the publisher cannot read (--poison): few, because the engine retries each one
+# alone for seconds before dead-lettering it, and the stream behind it waits (as on AWS).
 BUSINESS_SHARES = {"out-of-stock": 0.1, "declined": 0.1}
-FAULT_SHARES = {**BUSINESS_SHARES, "fail": 0.1, "flaky": 0.1}
+FAULT_SHARES = {**BUSINESS_SHARES, "fail": 0.1, "flaky": 0.1, "poison": 0.01}
 MIX_SHARES: dict[str, dict[str, float]] = {"happy": {}, "business": BUSINESS_SHARES, "faults": FAULT_SHARES}
 MIXES = tuple(MIX_SHARES)
 # Mirrors of the services' rules (services never share code with the operator side; a unit test
@@ -27,6 +29,11 @@ CHARGE_LIMIT = Decimal("10000.00")
 MAX_ITEM_QUANTITY = 1000
 MAX_FLAKY_ATTEMPTS = 2  # below the steps' retry budget (3), so a flaky order still completes
 TERMINAL_STATUSES = ("COMPLETED", "FAILED")
+# What a poisoned order ends as in a run: its record is in the outbox's on-failure queue, its
+# saga never started, and its item stays PENDING.
+DEAD_LETTERED = "DEAD-LETTERED"
+# From how many orders a run has at least one of a kind; other kinds: twice the mix's other kinds.
+FIRST_ONE_AT = {"poison": 20}
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class PlannedOrder:
     """One order of a run and the outcome it is meant to have."""
 
     index: int
-    kind: str  # happy, out-of-stock, declined, fail or flaky
+    kind: str  # happy, out-of-stock, declined, fail, flaky or poison
     lines: tuple[OrderLine, ...]
     faults: dict[str, Any] | None = field(default=None, hash=False)
     expected_status: str = "COMPLETED"
@@ -91,9 +98,16 @@ class PlannedOrder:
         return self.expected_reason is None or (reason or "").startswith(self.expected_reason)
 
     @property
+    def is_poisoned(self) -> bool:
+        """Whether its outbox record is unreadable: dead-lettered, and no saga ever starts."""
+        return bool(self.faults and self.faults.get("poison"))
+
+    @property
     def is_reserving(self) -> bool:
         """Whether the saga takes this order's items out of stock, if only for a while."""
-        return self.kind != "out-of-stock" and not (self.faults and self.faults.get("fail") == "inventory")
+        if self.kind == "out-of-stock" or self.is_poisoned:
+            return False
+        return not (self.faults and self.faults.get("fail") == "inventory")
 
 
 @dataclass(frozen=True)
@@ -117,9 +131,10 @@ def _kinds(count: int, mix: str, rng: random.Random) -> list[str]:
     """Exact shares (so a small run has every kind), in a seeded random order."""
     kinds: list[str] = []
     shares = MIX_SHARES[mix]
+    usual = 2 * sum(1 for kind in shares if kind not in FIRST_ONE_AT)
     for kind, share in shares.items():
         # At least one of each kind once the run is large enough to keep most orders ordinary.
-        least = 1 if count >= 2 * len(shares) else 0
+        least = 1 if count >= FIRST_ONE_AT.get(kind, usual) else 0
         kinds += [kind] * max(least, round(count * share))
     kinds = kinds[:count]
     kinds += ["happy"] * (count - len(kinds))
@@ -176,6 +191,16 @@ def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) ->
                     {"fail": step},
                     expected_status="FAILED",
                     expected_reason=f"InjectedFailure: injected failure in {step}",
+                )
+            )
+        elif kind == "poison":
+            orders.append(
+                PlannedOrder(
+                    index,
+                    kind,
+                    _ordinary_lines(sellable, rng),
+                    {"poison": True},
+                    expected_status=DEAD_LETTERED,
                 )
             )
         elif kind == "flaky":

@@ -97,7 +97,8 @@ class BenchReport:
         return "; ".join(problems) or None
 
     def as_dict(self) -> dict[str, Any]:
-        latencies = [o.latency for o in self.outcomes if o.latency is not None]
+        # A poisoned order has no saga: its time to the dead letter is the engine's retry schedule.
+        latencies = [o.latency for o in self.outcomes if o.latency is not None and not o.planned.is_poisoned]
         return {
             "run": {
                 "runId": self.run_id,

@@ -15,7 +15,8 @@ from sandbox.bench.resources import ResourceSampler, ResourceUsage
 from sandbox.bench.tables import read_catalog, read_snapshot, top_up_stock
 from sandbox.bench.verdict import check_invariants
 from sandbox.bench.watch import POLL_INTERVAL, POLL_MAX_INTERVAL, BenchProgress, OrderOutcome, OrderWatcher
-from sandbox.errors import OrderError, SandboxError, WaitTimeoutError
+from sandbox.dlq import list_dead_letters
+from sandbox.errors import OrderError, SandboxError, UsageError, WaitTimeoutError
 from sandbox.orders import OrdersClient
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
@@ -67,9 +68,18 @@ def run_bench(
     customer_id = f"bench-{run_id}"
     on_progress(BenchProgress("planning", config.orders))
     plan = plan_orders(read_catalog(dynamodb, inventory), config.orders, config.mix, config.seed)
+    is_poisoning = any(order.is_poisoned for order in plan.orders)
+    if is_poisoning and "OutboxFailureQueueUrl" not in stack.outputs:
+        raise UsageError(
+            f"--mix {config.mix} poisons outbox records, and the stack has no on-failure queue "
+            "(no OutboxFailureQueueUrl output)",
+            hint="`sandbox up` deploys the current template",
+        )
     top_up_stock(dynamodb, inventory, plan.top_ups)
     outcomes = tuple(OrderOutcome(order) for order in plan.orders)
-    watcher = OrderWatcher(dynamodb, stack.outputs["OrdersTableName"])
+    watcher = OrderWatcher(
+        dynamodb, stack.outputs["OrdersTableName"], read_dead_letters=lambda: list_dead_letters(stack, region)
+    )
     client = OrdersClient(stack.api_url)
     sampler = ResourceSampler(stack.engine.pid) if stack.engine.pid is not None else None
     note = None if sampler else f"not measured: the {stack.engine.engine} engine runs in a container"
@@ -137,14 +147,16 @@ def run_bench(
                 interval=POLL_INTERVAL,
                 max_interval=POLL_MAX_INTERVAL,
                 what=f"every accepted order ({sum(1 for o in outcomes if o.order_id)}) "
-                "to reach COMPLETED or FAILED in the orders table",
+                "to reach COMPLETED or FAILED in the orders table"
+                + (" (a poisoned one: the on-failure queue)" if is_poisoning else ""),
             )
         except WaitTimeoutError as error:
             pending = watcher.pending
             raise WaitTimeoutError(
                 f"{error} ({len(pending)} still PENDING)",
                 hint=f"`sandbox trace {pending[0]}` shows where one stopped; "
-                "a larger --wait-seconds gives a slow engine more time"
+                + ("`sandbox dlq` lists the on-failure queue; " if is_poisoning else "")
+                + "a larger --wait-seconds gives a slow engine more time"
                 if pending
                 else None,
             ) from error
@@ -158,7 +170,8 @@ def run_bench(
                 note = str(error)
     on_progress(BenchProgress("checking", len(outcomes), watcher.terminal, 0, watcher.terminal))
     accepted_ids = [str(o.order_id) for o in outcomes if o.order_id]
-    snapshot = read_snapshot(stack, region, accepted_ids, plan.stock, plan.top_ups)
+    poisoned = [str(o.order_id) for o in outcomes if o.order_id and o.planned.is_poisoned]
+    snapshot = read_snapshot(stack, region, accepted_ids, plan.stock, plan.top_ups, poisoned)
     return BenchReport(
         config,
         run_id,

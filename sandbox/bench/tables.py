@@ -1,4 +1,7 @@
-"""Reading and writing the stack's tables for a run: the catalog, stock top-ups, the end state."""
+"""Reading and writing the stack's tables for a run: the catalog, stock top-ups, the end state.
+
+The end state also holds which of the run's orders are in the outbox's on-failure queue.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Any
 
 from sandbox.bench.plan import Product
 from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.dlq import list_dead_letters
 from sandbox.stack import LocalStack
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
@@ -92,6 +96,10 @@ class TableSnapshot:
     stock_before: dict[str, int]
     top_ups: dict[str, int]
     stock_after: dict[str, int]
+    poisoned: tuple[str, ...] = ()  # accepted orders whose outbox record is meant to be unreadable
+    # The run's orders in the outbox's on-failure queue, once per letter naming them (letters of
+    # other orders are left out); None: the stack has no on-failure queue.
+    dead_lettered: tuple[str, ...] | None = ()
 
 
 def read_snapshot(
@@ -100,8 +108,9 @@ def read_snapshot(
     order_ids: list[str],
     stock_before: dict[str, int],
     top_ups: dict[str, int],
+    poisoned: Iterable[str] = (),
 ) -> TableSnapshot:
-    """Read the run's orders, charges, shipments, reservations and stock."""
+    """Read the run's orders, charges, shipments, reservations, stock and dead letters."""
     dynamodb = stack.client("dynamodb", region)
     outputs = stack.outputs
 
@@ -110,6 +119,11 @@ def read_snapshot(
         return {item["orderId"]: item for item in batch_get(dynamodb, outputs[output], keys)}
 
     orders = batch_get(dynamodb, outputs["OrdersTableName"], [order_key(order_id) for order_id in order_ids])
+    dead_lettered = None
+    if "OutboxFailureQueueUrl" in outputs:
+        ours = set(order_ids)
+        letters = list_dead_letters(stack, region)
+        dead_lettered = tuple(o for letter in letters for o in letter.order_ids if o in ours)
     return TableSnapshot(
         order_ids=tuple(order_ids),
         orders={item["orderId"]: item for item in orders},
@@ -119,4 +133,6 @@ def read_snapshot(
         stock_before=stock_before,
         top_ups=top_ups,
         stock_after=read_stock(dynamodb, outputs["InventoryTableName"], stock_before),
+        poisoned=tuple(poisoned),
+        dead_lettered=dead_lettered,
     )

@@ -1,4 +1,4 @@
-"""The verdict of a run, read from the tables alone (so a chaos runner can reuse it)."""
+"""The verdict of a run, read from the tables and the on-failure queue alone (so a chaos runner can reuse it)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sandbox.bench.tables import TableSnapshot
 # (REFUNDED, CANCELLED, RELEASED, VOID tombstones of compensations) holds nothing.
 HELD_STATUSES = {"payments": "CHARGED", "shipments": "CREATED", "reservations": "RESERVED"}
 SHOWN_VIOLATIONS = 10
+DEAD_LETTER_CHECK = "the on-failure queue holds exactly the poisoned orders"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Check:
     holds: bool
     violations: tuple[str, ...] = ()
     skipped: str | None = None  # why it was not checked
+    subjects: tuple[str, ...] = ()  # what it found, where a reader wants the list (the dead-lettered orders)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +33,7 @@ class Check:
             "holds": self.holds,
             "skipped": self.skipped,
             "violations": list(self.violations),
+            "subjects": list(self.subjects),
         }
 
 
@@ -58,10 +61,28 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
+def _check_dead_letters(snapshot: TableSnapshot) -> Check:
+    """The run's orders in the on-failure queue are its poisoned ones, each in one letter."""
+    if snapshot.dead_lettered is None:
+        return Check(DEAD_LETTER_CHECK, True, skipped="the stack has no OutboxFailureQueueUrl output")
+    letters = Counter(snapshot.dead_lettered)
+    poisoned = set(snapshot.poisoned)
+    wrong = [
+        f"{order_id}: poisoned, not in the on-failure queue" for order_id in sorted(poisoned - set(letters))
+    ]
+    wrong += [
+        f"{order_id}: in the on-failure queue, not poisoned" for order_id in sorted(set(letters) - poisoned)
+    ]
+    wrong += [f"{order_id}: in {count} letters" for order_id, count in sorted(letters.items()) if count > 1]
+    return Check(DEAD_LETTER_CHECK, not wrong, tuple(wrong), subjects=tuple(sorted(letters)))
+
+
 def check_invariants(snapshot: TableSnapshot) -> Verdict:
     """Whether the tables show a consistent end state for every accepted order."""
     orders = snapshot.orders
     status = {order_id: orders.get(order_id, {}).get("status") for order_id in snapshot.order_ids}
+    # A poisoned order ends with its record in the on-failure queue; its item stays PENDING.
+    dead_lettered = set(snapshot.poisoned) & set(snapshot.dead_lettered or ())
     completed = [order_id for order_id, value in status.items() if value == "COMPLETED"]
     failed = [order_id for order_id, value in status.items() if value == "FAILED"]
 
@@ -74,7 +95,7 @@ def check_invariants(snapshot: TableSnapshot) -> Verdict:
             [
                 f"{order_id}: {value or 'no order item'}"
                 for order_id, value in status.items()
-                if value not in TERMINAL_STATUSES
+                if value not in TERMINAL_STATUSES and order_id not in dead_lettered
             ],
         ),
     ]
@@ -135,4 +156,5 @@ def check_invariants(snapshot: TableSnapshot) -> Verdict:
                 f"(before {before} + top-up {snapshot.top_ups.get(product, 0)} − bought {bought[product]})"
             )
     checks.append(_check("stock = before + top-up − bought by COMPLETED orders", stock_errors))
+    checks.append(_check_dead_letters(snapshot))
     return Verdict(tuple(checks))

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sandbox.bench.plan import TERMINAL_STATUSES, PlannedOrder
+from sandbox.bench.plan import DEAD_LETTERED, TERMINAL_STATUSES, PlannedOrder
 from sandbox.bench.tables import batch_get, order_key
+from sandbox.dlq import DeadLetter
 
 POLL_INTERVAL = 0.1  # seconds between reads of the pending orders (growing to POLL_MAX_INTERVAL)
 POLL_MAX_INTERVAL = 0.25
+# Seconds between reads of the on-failure queue, and only while a poisoned order is pending: a
+# poisoned record takes seconds to be dead-lettered, and each read also reads the stream.
+DEAD_LETTER_INTERVAL = 1.0
 
 
 @dataclass
@@ -24,17 +29,17 @@ class OrderOutcome:
     accepted_at: float | None = None
     order_id: str | None = None
     refusal: str | None = None  # why the API did not accept it
-    status: str | None = None
+    status: str | None = None  # the item's COMPLETED or FAILED, or DEAD-LETTERED (the item stays PENDING)
     reason: str | None = None
     finished_at: float | None = None
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in TERMINAL_STATUSES or self.status == DEAD_LETTERED
 
     @property
     def latency(self) -> float | None:
-        """POST sent -> terminal status, in seconds."""
+        """POST sent -> terminal status (or dead letter), in seconds."""
         if self.sent_at is None or self.finished_at is None:
             return None
         return max(0.0, self.finished_at - self.sent_at)
@@ -74,12 +79,27 @@ def _parse_time(text: Any) -> float | None:
 
 
 class OrderWatcher:
-    """Reads the pending orders straight from the orders table, one batch read per poll for all of them."""
+    """Reads the pending orders straight from the orders table, one batch read per poll for all of them.
 
-    def __init__(self, dynamodb: Any, table: str):
+    A poisoned order never leaves PENDING: it is done once its outbox record is in the on-failure
+    queue, which ``read_dead_letters`` lists (read at most every ``dead_letter_interval`` seconds,
+    and only while a poisoned order is pending).
+    """
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        read_dead_letters: Callable[[], Iterable[DeadLetter]] = lambda: (),
+        dead_letter_interval: float = DEAD_LETTER_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.dynamodb, self.table = dynamodb, table
+        self.read_dead_letters = read_dead_letters
+        self.dead_letter_interval, self.clock = dead_letter_interval, clock
         self._lock = threading.Lock()
         self._pending: dict[str, OrderOutcome] = {}
+        self._dead_letters_read_at = clock()
         self.terminal = 0
 
     def add(self, outcome: OrderOutcome) -> None:
@@ -115,4 +135,28 @@ class OrderWatcher:
                     # when the order finished; the poll only noticed it later.
                     outcome.finished_at = _parse_time(item.get("updatedAt")) or observed
                     self.terminal += 1
+        self._poll_dead_letters()
         return len(self.pending)
+
+    def _poll_dead_letters(self) -> None:
+        """Record every pending order whose outbox record is in the on-failure queue."""
+        with self._lock:
+            is_due = any(o.planned.is_poisoned for o in self._pending.values()) and (
+                self.clock() - self._dead_letters_read_at >= self.dead_letter_interval
+            )
+        if not is_due:
+            return
+        letters = list(self.read_dead_letters())
+        self._dead_letters_read_at = self.clock()
+        observed = time.time()
+        with self._lock:
+            for letter in letters:
+                for order_id in letter.order_ids:
+                    # Letters of earlier runs name other orders: only this run's pending ones count.
+                    outcome = self._pending.pop(order_id, None)
+                    if outcome is None:
+                        continue
+                    outcome.status = DEAD_LETTERED
+                    # The letter's timestamp is when the engine gave up on the record.
+                    outcome.finished_at = _parse_time(letter.failed_at) or observed
+                    self.terminal += 1

@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 from boto3.dynamodb.conditions import Attr
 
-from sandbox.bench import BenchConfig, BenchProgress, BenchReport, check_invariants, read_snapshot, run_bench
+from sandbox.bench import (
+    DEAD_LETTER_CHECK,
+    DEAD_LETTERED,
+    BenchConfig,
+    BenchProgress,
+    BenchReport,
+    check_invariants,
+    read_snapshot,
+    run_bench,
+)
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
@@ -29,24 +38,25 @@ SANDBOX = str(Path(sys.executable).with_name("sandbox"))
 @pytest.fixture(scope="module")
 def faults_run(stack: LocalStack, engine_settings: Settings) -> tuple[BenchReport, list[BenchProgress]]:
     seen: list[BenchProgress] = []
-    config = BenchConfig(orders=30, concurrency=6, mix="faults", seed=11, wait_seconds=180)
+    config = BenchConfig(orders=40, concurrency=8, mix="faults", seed=11, wait_seconds=180)
     return run_bench(stack, engine_settings.region, config, seen.append), seen
 
 
 def test_a_faults_run_ends_as_planned_and_the_tables_hold(
     faults_run: tuple[BenchReport, list[BenchProgress]],
 ):
-    # GIVEN 30 orders, a fifth meant to fail for business reasons and a fifth with injected faults
+    # GIVEN 40 orders, a fifth meant to fail for business reasons, a fifth with injected faults
+    # and one with a poisoned outbox record
     report, seen = faults_run
     summary = report.as_dict()
     # THEN every order was accepted and ended as planned
-    assert summary["accepted"] == 30 and summary["refused"] == 0
+    assert summary["accepted"] == 40 and summary["refused"] == 0
     assert summary["unexpected"] == []
-    assert summary["statusCounts"] == {"COMPLETED": 21, "FAILED": 9}
+    assert summary["statusCounts"] == {"COMPLETED": 27, "FAILED": 12, DEAD_LETTERED: 1}
     assert summary["failureReasons"] == {
-        "OutOfStockError": 3,
-        "PaymentDeclinedError": 3,
-        "InjectedFailure": 3,
+        "OutOfStockError": 4,
+        "PaymentDeclinedError": 4,
+        "InjectedFailure": 4,
     }
     # AND the tables show a consistent end state
     assert report.verdict.holds, report.verdict.as_dict()
@@ -59,14 +69,33 @@ def test_a_faults_run_ends_as_planned_and_the_tables_hold(
     # AND it reported its progress while it ran, ending with every order terminal
     assert [stage for stage in dict.fromkeys(p.stage for p in seen)] == ["planning", "placing", "finishing",
                                                                          "checking"]  # fmt: skip
-    assert seen[-1].terminal == 30
+    assert seen[-1].terminal == 40
+
+
+def test_the_on_failure_queue_holds_exactly_the_poisoned_orders(
+    faults_run: tuple[BenchReport, list[BenchProgress]], tables: dict[str, Any]
+):
+    report, _ = faults_run
+    poisoned = sorted(str(o.order_id) for o in report.outcomes if o.planned.is_poisoned)
+    assert len(poisoned) == 1
+    # THEN the check names exactly the poisoned orders as dead-lettered
+    (check,) = [c for c in report.as_dict()["verdict"]["checks"] if c["name"] == DEAD_LETTER_CHECK]
+    assert check == {"name": DEAD_LETTER_CHECK, "holds": True, "skipped": None, "violations": [],
+                     "subjects": poisoned}  # fmt: skip
+    # AND their items stay PENDING (no saga ever started), which the run counts as their end
+    for order_id in poisoned:
+        item = tables["orders"].get_item(Key={"pk": f"ORDER#{order_id}", "sk": "ORDER"})["Item"]
+        assert item["status"] == "PENDING"
+    # AND the latency percentiles count only the orders that had a saga
+    latencies = [o.latency for o in report.outcomes if o.latency is not None and not o.planned.is_poisoned]
+    assert len(latencies) == 39 and report.as_dict()["latencyMs"]["max"] == round(max(latencies) * 1000, 1)
 
 
 def test_latency_runs_from_the_post_to_the_status_stamp_in_the_order_item(
     faults_run: tuple[BenchReport, list[BenchProgress]], tables: dict[str, Any]
 ):
     report, _ = faults_run
-    outcome = report.accepted[0]
+    outcome = next(o for o in report.accepted if not o.planned.is_poisoned)
     item = tables["orders"].get_item(Key={"pk": f"ORDER#{outcome.order_id}", "sk": "ORDER"})["Item"]
     assert outcome.finished_at == datetime.fromisoformat(item["updatedAt"]).timestamp()
     assert outcome.latency is not None and 0 < outcome.latency < 180
@@ -87,7 +116,10 @@ def test_the_verdict_catches_a_failed_order_that_keeps_its_charge(
     try:
         # WHEN the run's tables are read again
         ids = [str(o.order_id) for o in report.accepted]
-        snapshot = read_snapshot(stack, engine_settings.region, ids, report.plan.stock, report.plan.top_ups)
+        poisoned = [str(o.order_id) for o in report.accepted if o.planned.is_poisoned]
+        snapshot = read_snapshot(
+            stack, engine_settings.region, ids, report.plan.stock, report.plan.top_ups, poisoned
+        )
         verdict = check_invariants(snapshot)
     finally:
         if before:
@@ -142,22 +174,22 @@ def test_the_cli_prints_a_table_and_the_verdict(cli_env: dict[str, str]):
 def paused_outbox(stack: LocalStack, engine_settings: Settings, tables: dict[str, Any]) -> Iterator[None]:
     """The outbox stream mapping disabled: orders are accepted but stay PENDING until it resumes.
 
-    On resuming, the orders placed meanwhile are waited for, so no later test sees them move stock.
+    On resuming, the orders placed meanwhile are waited for, so no later test sees them move stock
+    (poisoned orders of earlier runs stay PENDING for good: they are not waited for).
     """
+
+    def is_settled() -> bool:
+        pending = tables["orders"].scan(
+            FilterExpression=Attr("customerId").begins_with("bench-") & Attr("status").eq("PENDING"),
+            ConsistentRead=True,
+        )["Items"]
+        return not [item for item in pending if not (item.get("faults") or {}).get("poison")]
+
     try:
         with outbox_paused(stack, engine_settings):
             yield
     finally:
-        wait_until(
-            lambda: (
-                not tables["orders"].scan(
-                    FilterExpression=Attr("customerId").begins_with("bench-") & Attr("status").eq("PENDING"),
-                    ConsistentRead=True,
-                )["Items"]
-            ),
-            timeout=120,
-            what="the orders placed while the outbox was paused to finish",
-        )
+        wait_until(is_settled, timeout=120, what="the orders placed while the outbox was paused to finish")
 
 
 def test_a_run_that_outlasts_its_wait_is_one_red_line_and_exit_1(

@@ -14,13 +14,18 @@ import pytest
 
 from sandbox.bench import (
     CHARGE_LIMIT,
+    DEAD_LETTER_CHECK,
+    DEAD_LETTERED,
     MAX_ITEM_QUANTITY,
+    BenchConfig,
+    BenchReport,
     OrderOutcome,
     OrderWatcher,
     PlannedOrder,
     Product,
     ResourceSampler,
     TableSnapshot,
+    Verdict,
     check_invariants,
     percentile,
     plan_orders,
@@ -28,6 +33,7 @@ from sandbox.bench import (
     summarize_latencies,
 )
 from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.dlq import DeadLetter
 from sandbox.errors import UsageError
 from sandbox.waiting import wait_until
 
@@ -50,8 +56,10 @@ def test_the_same_seed_gives_the_same_plan() -> None:
 
 def test_the_faults_mix_has_a_fifth_business_failures_and_a_fifth_injected_faults() -> None:
     plan = plan_orders(CATALOG, 30, "faults", seed=1)
-    assert plan.kind_counts() == {"happy": 18, "out-of-stock": 3, "declined": 3, "fail": 3, "flaky": 3}
-    assert plan.expected_counts() == {"COMPLETED": 21, "FAILED": 9}
+    assert plan.kind_counts() == {
+        "happy": 17, "out-of-stock": 3, "declined": 3, "fail": 3, "flaky": 3, "poison": 1,
+    }  # fmt: skip
+    assert plan.expected_counts() == {"COMPLETED": 20, "FAILED": 9, DEAD_LETTERED: 1}
     reasons = Counter((o.expected_reason or "").split(":")[0] for o in plan.orders if o.expected_reason)
     assert reasons == {"OutOfStockError": 3, "PaymentDeclinedError": 3, "InjectedFailure": 3}
 
@@ -65,6 +73,12 @@ def test_every_planned_order_says_what_it_expects() -> None:
             assert 1 <= len(order.lines) <= 3
         if order.kind == "flaky":
             assert order.faults and all(1 <= n <= 2 for n in order.faults["flaky"].values())
+        if order.kind == "poison":
+            assert order.faults == {"poison": True} and order.is_poisoned and not order.is_reserving
+            assert (order.expected_status, order.expected_reason) == (DEAD_LETTERED, None)
+            assert 1 <= len(order.lines) <= 3 and order.payload("c")["faults"] == {"poison": True}
+        else:
+            assert not order.is_poisoned
         if order.kind == "fail":
             step = order.faults and order.faults["fail"]
             assert order.expected_reason == f"InjectedFailure: injected failure in {step}"
@@ -76,6 +90,26 @@ def test_every_planned_order_says_what_it_expects() -> None:
             after_top_up = CATALOG[line.product_id].stock + plan.top_ups.get(line.product_id, 0)
             assert after_top_up < line.quantity <= MAX_ITEM_QUANTITY
             assert order.expected_reason == "OutOfStockError"
+
+
+@pytest.mark.parametrize(
+    ("count", "poisoned"), [(10, 0), (19, 0), (20, 1), (40, 1), (100, 1), (300, 3), (1000, 10)]
+)
+def test_one_order_in_a_hundred_is_poisoned_and_one_from_twenty_orders(count: int, poisoned: int) -> None:
+    # GIVEN a faults run WHEN planning it THEN a hundredth is poisoned, at least one from 20 orders
+    plan = plan_orders(CATALOG, count, "faults", seed=4)
+    assert plan.kind_counts().get("poison", 0) == poisoned
+    assert sum(1 for order in plan.orders if order.is_poisoned) == poisoned
+
+
+def test_a_small_faults_run_still_has_every_other_kind_and_no_poison() -> None:
+    plan = plan_orders(CATALOG, 8, "faults", seed=1)
+    assert plan.kind_counts() == {"happy": 4, "out-of-stock": 1, "declined": 1, "fail": 1, "flaky": 1}
+
+
+def test_only_the_faults_mix_poisons() -> None:
+    for mix in ("happy", "business"):
+        assert not any(order.is_poisoned for order in plan_orders(CATALOG, 300, mix, seed=1).orders)
 
 
 def test_top_ups_cover_every_reserving_order_at_once() -> None:
@@ -311,6 +345,59 @@ def test_without_a_reservations_table_that_check_is_skipped_and_said_so() -> Non
     assert "no FAILED order keeps a charge or shipment" in [check.name for check in verdict.checks]
 
 
+def poisoned_tables() -> dict[str, Any]:
+    """The consistent tables, and a poisoned order p1: PENDING, its record in the on-failure queue."""
+    tables = consistent_tables()
+    tables["order_ids"] += ("p1",)
+    tables["orders"]["p1"] = {"orderId": "p1", "status": "PENDING", "totalAmount": Decimal("12"),
+                              "items": [{"productId": "mug", "quantity": Decimal(1)}]}  # fmt: skip
+    return {**tables, "poisoned": ("p1",), "dead_lettered": ("p1",)}
+
+
+def test_a_dead_lettered_poisoned_order_is_terminal_and_the_queue_check_names_it() -> None:
+    verdict = check_invariants(TableSnapshot(**poisoned_tables()))
+    assert verdict.holds, verdict.as_dict()
+    (check,) = [c for c in verdict.checks if c.name == DEAD_LETTER_CHECK]
+    assert check.subjects == ("p1",)
+    assert check.as_dict()["subjects"] == ["p1"]
+
+
+def test_a_poisoned_order_missing_from_the_queue_is_caught_twice() -> None:
+    tables = {**poisoned_tables(), "dead_lettered": ()}
+    assert violations(tables) == {
+        "every accepted order is terminal": ("p1: PENDING",),
+        DEAD_LETTER_CHECK: ("p1: poisoned, not in the on-failure queue",),
+    }
+
+
+def test_an_ordinary_order_in_the_queue_or_a_record_dead_lettered_twice_is_caught() -> None:
+    # GIVEN c2 in the queue although it was not poisoned, and p1 in two letters
+    tables = {**poisoned_tables(), "dead_lettered": ("p1", "c2", "p1")}
+    # THEN both are named, and c2 is not thereby terminal (it is COMPLETED anyway)
+    assert violations(tables) == {
+        DEAD_LETTER_CHECK: ("c2: in the on-failure queue, not poisoned", "p1: in 2 letters"),
+    }
+
+
+def test_an_ordinary_pending_order_in_the_queue_is_not_terminal() -> None:
+    tables = poisoned_tables()
+    tables["orders"]["c2"] = {**tables["orders"]["c2"], "status": "PENDING"}
+    tables["stock_after"]["mug"] = 198  # c2 no longer counts as bought
+    tables["dead_lettered"] = ("p1", "c2")
+    assert violations(tables) == {
+        "every accepted order is terminal": ("c2: PENDING",),
+        DEAD_LETTER_CHECK: ("c2: in the on-failure queue, not poisoned",),
+    }
+
+
+def test_without_an_on_failure_queue_that_check_is_skipped_and_said_so() -> None:
+    verdict = check_invariants(TableSnapshot(**{**consistent_tables(), "dead_lettered": None}))
+    assert verdict.holds
+    assert [(c.name, c.skipped) for c in verdict.checks if c.skipped] == [
+        (DEAD_LETTER_CHECK, "the stack has no OutboxFailureQueueUrl output")
+    ]
+
+
 # --- watching orders from the table --------------------------------------------------------------
 
 
@@ -352,6 +439,71 @@ def test_the_watcher_reads_only_pending_orders_and_takes_the_end_time_from_the_i
     assert first.latency == pytest.approx(0.5)
     assert second.status == "COMPLETED" and second.finished_at is not None  # no stamp: the poll's time
     assert watcher.terminal == 2
+
+
+def dead_letter(*order_ids: str, failed_at: str = "2026-01-01T00:00:04Z") -> DeadLetter:
+    records = [{"dynamodb": {"NewImage": {"orderId": {"S": order_id}}}} for order_id in order_ids]
+    return DeadLetter("m-" + "-".join(order_ids), "RetryAttemptsExhausted", "Unhandled", failed_at, records)
+
+
+class FakeQueue:
+    """The on-failure queue as the watcher reads it, counting the reads."""
+
+    def __init__(self, *letters: DeadLetter):
+        self.letters, self.reads = list(letters), 0
+
+    def __call__(self) -> list[DeadLetter]:
+        self.reads += 1
+        return list(self.letters)
+
+
+def test_the_watcher_finishes_a_poisoned_order_once_its_record_is_dead_lettered() -> None:
+    # GIVEN a poisoned order (PENDING for good), an ordinary one, and a queue with an older run's letter
+    dynamodb = FakeDynamoDB({
+        "p": {"orderId": {"S": "p"}, "status": {"S": "PENDING"}},
+        "h": {"orderId": {"S": "h"}, "status": {"S": "PENDING"}},
+    })  # fmt: skip
+    queue, now = FakeQueue(dead_letter("older-run")), [0.0]
+    watcher = OrderWatcher(dynamodb, "orders", queue, dead_letter_interval=1.0, clock=lambda: now[0])
+    poisoned = OrderOutcome(PlannedOrder(0, "poison", (), {"poison": True}, DEAD_LETTERED), sent_at=1767225600.0,
+                            order_id="p")  # fmt: skip
+    ordinary = OrderOutcome(PlannedOrder(1, "happy", ()), sent_at=1767225600.0, order_id="h")
+    watcher.add(poisoned)
+    watcher.add(ordinary)
+    # WHEN polling often: the queue is read at most once a second
+    assert [watcher.poll() for _ in range(3)] == [2, 2, 2]
+    assert queue.reads == 0
+    now[0] = 1.0
+    assert watcher.poll() == 2 and queue.reads == 1  # only the older run's letter: nothing changes
+    # AND once the record is dead-lettered, the next due read finishes the poisoned order
+    queue.letters.append(dead_letter("p"))
+    now[0] = 1.5
+    assert watcher.poll() == 2 and queue.reads == 1
+    now[0] = 2.0
+    assert watcher.poll() == 1 and queue.reads == 2
+    assert poisoned.status == DEAD_LETTERED and poisoned.is_terminal and not poisoned.is_unexpected
+    assert poisoned.finished_at == pytest.approx(1767225604.0)  # the letter's timestamp
+    assert watcher.terminal == 1 and watcher.pending == ["h"]
+    # AND with no poisoned order left, the queue is not read again
+    now[0] = 10.0
+    dynamodb.items["h"] = {**dynamodb.items["h"], "status": {"S": "COMPLETED"}}
+    assert watcher.poll() == 0 and queue.reads == 2
+
+
+def test_poisoned_orders_count_as_finished_but_not_in_latency_percentiles() -> None:
+    # GIVEN a run whose ordinary order took 0.2 s and whose poisoned order was dead-lettered after 4 s
+    ordinary = OrderOutcome(PlannedOrder(0, "happy", ()), 100.0, 100.01, "h", None, "COMPLETED", None, 100.2)
+    poisoned = OrderOutcome(PlannedOrder(1, "poison", (), {"poison": True}, DEAD_LETTERED), 100.0, 100.01, "p",
+                            None, DEAD_LETTERED, None, 104.0)  # fmt: skip
+    plan = plan_orders(CATALOG, 2, "happy", seed=1)
+    report = BenchReport(BenchConfig(orders=2, mix="faults"), "r", "bench-r", plan, (ordinary, poisoned),
+                         100.0, 100.01, 104.0, None, "not measured", Verdict(()))  # fmt: skip
+    summary = report.as_dict()
+    # THEN latency is the ordinary order's alone; both count as terminal; the run is as planned
+    assert summary["latencyMs"] == {"p50": 200.0, "p95": 200.0, "p99": 200.0, "max": 200.0}
+    assert summary["statusCounts"] == {"COMPLETED": 1, DEAD_LETTERED: 1}
+    assert summary["throughput"]["completedPerSecond"] == 0.5
+    assert summary["unexpected"] == [] and summary["ok"] is True
 
 
 # --- sampling /proc ------------------------------------------------------------------------------
