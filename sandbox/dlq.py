@@ -15,6 +15,7 @@ from typing import Any
 
 from sandbox.errors import SandboxError
 from sandbox.items import plain_item
+from sandbox.queues import list_messages
 from sandbox.saga import execution_arn
 from sandbox.stack import LocalStack
 
@@ -73,32 +74,47 @@ def read_stream_records(streams: Any, stream_arn: str, first: str, last: str) ->
 
 
 def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -> list[DeadLetter]:
-    """Every message in the outbox's on-failure queue (read without hiding them)."""
+    """Every message in the outbox's on-failure queue, left in it as it was.
+
+    Read through the engine's own listing, which neither raises receive counts nor hides the
+    messages; an engine without one is received from with ``VisibilityTimeout=0``.
+    """
     sqs = stack.client("sqs", region)
     streams = stack.client("dynamodbstreams", region)
     queue_url = stack.outputs["OutboxFailureQueueUrl"]
-    letters: dict[str, DeadLetter] = {}
-    while len(letters) < max_messages:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
-        ).get("Messages", [])
-        new = [message for message in messages if message["MessageId"] not in letters]
-        if not new:
-            break
-        for message in new:
-            body = json.loads(message["Body"])
-            batch = body.get("DDBStreamBatchInfo", {})
-            records = read_stream_records(
-                streams, batch["streamArn"], batch["startSequenceNumber"], batch["endSequenceNumber"]
-            )
-            letters[message["MessageId"]] = DeadLetter(
+    listed = list_messages(stack.engine.endpoint_url, queue_url, region)
+    messages = listed[:max_messages] if listed is not None else _receive_visible(sqs, queue_url, max_messages)
+    letters = []
+    for message in messages:
+        body = json.loads(message["Body"])
+        batch = body.get("DDBStreamBatchInfo", {})
+        records = read_stream_records(
+            streams, batch["streamArn"], batch["startSequenceNumber"], batch["endSequenceNumber"]
+        )
+        letters.append(
+            DeadLetter(
                 message_id=message["MessageId"],
                 condition=body.get("requestContext", {}).get("condition", "?"),
                 function_error=body.get("responseContext", {}).get("functionError", "?"),
                 failed_at=body.get("timestamp", "?"),
                 records=[record for record in records if is_outbox_insert(record)],
             )
-    return list(letters.values())
+        )
+    return letters
+
+
+def _receive_visible(sqs: Any, queue_url: str, max_messages: int) -> list[dict[str, Any]]:
+    """The queue's messages, received without hiding them (each receive counts, though)."""
+    found: dict[str, dict[str, Any]] = {}
+    while len(found) < max_messages:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+        ).get("Messages", [])
+        new = [message for message in messages if message["MessageId"] not in found]
+        if not new:
+            break
+        found.update((message["MessageId"], message) for message in new)
+    return list(found.values())
 
 
 def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from sandbox.errors import OrderError
 from sandbox.items import plain_item
 from sandbox.logs import LogLine, from_millis, function_names, read_lines
+from sandbox.queues import list_messages
 from sandbox.saga import execution_arn, executions_of
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
@@ -62,14 +63,34 @@ def read_history(sfn: Any, arn: str) -> tuple[str | None, list[dict[str, Any]] |
     return str(status), events
 
 
-def peek_messages(sqs: Any, queue_url: str, *, limit: int = AUDIT_PEEK_LIMIT) -> list[AuditMessage]:
+def peek_messages(
+    sqs: Any, queue_url: str, *, engine_url: str | None = None, limit: int = AUDIT_PEEK_LIMIT
+) -> list[AuditMessage]:
     """Every message in the queue, left in it.
 
-    ``VisibilityTimeout=0`` would only ever return the same first ten messages, so the batches
-    are hidden while they are read and made visible again at once afterwards. Side effects: each
-    message's receive count goes up by one, and a concurrent consumer would not see them for that
-    moment (nothing consumes the audit queue in the sandbox).
+    On a local engine (``engine_url``) the engine's own listing reads them without receiving
+    them. Elsewhere, or where the engine lists nothing, they are received: ``VisibilityTimeout=0``
+    would only ever return the same first ten messages, so the batches are hidden while they are
+    read and made visible again at once afterwards. Side effects of receiving: each message's
+    receive count goes up by one, and a concurrent consumer would not see them for that moment
+    (nothing consumes the audit queue in the sandbox).
     """
+    listed = list_messages(engine_url, queue_url, sqs.meta.region_name) if engine_url else None
+    received = listed[:limit] if listed is not None else _receive_and_release(sqs, queue_url, limit)
+    messages = []
+    for message in received:
+        try:
+            event = json.loads(message["Body"])
+        except ValueError:
+            continue
+        sent = int((message.get("Attributes") or {}).get("SentTimestamp", 0))
+        if isinstance(event, dict):
+            messages.append(AuditMessage(event, from_millis(sent)))
+    return messages
+
+
+def _receive_and_release(sqs: Any, queue_url: str, limit: int) -> list[dict[str, Any]]:
+    """Receive the queue's messages in hidden batches, then make them all visible again."""
     received: list[dict[str, Any]] = []
     try:
         while len(received) < limit:
@@ -93,16 +114,7 @@ def peek_messages(sqs: Any, queue_url: str, *, limit: int = AUDIT_PEEK_LIMIT) ->
                     for index, message in enumerate(chunk)
                 ],
             )
-    messages = []
-    for message in received:
-        try:
-            event = json.loads(message["Body"])
-        except ValueError:
-            continue
-        sent = int((message.get("Attributes") or {}).get("SentTimestamp", 0))
-        if isinstance(event, dict):
-            messages.append(AuditMessage(event, from_millis(sent)))
-    return messages
+    return received
 
 
 def _resource_label(arn: str, functions: dict[str, str]) -> str:
@@ -196,7 +208,9 @@ def collect_sources(stack: LocalStack, settings: Settings, order_id: str) -> Tra
         stack.client("cloudformation", region), stack.client("lambda", region), settings.stack_name
     )
     sources.log_lines = read_order_logs(stack, region, functions, order)
-    audit = peek_messages(stack.client("sqs", region), outputs["AuditQueueUrl"])
+    audit = peek_messages(
+        stack.client("sqs", region), outputs["AuditQueueUrl"], engine_url=stack.engine.endpoint_url
+    )
     sources.audit_messages = [
         message for message in audit if (message.event.get("detail") or {}).get("orderId") == order_id
     ]
