@@ -25,7 +25,7 @@ from sandbox.bench.plan import (
 from sandbox.bench.report import BenchReport, percentile, summarize_latencies
 from sandbox.bench.resources import ProcessTreeSample, ResourceSampler, ResourceUsage, read_process_tree
 from sandbox.bench.run import Progress, run_bench
-from sandbox.bench.tables import TableSnapshot, batch_get, read_catalog, read_snapshot
+from sandbox.bench.tables import OnFailureQueue, TableSnapshot, batch_get, read_catalog, read_snapshot
 from sandbox.bench.verdict import DEAD_LETTER_CHECK, SHOWN_VIOLATIONS, Check, Verdict, check_invariants
 from sandbox.bench.watch import BenchProgress, OrderOutcome, OrderWatcher
 
@@ -42,6 +42,7 @@ __all__ = [
     "BenchProgress",
     "BenchReport",
     "Check",
+    "OnFailureQueue",
     "OrderLine",
     "OrderOutcome",
     "OrderWatcher",

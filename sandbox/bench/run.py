@@ -12,10 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from sandbox.bench.plan import BenchConfig, plan_orders
 from sandbox.bench.report import BenchReport
 from sandbox.bench.resources import ResourceSampler, ResourceUsage
-from sandbox.bench.tables import read_catalog, read_snapshot, top_up_stock
+from sandbox.bench.tables import OnFailureQueue, read_catalog, read_snapshot, top_up_stock
 from sandbox.bench.verdict import check_invariants
 from sandbox.bench.watch import POLL_INTERVAL, POLL_MAX_INTERVAL, BenchProgress, OrderOutcome, OrderWatcher
-from sandbox.dlq import list_dead_letters
 from sandbox.errors import OrderError, SandboxError, UsageError, WaitTimeoutError
 from sandbox.orders import OrdersClient
 from sandbox.stack import LocalStack
@@ -78,7 +77,9 @@ def run_bench(
     top_up_stock(dynamodb, inventory, plan.top_ups)
     outcomes = tuple(OrderOutcome(order) for order in plan.orders)
     watcher = OrderWatcher(
-        dynamodb, stack.outputs["OrdersTableName"], read_dead_letters=lambda: list_dead_letters(stack, region)
+        dynamodb,
+        stack.outputs["OrdersTableName"],
+        read_dead_letters=OnFailureQueue(stack, region).letters if is_poisoning else lambda: (),
     )
     client = OrdersClient(stack.api_url)
     sampler = ResourceSampler(stack.engine.pid) if stack.engine.pid is not None else None

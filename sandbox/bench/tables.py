@@ -5,7 +5,8 @@ The end state also holds which of the run's orders are in the outbox's on-failur
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -13,10 +14,12 @@ from typing import Any
 
 from sandbox.bench.plan import Product
 from sandbox.catalog import DEMO_PRODUCTS
-from sandbox.dlq import list_dead_letters
+from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.stack import LocalStack
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
+RELIST_AFTER = 10.0  # seconds after which the on-failure queue is listed again even at the same size
+QUEUE_SIZE_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
 
 
 @cache
@@ -82,6 +85,47 @@ def top_up_stock(dynamodb: Any, table: str, top_ups: dict[str, int]) -> None:
             ConditionExpression="attribute_exists(productId)",
             ExpressionAttributeValues={":units": {"N": str(units)}},
         )
+
+
+class OnFailureQueue:
+    """The outbox's on-failure queue as a run watches it: listed again only when its size changes.
+
+    Listing reads each letter's records back from the stream, about 0.2 s of engine and client CPU
+    with a few letters; its size is one cheap request. A listing also repeats every RELIST_AFTER
+    seconds, in case a letter was swapped for another between two reads of the size.
+    """
+
+    def __init__(
+        self,
+        stack: LocalStack,
+        region: str,
+        list_letters: Callable[[], list[DeadLetter]] | None = None,
+        sqs: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.queue_url = stack.outputs["OutboxFailureQueueUrl"]
+        self.sqs = sqs or stack.client("sqs", region)
+        self.list_letters = list_letters or (lambda: list_dead_letters(stack, region))
+        self.clock = clock
+        self.listings = 0
+        self._size: int | None = None
+        self._listed_at = 0.0
+        self._letters: list[DeadLetter] = []
+
+    def size(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=QUEUE_SIZE_ATTRIBUTES
+        )
+        return sum(int(attributes["Attributes"].get(name, 0)) for name in QUEUE_SIZE_ATTRIBUTES)
+
+    def letters(self) -> list[DeadLetter]:
+        """Every letter in the queue (listed again only if its size changed, or a while ago)."""
+        size = self.size()
+        if size != self._size or self.clock() - self._listed_at >= RELIST_AFTER:
+            self._size, self._listed_at = size, self.clock()
+            self._letters = self.list_letters()
+            self.listings += 1
+        return self._letters
 
 
 @dataclass(frozen=True)

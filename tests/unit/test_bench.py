@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from sandbox.bench import (
     MAX_ITEM_QUANTITY,
     BenchConfig,
     BenchReport,
+    OnFailureQueue,
     OrderOutcome,
     OrderWatcher,
     PlannedOrder,
@@ -488,6 +490,40 @@ def test_the_watcher_finishes_a_poisoned_order_once_its_record_is_dead_lettered(
     now[0] = 10.0
     dynamodb.items["h"] = {**dynamodb.items["h"], "status": {"S": "COMPLETED"}}
     assert watcher.poll() == 0 and queue.reads == 2
+
+
+class FakeSQS:
+    """Answers GetQueueAttributes with a size that a test sets."""
+
+    def __init__(self) -> None:
+        self.visible, self.in_flight = 0, 0
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:
+        return {"Attributes": {"ApproximateNumberOfMessages": str(self.visible),
+                               "ApproximateNumberOfMessagesNotVisible": str(self.in_flight)}}  # fmt: skip
+
+
+def test_the_on_failure_queue_is_listed_again_only_when_its_size_changes_or_a_while_later() -> None:
+    # GIVEN a queue of one letter, listed through a counting fake
+    sqs, queue_letters, now = FakeSQS(), FakeQueue(dead_letter("older-run")), [0.0]
+    sqs.visible = 1
+    stack = SimpleNamespace(outputs={"OutboxFailureQueueUrl": "http://queue"})
+    queue = OnFailureQueue(stack, "us-east-1", list_letters=queue_letters, sqs=sqs,  # type: ignore[arg-type]
+                           clock=lambda: now[0])  # fmt: skip
+    # WHEN read three times at the same size THEN it is listed once
+    assert [len(queue.letters()) for _ in range(3)] == [1, 1, 1] and queue_letters.reads == 1
+    # AND a new letter (even one in flight) makes the next read list it again
+    queue_letters.letters.append(dead_letter("p"))
+    sqs.in_flight = 1
+    assert [letter.order_ids for letter in queue.letters()] == [["older-run"], ["p"]]
+    assert queue_letters.reads == 2 == queue.listings
+    # AND at the same size it lists again only after RELIST_AFTER seconds
+    now[0] = 9.9
+    queue.letters()
+    assert queue_letters.reads == 2
+    now[0] = 10.0
+    queue.letters()
+    assert queue_letters.reads == 3
 
 
 def test_poisoned_orders_count_as_finished_but_not_in_latency_percentiles() -> None:
