@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +24,15 @@ from cli.output import (
 )
 from sandbox import __version__
 from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
-from sandbox.engines import EngineState, adopt_running_engine, read_engine_state, running_engine, stop_engine
+from sandbox.engine import (
+    EngineState,
+    adopt_running_engine,
+    engine_of,
+    locked_state_dir,
+    recorded_engine,
+    running_engine,
+    stop_engine,
+)
 from sandbox.errors import EngineNotRunningError, SandboxError, StackNotFoundError, UsageError
 from sandbox.orders import OrdersClient
 from sandbox.runs import DEFAULT_ITEMS, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
@@ -79,6 +86,11 @@ def _with_progress(message: str, is_quiet: bool, work: Callable[[Callable[[str],
         return work(lambda text: status.update(f"{text}…"))
 
 
+def _note(line: str) -> None:
+    """One line about the state folder, on stderr: stdout stays the command's own output (JSON too)."""
+    error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
 def _engine_summary(state: EngineState) -> dict[str, Any]:
     return {
         "name": state.engine,
@@ -114,8 +126,14 @@ def up(
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the stack (a no-op when both are already up)."""
-    settings = adopt_running_engine(Settings.load(port=port, engine=engine), is_chosen=engine is not None)
-    result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress))
+    settings = Settings.load(port=port, engine=engine)
+    # One `up`, `down` or `reset` at a time per state folder: a second `up` waits, then finds
+    # the engine running and the stack deployed.
+    with locked_state_dir(settings, on_wait=_note):
+        settings = adopt_running_engine(
+            settings, is_chosen=engine is not None, is_port_chosen=port is not None
+        )
+        result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress, _note))
     stack, deploy = result.stack, result.deploy
     summary = {
         "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
@@ -135,7 +153,7 @@ def up(
     stack_line = "deployed" if deploy and deploy.is_changed else "unchanged (no changes to deploy)"
     console.print(
         f"[green]✓[/green] engine {stack.engine.engine} {engine_line} "
-        f"({stack.engine.describe()}, {stack.engine.endpoint_url})"
+        f"({engine_of(settings, stack.engine).describe(stack.engine)}, {stack.engine.endpoint_url})"
     )
     console.print(f"[green]✓[/green] stack {settings.stack_name} {stack_line}")
     _print_stack(stack)
@@ -156,7 +174,15 @@ def _print_stack(stack: LocalStack) -> None:
 @app.command(epilog="Example:  sandbox down")
 def down(json_output: JsonFlag = False) -> None:
     """Stop the engine `sandbox up` started (its Lambda workers, or its compose containers)."""
-    state = stop_engine(Settings.load())
+    settings = Settings.load()
+    repairs: list[str] = []
+
+    def note_repair(line: str) -> None:
+        repairs.append(line)
+        _note(line)
+
+    with locked_state_dir(settings, on_wait=_note):
+        state = stop_engine(settings, notify=note_repair)
     if json_output:
         print_json(
             {
@@ -167,10 +193,15 @@ def down(json_output: JsonFlag = False) -> None:
             }
         )
     elif state is None:
-        console.print("no sandbox engine was running")
+        console.print(
+            "no engine was recorded; the state folder is repaired"
+            if repairs
+            else "no sandbox engine was running"
+        )
     else:
         console.print(
-            f"[green]✓[/green] stopped engine {state.engine} ({state.describe()}, port {state.port})"
+            f"[green]✓[/green] stopped engine {state.engine} "
+            f"({engine_of(settings, state).describe(state)}, port {state.port})"
         )
 
 
@@ -201,21 +232,14 @@ def status(json_output: JsonFlag = False) -> None:
         print_json(report)
         return
     engine = report["engine"]
-    recorded = read_engine_state(settings)
+    recorded = recorded_engine(settings)
     if engine["running"] and recorded:
         console.print(
-            f"engine  {styled('RUNNING')} {engine['name']} {recorded.describe()} "
+            f"engine  {styled('RUNNING')} {engine['name']} {recorded.engine.describe(recorded.state)} "
             f"on {engine['endpoint']} (up {engine['uptimeSeconds']}s)"
         )
-        if recorded.is_container:
-            console.print(
-                f"[dim]image {recorded.image}; logs: docker logs -f {recorded.container_name}[/dim]"
-            )
-            if recorded.engine == "localstack" and shutil.which("localstack"):
-                console.print(
-                    f"[dim]LocalStack CLI: MAIN_CONTAINER_NAME={recorded.container_name} localstack logs -f; "
-                    "localstack status services[/dim]"
-                )
+        for note in recorded.engine.status_notes(recorded.state):
+            console.print(f"[dim]{note}[/dim]")
     else:
         console.print(f"engine  {styled('FAILED') if recorded else 'not running'}")
     if stack:

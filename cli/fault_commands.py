@@ -8,8 +8,9 @@ import typer
 from rich.table import Table
 
 from cli.aws_commands import Target
-from cli.output import console, print_json, styled
+from cli.output import console, error_console, print_json, styled
 from sandbox.dlq import list_dead_letters, redrive
+from sandbox.engine import locked_state_dir
 from sandbox.errors import UsageError
 from sandbox.settings import Settings
 from sandbox.stack import find_stack, physical_id, reset_stack
@@ -74,7 +75,12 @@ def reset(
             "reset wipes data and never runs against AWS", hint="use `sandbox destroy --target aws`"
         )
     settings = Settings.load()
-    summary = reset_stack(find_stack(settings), settings.region)
+
+    def say_waiting(line: str) -> None:
+        error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+    with locked_state_dir(settings, on_wait=say_waiting):  # never while an `up` deploys or a `down` stops
+        summary = reset_stack(find_stack(settings), settings.region)
     if json_output:
         print_json(summary)
         return

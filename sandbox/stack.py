@@ -13,7 +13,7 @@ from typing import Any
 from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
 from sandbox.deploy import DeployResult, deploy_stack, ensure_artifact_bucket, make_uploader, read_outputs
-from sandbox.engines import EngineState, running_engine, start_engine
+from sandbox.engine import EngineState, running_engine, start_engine
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
@@ -140,16 +140,20 @@ def deploy_and_seed(
     return stack, result, seeded
 
 
-def bring_up(settings: Settings, progress: Progress = lambda _: None) -> UpResult:
-    """Start the engine if needed, deploy the stack (a no-op when unchanged), seed inventory."""
+def bring_up(
+    settings: Settings, progress: Progress = lambda _: None, notify: Progress = lambda _: None
+) -> UpResult:
+    """Start the engine if needed, deploy the stack (a no-op when unchanged), seed inventory.
+
+    ``notify`` hears one line for each repair of the state folder (see sandbox.engine).
+    """
     timings: dict[str, int] = {}
     started = time.perf_counter()
-    progress(f"starting the {settings.engine} engine on port {settings.port}")
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Packaging and loading boto3 need no engine: they run while the engine boots.
         packaging = pool.submit(package_artifacts, settings, settings.engine)
         pool.submit(make_client, "cloudformation", endpoint_url=settings.endpoint_url, region=settings.region)
-        engine, is_new = start_engine(settings)
+        engine, is_new = start_engine(settings, progress=progress, notify=notify)
         timings["engine"] = int((time.perf_counter() - started) * 1000)
         packaged = packaging.result()
     mark = time.perf_counter()

@@ -21,8 +21,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
-from sandbox import compose
-from sandbox.engines import EngineState, read_health
+from sandbox.engine import EngineState, compose, read_health
 from sandbox.images import ministack_image
 from sandbox.settings import ENGINES, Settings
 from sandbox.stack import LocalStack, deploy_and_seed

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import compose
-from sandbox.engines import find_free_port
+from sandbox.engine import compose, find_free_port
 from tests.containers.conftest import chosen_engine, unavailable
 from tests.integration.test_cli import SANDBOX, Cli
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import compose
-from sandbox.engines import find_free_port
+from sandbox.engine import compose, find_free_port
 from tests.containers.conftest import unavailable
 from tests.integration.test_cli import SANDBOX
 from tests.unit.test_compose import COMMUNITY_HEALTH, LICENSE_LOG

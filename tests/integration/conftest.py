@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from sandbox.engines import find_free_port, stop_engine
+from sandbox.engine import find_free_port, stop_engine
 from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, bring_up, physical_id

@@ -13,13 +13,23 @@ from typing import Any
 
 import pytest
 
-from sandbox.engines import find_free_port, is_process_alive
+from sandbox.engine import find_free_port, is_process_alive
+from sandbox.engine.probes import running_group_members
 from sandbox.settings import Settings
 from sandbox.waiting import wait_until
 from tests.processes import CLI_TIMEOUT, run_sandbox
 
 pytestmark = pytest.mark.integration
 SANDBOX = str(Path(sys.executable).with_name("sandbox"))
+
+
+def is_group_listed(pgid: int) -> bool:
+    """Whether any process of the group exists, zombies included."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class Cli:
@@ -164,12 +174,31 @@ def test_infrastructure_faults_dlq_and_reset_from_the_readme(cli: Cli):
     assert refused.returncode == 1 and "never runs against AWS" in refused.stderr
 
 
+def test_up_on_another_port_while_the_engine_runs_is_refused(cli: Cli):
+    # GIVEN the engine of this state folder runs on its port
+    port = int(cli.env["SANDBOX_PORT"])
+    other = find_free_port()
+    # WHEN `up` asks for another port THEN it refuses in one line, and the engine is left as it was
+    result = cli.run("up", "--port", str(other))
+    assert result.returncode == 1
+    assert f"runs on port {port}, not {other}" in result.stderr
+    assert "sandbox down" in result.stderr and "SANDBOX_STATE_DIR" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert cli.json("status")["engine"]["port"] == port
+
+
 def test_down_stops_the_engine_and_order_then_says_run_up(cli: Cli):
-    state = Settings.load(state_dir=Path(cli.env["SANDBOX_STATE_DIR"])).state_dir / "engine.json"
-    pid = json.loads(state.read_text())["pid"]
+    state_dir = Settings.load(state_dir=Path(cli.env["SANDBOX_STATE_DIR"])).state_dir
+    pid = json.loads((state_dir / "engine.json").read_text())["pid"]
+    # The engine unpacks each Lambda worker's code into its own temp folder, in the state folder.
+    assert list((state_dir / "tmp").glob("ministack-lambda-*"))
     result = cli.run("down")
     assert result.returncode == 0 and f"pid {pid}" in result.stdout
-    # Neither the engine nor any Lambda worker of its process group is left.
+    # Neither the engine nor any Lambda worker of its process group runs, and their folders are gone.
+    assert running_group_members(pid) == []
+    assert not (state_dir / "tmp").exists()
+    # What exited is reaped by init (late on some machines): then nothing of the group is left.
+    wait_until(lambda: not is_group_listed(pid), timeout=30, what=f"init to reap process group {pid}")
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
     assert cli.json("status")["engine"]["running"] is False

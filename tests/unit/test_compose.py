@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from sandbox import compose, engines
+from sandbox.engine import compose
 from sandbox.engine_patches import PINNED_ENGINE_VERSION
 from sandbox.errors import DockerUnavailableError, EngineError, ImagePullError, LocalStackLicenseError
-from sandbox.settings import Settings
+from tests.unit.fake_docker import docker_installer
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 LICENSE_LOG = """LocalStack version: 2026.3.1.dev3
@@ -194,37 +192,9 @@ def test_localstack_image_follows_localstack_version() -> None:
     assert compose.localstack_image({"LOCALSTACK_VERSION": "2026.8"}) == "localstack/localstack:2026.8"
 
 
-class FakeDocker:
-    """Answers docker and compose commands from a script; records every command."""
-
-    def __init__(self, answers: dict[str, tuple[int, str]], executables: set[str]):
-        self.answers = answers
-        self.executables = executables
-        self.commands: list[list[str]] = []
-        self.envs: list[dict[str, str] | None] = []
-
-    def run(self, command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        self.commands.append(command)
-        self.envs.append(kwargs.get("env"))
-        text = " ".join(command)
-        for key, (code, output) in self.answers.items():
-            if key in text:
-                return subprocess.CompletedProcess(command, code, output, "" if code == 0 else output)
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    def which(self, name: str) -> str | None:
-        return f"/usr/bin/{name}" if name in self.executables else None
-
-
 @pytest.fixture
 def fake_docker(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def install(answers: dict[str, tuple[int, str]], executables: set[str] | None = None) -> FakeDocker:
-        fake = FakeDocker(answers, {"docker", "docker-compose"} if executables is None else executables)
-        monkeypatch.setattr(compose, "run_command", fake.run)
-        monkeypatch.setattr(compose, "find_executable", fake.which)
-        return fake
-
-    return install
+    return docker_installer(monkeypatch)
 
 
 def test_compose_v2_is_preferred(fake_docker: Any) -> None:
@@ -346,145 +316,3 @@ def test_a_localstack_with_every_service_is_accepted() -> None:
 
 def test_tokens_never_reach_logs() -> None:
     assert compose.redact("env LOCALSTACK_AUTH_TOKEN=ls-abc123 x") == "env LOCALSTACK_AUTH_TOKEN=*** x"
-
-
-# ---------------------------------------------------------------- up and down through compose
-
-
-@pytest.fixture
-def container_settings(tmp_path: Path) -> Settings:
-    return Settings.load(state_dir=tmp_path / "state", port=45999, engine="localstack")
-
-
-def running_inspect(status: str = "running", exit_code: int = 0) -> tuple[int, str]:
-    return 0, json.dumps({"Status": status, "ExitCode": exit_code}) + "|/proj-localstack-1"
-
-
-def test_up_then_down_run_exactly_these_compose_commands(
-    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN Docker with compose v1 only, and a LocalStack that offers every service
-    fake = fake_docker(
-        {
-            "docker info": (0, "20.10.24"),
-            "compose version": (1, "not a docker command"),
-            " ps --all --quiet ": (0, "c0ffee\n"),
-            "docker inspect": running_inspect(),
-        }
-    )
-    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
-    monkeypatch.setattr(
-        engines,
-        "read_health",
-        lambda url, path: {"services": dict.fromkeys(compose.LOCALSTACK_REQUIRED_SERVICES)},
-    )
-    # WHEN the engine is started, then stopped
-    state, is_new = engines.start_engine(container_settings)
-    stopped = engines.stop_engine(container_settings)
-    # THEN compose ran for this state dir's project, and `down` removed exactly that project
-    project = compose.project_name(container_settings.state_dir)
-    base = ["docker-compose", "--file", str(container_settings.compose_path), "--project-name", project]
-    compose_runs = [command for command in fake.commands if command[0] == "docker-compose"]
-    assert compose_runs == [
-        [*base, "--profile", "localstack", "up", "--detach", "localstack"],
-        [*base, "--profile", "localstack", "ps", "--all", "--quiet", "localstack"],
-        [*base, "--profile", "localstack", "down", "--volumes"],
-    ]
-    up_env = fake.envs[fake.commands.index(compose_runs[0])]
-    assert up_env["SANDBOX_PORT"] == "45999"
-    assert is_new
-    assert (state.engine, state.pid, state.container_id, state.compose_project) == (
-        "localstack",
-        None,
-        "c0ffee",
-        project,
-    )
-    assert state.container_name == "proj-localstack-1"
-    assert state.image == "localstack/localstack:4.14.0"
-    assert stopped == state
-    assert engines.read_engine_state(container_settings) is None
-
-
-def test_a_failed_pull_cleans_up_and_reports_one_error(
-    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = fake_docker(
-        {
-            "docker info": (0, "20.10.24"),
-            "compose version": (0, "v2"),
-            " up --detach ": (1, "Error response from daemon: pull access denied for localstack/localstack"),
-        }
-    )
-    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
-    with pytest.raises(ImagePullError):
-        engines.start_engine(container_settings)
-    assert fake.commands[-1][-2:] == ["down", "--volumes"]
-    assert engines.read_engine_state(container_settings) is None
-
-
-def test_a_localstack_that_exits_for_its_token_is_reported_and_removed(
-    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake = fake_docker(
-        {
-            "docker info": (0, "20.10.24"),
-            "compose version": (0, "v2"),
-            " ps --all --quiet ": (0, "c0ffee\n"),
-            "docker inspect": running_inspect("exited", 55),
-            "docker logs": (0, LICENSE_LOG),
-        }
-    )
-    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
-    with pytest.raises(LocalStackLicenseError, match="needs an auth token"):
-        engines.start_engine(container_settings)
-    assert fake.commands[-1][-2:] == ["down", "--volumes"]
-    assert engines.read_engine_state(container_settings) is None
-
-
-def test_a_free_localstack_is_refused_before_a_half_deploy(
-    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_docker(
-        {
-            "docker info": (0, "20.10.24"),
-            "compose version": (0, "v2"),
-            " ps --all --quiet ": (0, "c0ffee\n"),
-            "docker inspect": running_inspect(),
-        }
-    )
-    monkeypatch.setattr(engines, "is_port_in_use", lambda port: False)
-    monkeypatch.setattr(engines, "read_health", lambda url, path: COMMUNITY_HEALTH)
-    with pytest.raises(LocalStackLicenseError, match="apigatewayv2"):
-        engines.start_engine(container_settings)
-    assert engines.read_engine_state(container_settings) is None
-
-
-def test_up_refuses_a_second_engine_of_another_kind(
-    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a running embedded engine recorded in the state dir (this test process stands in for it)
-    import os
-
-    container_settings.state_dir.mkdir(parents=True)
-    embedded = engines.EngineState("embedded", os.getpid(), 45999, "log", 0.0)
-    (container_settings.state_dir / "engine.json").write_text(json.dumps(embedded.__dict__))
-    # WHEN LocalStack is asked for THEN the error says to stop the running one first
-    with pytest.raises(EngineError, match="embedded engine is already running") as caught:
-        engines.start_engine(container_settings)
-    assert "sandbox down" in str(caught.value.hint)
-    # AND a plain `sandbox up` (no engine chosen) adopts the running engine instead
-    monkeypatch.delenv("SANDBOX_ENGINE", raising=False)
-    adopted = engines.adopt_running_engine(container_settings, is_chosen=False)
-    assert adopted.engine == "embedded"
-    assert engines.adopt_running_engine(container_settings, is_chosen=True).engine == "localstack"
-
-
-def test_an_old_state_file_without_container_fields_still_reads(tmp_path: Path) -> None:
-    settings = Settings.load(state_dir=tmp_path)
-    (tmp_path / "engine.json").write_text(
-        json.dumps({"engine": "embedded", "pid": 1, "port": 4566, "log_path": "l", "started_at": 0})
-    )
-    state = engines.read_engine_state(settings)
-    assert state is not None
-    assert not state.is_container
-    assert state.describe() == "pid 1"

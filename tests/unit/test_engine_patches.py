@@ -623,7 +623,7 @@ def test_on_the_pinned_engine_a_handler_error_keeps_its_worker_and_a_crash_repla
 def test_the_launcher_passes_the_worker_setting_into_the_engines_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sandbox.engines import engine_environment
+    from sandbox.engine import engine_environment
     from sandbox.settings import Settings
 
     monkeypatch.delenv("SANDBOX_LAMBDA_WORKERS", raising=False)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sandbox import clients
-from sandbox.engines import engine_environment
+from sandbox.engine import engine_environment
 
 
 class SentRequest(Exception):

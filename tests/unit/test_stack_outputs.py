@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sandbox import stack
-from sandbox.engines import EngineState
+from sandbox.engine import EngineState
 from sandbox.settings import Settings
 
 OUTPUTS = {"ApiId": "abc123", "OrdersTableName": "orders"}

@@ -1,8 +1,8 @@
 """Docker and compose for the container engines: the command lines, and what their failures mean.
 
-``sandbox.engines`` decides when to start and stop an engine; this module knows how Docker is
-asked (``docker compose``, or ``docker-compose`` where only v1 is installed) and turns Docker's
-output into one line that says what happened and what to do.
+``sandbox.engine.container`` decides when a container engine starts and stops; this module knows
+how Docker is asked (``docker compose``, or ``docker-compose`` where only v1 is installed) and
+turns Docker's output into one line that says what happened and what to do.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ EMBEDDED_HINT = "or run without Docker: sandbox up --engine embedded"
 
 
 @dataclass(frozen=True)
-class ContainerEngine:
+class ComposeService:
     """How one container engine is started: its compose profile and service, its health check."""
 
     name: str
@@ -51,8 +51,8 @@ class ContainerEngine:
 
 
 CONTAINER_ENGINES = {
-    "localstack": ContainerEngine("localstack", "localstack", "localstack", "/_localstack/health"),
-    "ministack-docker": ContainerEngine("ministack-docker", "ministack", "ministack", "/_ministack/health"),
+    "localstack": ComposeService("localstack", "localstack", "localstack", "/_localstack/health"),
+    "ministack-docker": ComposeService("ministack-docker", "ministack", "ministack", "/_ministack/health"),
 }
 
 
@@ -69,7 +69,7 @@ class ContainerStatus:
         return self.status == "running"
 
 
-def container_engine(name: str) -> ContainerEngine:
+def compose_service(name: str) -> ComposeService:
     """The container engine called ``name`` (EngineError for the embedded one or a typo)."""
     try:
         return CONTAINER_ENGINES[name]
@@ -155,7 +155,7 @@ def compose_command(
     return [*compose, "--file", str(compose_file), "--project-name", project, "--profile", profile, *args]
 
 
-def up_args(engine: ContainerEngine) -> list[str]:
+def up_args(engine: ComposeService) -> list[str]:
     """Start only the engine's service, detached (compose builds the MiniStack image if missing)."""
     return ["up", "--detach", engine.service]
 
@@ -165,7 +165,7 @@ def down_args() -> list[str]:
     return ["down", "--volumes"]
 
 
-def ps_args(engine: ContainerEngine) -> list[str]:
+def ps_args(engine: ComposeService) -> list[str]:
     return ["ps", "--all", "--quiet", engine.service]  # --all: an engine that exited at once, too
 
 
