@@ -28,18 +28,16 @@ from typing import Any
 from sandbox.bench import percentile
 from sandbox.clients import make_client
 from sandbox.deploy import deploy_stack, ensure_artifact_bucket, make_uploader
-from sandbox.engines import HEALTH_PATH, engine_environment, find_free_port, stop_engine
+from sandbox.engine import HEALTH_PATH, engine_environment, find_free_port, stop_engine
 from sandbox.orders import OrdersClient
 from sandbox.reload import watch_and_reload
 from sandbox.settings import PROJECT_DIR, Settings
-from sandbox.stack import (
+from sandbox.stack import LocalStack, bring_up, deploy_local
+from sandbox.targets import (
     LOCAL_PARAMETERS,
     LOCAL_POLL_SECONDS,
-    LocalStack,
     PackagedStack,
     artifact_bucket,
-    bring_up,
-    deploy_local,
     local_api_url,
     package_artifacts,
 )

@@ -12,36 +12,20 @@ import typer
 from rich.table import Table
 
 from cli.output import console, error_console, print_json, print_key_values, styled
-from sandbox.aws import (
-    AwsSession,
-    AwsTarget,
-    api_url,
-    artifact_bucket_name,
-    aws_parameters,
-    package_for_aws,
-    prepare_artifacts,
-    seed_aws_inventory,
-)
-from sandbox.deploy import (
-    DeployResult,
-    delete_stack,
-    discard_plan,
-    execute_plan,
-    plan_change_set,
-    read_outputs,
-    stack_status,
-)
-from sandbox.engines import running_engine
+from sandbox import targets
+from sandbox.aws import AwsSession, AwsTarget
+from sandbox.deploy import ChangeSetPlan
+from sandbox.engine import running_engine
 from sandbox.errors import UsageError
 from sandbox.settings import Settings
-from sandbox.stack import LOCAL_PARAMETERS, artifact_bucket, deploy_local, local_api_url, package_local
-
-RETAINED_OUTPUTS = (
-    "OrdersTableName",
-    "InventoryTableName",
-    "ReservationsTableName",
-    "PaymentsTableName",
-    "ShipmentsTableName",
+from sandbox.stack import remember_outputs
+from sandbox.targets import (
+    AwsAccount,
+    DeployCancelled,
+    LocalTarget,
+    StackOptions,
+    artifact_bucket,
+    aws_account,
 )
 
 
@@ -86,16 +70,12 @@ def _require_someone_to_confirm(is_yes: bool) -> None:
         raise UsageError("this would change AWS resources and no one is here to confirm", hint="pass --yes")
 
 
-def _open_checked_session(target: AwsTarget) -> AwsSession:
-    """The user's AWS session, its credentials resolved and accepted by AWS before any change."""
-    aws = AwsSession(target)
-    aws.account_id()
-    return aws
-
-
 def _confirm(question: str, is_yes: bool) -> bool:
-    _require_someone_to_confirm(is_yes)
     return is_yes or typer.confirm(question, default=False)
+
+
+def _aws_target(**flags: str | None) -> AwsTarget:
+    return AwsTarget.load(**flags)
 
 
 def synth(
@@ -114,24 +94,22 @@ def synth(
 ) -> None:
     """Print the packaged template exactly as it would be deployed (artifacts are not uploaded)."""
     settings = Settings.load()
-    progress = _progress(is_quiet=False)
+    options = StackOptions(is_fault_injection_enabled=enable_fault_injection)
     if target is Target.local:
-        template = package_local(settings, artifact_bucket(settings.stack_name), lambda _key, _content: None)
-        parameters = LOCAL_PARAMETERS
+        local = LocalTarget(settings, settings.endpoint_url)
+        synthesis = targets.synth(local, artifact_bucket(settings.stack_name), options)
     else:
-        aws_target = AwsTarget.load(
+        aws_target = _aws_target(
             stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
             artifact_bucket=artifact_bucket_option,
         )  # fmt: skip
-        bucket = aws_target.artifact_bucket
-        if bucket is None:
-            aws = AwsSession(aws_target)
-            bucket = artifact_bucket_name(aws.account_id(), aws.region)
-        template = package_for_aws(settings, bucket, lambda _key, _content: None, progress)
-        parameters = aws_parameters(is_fault_injection_enabled=enable_fault_injection, is_api_open=False)
-    text = json.dumps(template, indent=2) + "\n"
+        account = AwsAccount(settings, AwsSession(aws_target))
+        synthesis = targets.synth(account, account.artifact_bucket, options, _progress(is_quiet=False))
+    text = json.dumps(synthesis.template, indent=2) + "\n"
     error_console.print(
-        "[dim]deployed with parameters: " + " ".join(f"{k}={v}" for k, v in parameters.items()) + "[/dim]"
+        "[dim]rendered for parameters: "
+        + " ".join(f"{k}={v}" for k, v in synthesis.parameters.items())
+        + "[/dim]"
     )
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -165,69 +143,45 @@ def deploy(
     """Package, upload and deploy the template by change set: to the local engine or to AWS."""
     settings = Settings.load()
     progress = _progress(json_output)
+    where: targets.Target
     if target is Target.local:
         engine = running_engine(settings)
-        result = deploy_local(settings, engine, progress)
-        _report(result, local_api_url(engine.endpoint_url, result.outputs["ApiId"]), [], json_output)
-        return
-    _require_someone_to_confirm(yes)
-    aws_target = AwsTarget.load(
-        stage=stage,
-        region=region,
-        profile=profile,
-        endpoint_url=endpoint_url,
-        artifact_bucket=artifact_bucket_option,
-    )
-    aws = _open_checked_session(aws_target)
-    bucket, upload = prepare_artifacts(aws, progress)
-    template = package_for_aws(settings, bucket, upload, progress)
-    parameters = aws_parameters(is_fault_injection_enabled=enable_fault_injection, is_api_open=open_api)
-    cfn = aws.client("cloudformation")
-    progress(f"creating a change set for {aws_target.stack_name} in {aws.region}")
-    plan = plan_change_set(
-        cfn, aws_target.stack_name, template, parameters, poll_seconds=aws_target.poll_seconds
-    )
-    if plan is None:
-        outputs = read_outputs(cfn, aws_target.stack_name)
-        result = DeployResult(
-            aws_target.stack_name, False, str(stack_status(cfn, aws_target.stack_name)), outputs
+        where = LocalTarget(settings, engine.endpoint_url, engine.engine,
+                            lambda outputs: remember_outputs(settings, engine, outputs))  # fmt: skip
+    else:
+        _require_someone_to_confirm(yes)
+        where = aws_account(settings, _aws_target(
+            stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
+            artifact_bucket=artifact_bucket_option,
+        ))  # fmt: skip
+
+    def confirm(plan: ChangeSetPlan) -> bool:
+        if not json_output:
+            table = Table(
+                "action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}"
+            )
+            for change in plan.changes:
+                table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
+            console.print(table)
+        return target is Target.local or _confirm(
+            f"Deploy these {len(plan.changes)} changes to {where.region}?", yes
         )
-        _seed(aws, outputs, progress)
-        _report(result, api_url(aws_target, outputs), [], json_output)
-        return
-    changes = [change.__dict__ for change in plan.changes]
-    if not json_output:
-        table = Table("action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}")
-        for change in plan.changes:
-            table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
-        console.print(table)
-    if not _confirm(f"Deploy these {len(plan.changes)} changes to {aws.region}?", yes):
-        discard_plan(cfn, plan)
+
+    try:
+        deployment = targets.deploy(
+            where, StackOptions(enable_fault_injection, open_api), confirm=confirm,
+            on_event=(lambda _: None) if json_output else _print_event, progress=progress,
+        )  # fmt: skip
+    except DeployCancelled:
         error_console.print("cancelled; the change set was deleted and nothing was deployed")
-        raise typer.Exit(code=1)
-    result = execute_plan(
-        cfn,
-        plan,
-        on_event=(lambda _: None) if json_output else _print_event,
-        poll_seconds=aws_target.poll_seconds,
-    )
-    _seed(aws, result.outputs, progress)
-    _report(result, api_url(aws_target, result.outputs), changes, json_output)
-
-
-def _seed(aws: AwsSession, outputs: dict[str, str], progress: Any) -> None:
-    seeded = seed_aws_inventory(aws, outputs)
-    progress(f"added {seeded} demo products to the inventory table (existing stock untouched)")
-
-
-def _report(result: DeployResult, url: str, changes: list[dict[str, Any]], json_output: bool) -> None:
+        raise typer.Exit(code=1) from None
     if json_output:
-        print_json({"stack": result.stack_name, "isChanged": result.is_changed, "status": result.status,
-                    "apiUrl": url, "changes": changes, "outputs": result.outputs})  # fmt: skip
+        print_json(deployment.to_json())
         return
+    result = deployment.result
     verdict = "deployed" if result.is_changed else "unchanged: no changes to deploy"
     console.print(f"[green]✓[/green] stack {result.stack_name} {verdict} ({result.status})")
-    print_key_values({"API": url, **dict(sorted(result.outputs.items()))})
+    print_key_values({"API": deployment.api_url, **dict(sorted(result.outputs.items()))})
 
 
 def destroy(
@@ -243,33 +197,30 @@ def destroy(
     if target is Target.local:
         raise UsageError("a local stack lives and dies with its engine", hint="run `sandbox down`")
     _require_someone_to_confirm(yes)
-    aws_target = AwsTarget.load(stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
-    aws = _open_checked_session(aws_target)
-    cfn = aws.client("cloudformation")
-    if stack_status(cfn, aws_target.stack_name) is None:
-        if json_output:
-            print_json({"stack": aws_target.stack_name, "deleted": False})
-        else:
-            console.print(f"stack {aws_target.stack_name} does not exist in {aws.region}; nothing to destroy")
-        return
-    outputs = read_outputs(cfn, aws_target.stack_name)
-    if not _confirm(f"Delete stack {aws_target.stack_name} in {aws.region}?", yes):
+    account = aws_account(
+        Settings.load(), _aws_target(stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
+    )
+    try:
+        destruction = targets.destroy(
+            account,
+            confirm=lambda: _confirm(f"Delete stack {account.stack_name} in {account.region}?", yes),
+            on_event=(lambda _: None) if json_output else _print_event,
+        )
+    except DeployCancelled:
         error_console.print("cancelled; nothing was deleted")
-        raise typer.Exit(code=1)
-    delete_stack(
-        cfn, aws_target.stack_name, on_event=(lambda _: None) if json_output else _print_event,
-        poll_seconds=aws_target.poll_seconds,
-    )  # fmt: skip
-    retained = {key: outputs[key] for key in RETAINED_OUTPUTS if key in outputs}
-    bucket = aws_target.artifact_bucket or artifact_bucket_name(aws.account_id(), aws.region)
+        raise typer.Exit(code=1) from None
     if json_output:
-        print_json({"stack": aws_target.stack_name, "deleted": True, "retainedTables": retained,
-                    "artifactBucket": bucket})  # fmt: skip
+        print_json(destruction.to_json())
         return
-    console.print(f"[green]✓[/green] deleted stack {aws_target.stack_name}")
+    if not destruction.is_deleted:
+        console.print(f"stack {account.stack_name} does not exist in {account.region}; nothing to destroy")
+        return
+    console.print(f"[green]✓[/green] deleted stack {account.stack_name}")
     console.print("left behind on purpose (delete them yourself when you are sure):")
-    console.print(f"  artifact bucket  s3://{bucket}  (versioned; shared by every stage in {aws.region})")
-    for key, name in retained.items():
+    console.print(
+        f"  artifact bucket  s3://{destruction.artifact_bucket}  (versioned; shared by every stage in {account.region})"
+    )
+    for key, name in destruction.retained_tables.items():
         console.print(
             f"  table            {name}  ({key.removesuffix('TableName').lower()}, retained with PITR)"
         )

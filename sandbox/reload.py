@@ -20,7 +20,8 @@ from watchfiles import watch
 
 from sandbox.packaging import SHARED_PACKAGE, build_function_zip, load_template
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, function_dependencies, physical_id
+from sandbox.stack import LocalStack, physical_id
+from sandbox.targets import function_dependencies
 
 
 @dataclass(frozen=True)

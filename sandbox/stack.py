@@ -12,25 +12,12 @@ from typing import Any
 
 from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
-from sandbox.deploy import DeployResult, deploy_stack, ensure_artifact_bucket, make_uploader, read_outputs
+from sandbox.deploy import DeployResult, read_outputs
 from sandbox.engine import EngineState, running_engine, start_engine
-from sandbox.images import HANDLER_REQUIREMENTS
-from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
+from sandbox.targets import Deployment, LocalTarget, PackagedStack, deploy, local_api_url, package_artifacts
 
-# The only parameters in which a local stack differs from an AWS one (see `sandbox synth`).
-LOCAL_PARAMETERS = {"FaultInjection": "enabled", "ApiAuth": "none"}
-LOCAL_POLL_SECONDS = 0.1  # a local engine applies a change set in well under a second
 Progress = Callable[[str], None]
-
-
-def artifact_bucket(stack_name: str) -> str:
-    return f"{stack_name}-artifacts"
-
-
-def local_api_url(endpoint_url: str, api_id: str) -> str:
-    """Where a local engine serves the stack's HTTP API."""
-    return f"{endpoint_url}/_aws/execute-api/{api_id}/$default"
 
 
 @dataclass(frozen=True)
@@ -59,85 +46,19 @@ class UpResult:
     timings_ms: dict[str, int]
 
 
-def function_dependencies(settings: Settings, engine: str, template: dict[str, Any]) -> Path | None:
-    """What each function zip must carry for ``engine``: None where the engine's Python has it.
-
-    MiniStack (embedded or in Docker) runs the handlers on its own interpreter, which has the
-    handlers' requirements; LocalStack runs them in real Lambda runtime containers, which do not.
-    """
-    if engine != "localstack":
-        return None
-    python_version, platform = lambda_platform(template)
-    return build_dependencies(
-        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
-    )
-
-
-def package_local(
-    settings: Settings, bucket: str, upload: Callable[[str, bytes], None], engine: str = "embedded"
-) -> dict[str, Any]:
-    """The template packaged for a local engine (with dependencies only where it needs them)."""
-    source = load_template(settings.template_path)
-    dependencies = function_dependencies(settings, engine, source)
-    return package_template(source, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
-
-
-@dataclass(frozen=True)
-class PackagedStack:
-    """The packaged template and the artifacts (S3 key -> bytes) it names."""
-
-    template: dict[str, Any]
-    artifacts: dict[str, bytes]
-
-
-def package_artifacts(settings: Settings, engine: str) -> PackagedStack:
-    """Package the template without an engine: the artifacts are uploaded once one is there."""
-    artifacts: dict[str, bytes] = {}
-    template = package_local(settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine)
-    return PackagedStack(template, artifacts)
-
-
 def deploy_local(
     settings: Settings,
     engine: EngineState,
-    progress: Progress,
+    progress: Progress = lambda _: None,
     parameters: dict[str, str] | None = None,
     packaged: PackagedStack | None = None,
-) -> DeployResult:
-    """Upload the packaged code into the engine's S3 and deploy the template by change set."""
-    progress("packaging functions and state machine")
-    packaged = packaged or package_artifacts(settings, engine.engine)
-    s3 = make_client("s3", endpoint_url=engine.endpoint_url, region=settings.region)
-    cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
-    bucket = artifact_bucket(settings.stack_name)
-    ensure_artifact_bucket(s3, bucket, settings.region)
-    upload = make_uploader(s3, bucket)
-    for key, content in packaged.artifacts.items():
-        upload(key, content)
-    progress(f"deploying stack {settings.stack_name}")
-    result = deploy_stack(
-        cfn,
-        settings.stack_name,
-        packaged.template,
-        parameters or LOCAL_PARAMETERS,
-        poll_seconds=LOCAL_POLL_SECONDS,
-    )
-    remember_outputs(settings, engine, result.outputs)
-    return result
-
-
-def deploy_and_seed(
-    settings: Settings,
-    engine: EngineState,
-    progress: Progress = lambda _: None,
-    packaged: PackagedStack | None = None,
-) -> tuple[LocalStack, DeployResult, int]:
-    """Deploy the stack onto a running engine (any endpoint) and seed the demo inventory."""
-    result = deploy_local(settings, engine, progress, packaged=packaged)
-    stack = LocalStack(engine, result.outputs)
-    progress("seeding the demo inventory")
-    seeded = seed_inventory(stack.client("dynamodb", settings.region), result.outputs["InventoryTableName"])
-    return stack, result, seeded
+) -> Deployment:
+    """Deploy the stack's template onto a running local engine (any endpoint) and seed the inventory."""
+    target = LocalTarget(
+        settings, engine.endpoint_url, engine.engine, parameter_values=parameters, prepackaged=packaged,
+        on_deployed=lambda outputs: remember_outputs(settings, engine, outputs),
+    )  # fmt: skip
+    return deploy(target, progress=progress)
 
 
 def bring_up(
@@ -157,10 +78,11 @@ def bring_up(
         timings["engine"] = int((time.perf_counter() - started) * 1000)
         packaged = packaging.result()
     mark = time.perf_counter()
-    stack, result, seeded = deploy_and_seed(settings, engine, progress, packaged)
+    deployment = deploy_local(settings, engine, progress, packaged=packaged)
     timings["deploy"] = int((time.perf_counter() - mark) * 1000)
     timings["total"] = int((time.perf_counter() - started) * 1000)
-    return UpResult(stack, is_new, result, seeded, timings)
+    stack = LocalStack(engine, deployment.result.outputs)
+    return UpResult(stack, is_new, deployment.result, deployment.seeded_products, timings)
 
 
 def _outputs_path(settings: Settings) -> Path:

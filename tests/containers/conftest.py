@@ -3,7 +3,7 @@
 The engine is chosen by env: SANDBOX_TEST_ENGINE (ministack-docker, the default, or localstack)
 and SANDBOX_TEST_ENGINE_IMAGE (default: the MiniStack image `make engine-image` builds, or
 compose.yaml's pinned LocalStack). The stack is deployed by the same code path as on the embedded
-engine (sandbox.stack.deploy_and_seed), and the same scenario tests run against it.
+engine (sandbox.stack.deploy_local), and the same scenario tests run against it.
 
 Without a Docker daemon, or without the engine image, every test here is skipped with a reason
 that says so; SANDBOX_REQUIRE_CONTAINERS=1 (CI) turns that skip into a failure.
@@ -24,7 +24,7 @@ import yaml
 from sandbox.engine import EngineState, compose, read_health
 from sandbox.images import ministack_image
 from sandbox.settings import ENGINES, Settings
-from sandbox.stack import LocalStack, deploy_and_seed
+from sandbox.stack import LocalStack, deploy_local
 from sandbox.waiting import wait_until
 
 # The integration suite's fixtures and helpers, reused as they are: they only need `stack`.
@@ -190,7 +190,7 @@ def engine_settings(
 def stack(engine_container: tuple[Any, EngineState], engine_settings: Settings) -> LocalStack:
     _, state = engine_container
     started = time.perf_counter()
-    deployed, _, _ = deploy_and_seed(engine_settings, state)
+    deployed = LocalStack(state, deploy_local(engine_settings, state).outputs)
     _summary["deploy_s"] = time.perf_counter() - started
     return deployed
 

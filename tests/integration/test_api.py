@@ -150,7 +150,8 @@ def test_a_stack_without_fault_injection_refuses_faults(stack, engine_settings, 
     # GIVEN the same template deployed as a second stack with FaultInjection disabled (the AWS default)
     from dataclasses import replace
 
-    from sandbox.stack import deploy_local, local_api_url
+    from sandbox.stack import deploy_local
+    from sandbox.targets import local_api_url
 
     settings = replace(engine_settings, stack_name="saga-no-faults")
     deployed = deploy_local(

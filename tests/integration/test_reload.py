@@ -15,7 +15,8 @@ import pytest
 from sandbox.orders import OrdersClient
 from sandbox.reload import Reloader, Update, watch_and_reload
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, deploy_local, local_api_url
+from sandbox.stack import LocalStack, deploy_local
+from sandbox.targets import local_api_url
 from sandbox.waiting import wait_until
 
 pytestmark = pytest.mark.integration

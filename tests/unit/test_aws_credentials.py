@@ -114,8 +114,8 @@ def run_without_terminal(
     """Run the console entry point with stdin not a terminal; fail the test on any AWS call."""
     import botocore.client
 
-    from cli import aws_commands
     from cli.app import main
+    from sandbox import targets
 
     def no_session(*_: Any, **__: Any) -> None:
         pytest.fail("an AWS session was opened")
@@ -123,7 +123,7 @@ def run_without_terminal(
     def no_call(*_: Any, **__: Any) -> None:
         pytest.fail("an AWS API was called")
 
-    monkeypatch.setattr(aws_commands, "AwsSession", no_session)
+    monkeypatch.setattr(targets, "AwsSession", no_session)
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", no_call)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     monkeypatch.setenv("SANDBOX_STATE_DIR", str(tmp_path))

@@ -15,7 +15,7 @@ from samtranslator.translator.transform import transform
 
 from sandbox.aws import aws_parameters
 from sandbox.packaging import package_template
-from sandbox.stack import LOCAL_PARAMETERS
+from sandbox.targets import LOCAL_PARAMETERS
 
 # Wildcards the template may keep, each with the reason AWS leaves no narrower choice.
 WILDCARD_ALLOW_LIST = {

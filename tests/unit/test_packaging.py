@@ -356,7 +356,7 @@ def test_only_lambda_runtime_engines_get_dependencies_in_their_zips(
 ) -> None:
     # MiniStack (embedded or in Docker) runs handlers on its own Python 3.11, which has them;
     # cp312 wheels in its zips would shadow them and fail to import.
-    from sandbox import stack
+    from sandbox import targets
     from sandbox.settings import Settings
 
     built: list[tuple[str, str]] = []
@@ -366,9 +366,9 @@ def test_only_lambda_runtime_engines_get_dependencies_in_their_zips(
         assert requirements.name == "requirements.txt" and cache_dir == settings.cache_dir
         return tmp_path / "deps"
 
-    monkeypatch.setattr(stack, "build_dependencies", fake_build)
+    monkeypatch.setattr(targets, "build_dependencies", fake_build)
     settings = Settings.load(state_dir=tmp_path, engine=engine)
-    result = stack.function_dependencies(settings, engine, template)
+    result = targets.function_dependencies(settings, engine, template)
     assert (result is not None) == has_dependencies
     assert built == ([("3.11", "manylinux2014_x86_64")] if has_dependencies else [])
 

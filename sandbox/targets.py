@@ -1,0 +1,354 @@
+"""Where a stack lives: the local engine or an AWS account, behind one ``Target`` shape.
+
+A target owns its clients, its packaging, its template parameters and its API URL; ``deploy``
+and ``synth`` are written once against it. The CLI, the console and the pytest plugin choose a
+target and call these functions; none of them branch on where the stack lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sandbox.aws import (
+    AwsSession,
+    AwsTarget,
+    api_url,
+    artifact_bucket_name,
+    aws_parameters,
+    package_for_aws,
+    prepare_artifacts,
+    seed_aws_inventory,
+)
+from sandbox.catalog import seed_inventory
+from sandbox.clients import make_client
+from sandbox.deploy import (
+    ChangeSetPlan,
+    DeployResult,
+    delete_stack,
+    discard_plan,
+    ensure_artifact_bucket,
+    execute_plan,
+    make_uploader,
+    plan_change_set,
+    read_outputs,
+    stack_status,
+)
+from sandbox.images import HANDLER_REQUIREMENTS
+from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
+from sandbox.settings import Settings
+
+Progress = Callable[[str], None]
+Upload = Callable[[str, bytes], None]
+
+# The only parameters in which a local stack differs from an AWS one (see `sandbox synth`).
+LOCAL_PARAMETERS = {"FaultInjection": "enabled", "ApiAuth": "none"}
+LOCAL_POLL_SECONDS = 0.1  # a local engine applies a change set in well under a second
+
+
+def artifact_bucket(stack_name: str) -> str:
+    return f"{stack_name}-artifacts"
+
+
+def local_api_url(endpoint_url: str, api_id: str) -> str:
+    """Where a local engine serves the stack's HTTP API."""
+    return f"{endpoint_url}/_aws/execute-api/{api_id}/$default"
+
+
+def function_dependencies(settings: Settings, engine: str, template: dict[str, Any]) -> Path | None:
+    """What each function zip must carry for ``engine``: None where the engine's Python has it.
+
+    MiniStack (embedded or in Docker) runs the handlers on its own interpreter, which has the
+    handlers' requirements; LocalStack runs them in real Lambda runtime containers, which do not.
+    """
+    if engine != "localstack":
+        return None
+    python_version, platform = lambda_platform(template)
+    return build_dependencies(
+        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
+    )
+
+
+def package_local(
+    settings: Settings, bucket: str, upload: Callable[[str, bytes], None], engine: str = "embedded"
+) -> dict[str, Any]:
+    """The template packaged for a local engine (with dependencies only where it needs them)."""
+    source = load_template(settings.template_path)
+    dependencies = function_dependencies(settings, engine, source)
+    return package_template(source, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
+
+
+@dataclass(frozen=True)
+class PackagedStack:
+    """The packaged template and the artifacts (S3 key -> bytes) it names."""
+
+    template: dict[str, Any]
+    artifacts: dict[str, bytes]
+
+
+def package_artifacts(settings: Settings, engine: str) -> PackagedStack:
+    """Package the template without an engine: the artifacts are uploaded once one is there."""
+    artifacts: dict[str, bytes] = {}
+    template = package_local(settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine)
+    return PackagedStack(template, artifacts)
+
+
+def _no_upload(_key: str, _content: bytes) -> None:
+    """Packaging without uploading: synth shows the template, nothing leaves the machine."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """The choices a deploy makes that the template exposes as parameters."""
+
+    is_fault_injection_enabled: bool = False
+    is_api_open: bool = False
+
+
+class Target(Protocol):
+    """A place a stack is deployed to."""
+
+    @property
+    def stack_name(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def poll_seconds(self) -> float: ...
+    def client(self, service: str) -> Any: ...
+    def artifact_store(self, progress: Progress) -> tuple[str, Upload]: ...
+    def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]: ...
+    def parameters(self, options: StackOptions) -> dict[str, str]: ...
+    def api_url(self, outputs: dict[str, str]) -> str: ...
+    def settle(self, outputs: dict[str, str], progress: Progress) -> int:
+        """After a deploy: seed the demo inventory (and remember the outputs); the products added."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """The stack on a running local engine (embedded or in a container)."""
+
+    settings: Settings
+    endpoint_url: str
+    engine_kind: str = "embedded"
+    on_deployed: Callable[[dict[str, str]], None] = lambda _outputs: None
+    parameter_values: dict[str, str] | None = None  # None: LOCAL_PARAMETERS
+    prepackaged: PackagedStack | None = None  # packaged ahead (while the engine started)
+
+    @property
+    def stack_name(self) -> str:
+        return self.settings.stack_name
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def poll_seconds(self) -> float:
+        return LOCAL_POLL_SECONDS
+
+    def client(self, service: str) -> Any:
+        return make_client(service, endpoint_url=self.endpoint_url, region=self.region)
+
+    def artifact_store(self, progress: Progress) -> tuple[str, Upload]:
+        s3 = self.client("s3")
+        bucket = artifact_bucket(self.stack_name)
+        ensure_artifact_bucket(s3, bucket, self.region)
+        return bucket, make_uploader(s3, bucket)
+
+    def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]:
+        if self.prepackaged is None:
+            progress("packaging functions and state machine")
+            return package_local(self.settings, bucket, upload, self.engine_kind)
+        for key, content in self.prepackaged.artifacts.items():
+            upload(key, content)
+        return self.prepackaged.template
+
+    def parameters(self, options: StackOptions) -> dict[str, str]:
+        # Locally faults are always allowed and the API needs no signature, unless told otherwise.
+        return self.parameter_values or LOCAL_PARAMETERS
+
+    def api_url(self, outputs: dict[str, str]) -> str:
+        return local_api_url(self.endpoint_url, outputs["ApiId"])
+
+    def settle(self, outputs: dict[str, str], progress: Progress) -> int:
+        self.on_deployed(outputs)
+        progress("seeding the demo inventory")
+        return seed_inventory(self.client("dynamodb"), outputs["InventoryTableName"])
+
+
+@dataclass(frozen=True)
+class AwsAccount:
+    """The stack of a stage in an AWS account (or an AWS-compatible endpoint)."""
+
+    settings: Settings
+    aws: AwsSession
+
+    @property
+    def stack_name(self) -> str:
+        return self.aws.target.stack_name
+
+    @property
+    def region(self) -> str:
+        return self.aws.region
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.aws.target.poll_seconds
+
+    def client(self, service: str) -> Any:
+        return self.aws.client(service)
+
+    def artifact_store(self, progress: Progress) -> tuple[str, Upload]:
+        return prepare_artifacts(self.aws, progress)
+
+    def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]:
+        return package_for_aws(self.settings, bucket, upload, progress)
+
+    def parameters(self, options: StackOptions) -> dict[str, str]:
+        return aws_parameters(
+            is_fault_injection_enabled=options.is_fault_injection_enabled, is_api_open=options.is_api_open
+        )
+
+    def api_url(self, outputs: dict[str, str]) -> str:
+        return api_url(self.aws.target, outputs)
+
+    def settle(self, outputs: dict[str, str], progress: Progress) -> int:
+        seeded = seed_aws_inventory(self.aws, outputs)
+        progress(f"added {seeded} demo products to the inventory table (existing stock untouched)")
+        return seeded
+
+    @property
+    def artifact_bucket(self) -> str:
+        return self.aws.target.artifact_bucket or artifact_bucket_name(self.aws.account_id(), self.region)
+
+
+def aws_account(settings: Settings, target: AwsTarget) -> AwsAccount:
+    """The AWS account of the user's credentials, checked (AWS accepted them) before any change."""
+    aws = AwsSession(target)
+    aws.account_id()
+    return AwsAccount(settings, aws)
+
+
+@dataclass(frozen=True)
+class Synthesis:
+    """The packaged template exactly as it would be deployed, and its parameters."""
+
+    template: dict[str, Any]
+    parameters: dict[str, str]
+
+
+def synth(
+    target: Target, bucket: str, options: StackOptions, progress: Progress = lambda _: None
+) -> Synthesis:
+    """Package the template for ``target`` into ``bucket``'s keys, uploading nothing."""
+    return Synthesis(target.package(bucket, _no_upload, progress), target.parameters(options))
+
+
+class DeployCancelled(Exception):
+    """Nobody confirmed the change set; it was deleted and nothing was deployed."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A finished deploy: the stack's result, its API URL and the changes that were applied."""
+
+    result: DeployResult
+    api_url: str
+    plan: ChangeSetPlan | None
+    seeded_products: int = 0
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.result.outputs
+
+    def to_json(self) -> dict[str, Any]:
+        changes = [change.__dict__ for change in self.plan.changes] if self.plan else []
+        result = self.result
+        return {"stack": result.stack_name, "isChanged": result.is_changed, "status": result.status,
+                "apiUrl": self.api_url, "changes": changes, "outputs": result.outputs}  # fmt: skip
+
+
+def deploy(
+    target: Target,
+    options: StackOptions = StackOptions(),
+    *,
+    confirm: Callable[[ChangeSetPlan], bool] = lambda _plan: True,
+    on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
+    progress: Progress = lambda _: None,
+) -> Deployment:
+    """Package, upload, plan a change set, let ``confirm`` see it, execute it, seed the inventory.
+
+    A stack that is already as the template says is not changed (and ``confirm`` is not asked).
+    Raises ``DeployCancelled`` when ``confirm`` says no, after deleting the change set.
+    """
+    bucket, upload = target.artifact_store(progress)
+    template = target.package(bucket, upload, progress)
+    cfn = target.client("cloudformation")
+    progress(f"creating a change set for {target.stack_name} in {target.region}")
+    plan = plan_change_set(
+        cfn, target.stack_name, template, target.parameters(options), poll_seconds=target.poll_seconds
+    )
+    if plan is None:
+        result = DeployResult(
+            target.stack_name,
+            False,
+            str(stack_status(cfn, target.stack_name)),
+            read_outputs(cfn, target.stack_name),
+        )
+    elif not confirm(plan):
+        discard_plan(cfn, plan)
+        raise DeployCancelled(f"the change set for {target.stack_name} was deleted and nothing was deployed")
+    else:
+        result = execute_plan(cfn, plan, on_event=on_event, poll_seconds=target.poll_seconds)
+    seeded = target.settle(result.outputs, progress)
+    return Deployment(result, target.api_url(result.outputs), plan, seeded)
+
+
+# Left behind on purpose by a destroy: the tables with the orders, payments and stock.
+RETAINED_OUTPUTS = (
+    "OrdersTableName",
+    "InventoryTableName",
+    "ReservationsTableName",
+    "PaymentsTableName",
+    "ShipmentsTableName",
+)
+
+
+@dataclass(frozen=True)
+class Destruction:
+    """What destroying a stack did, and what it left behind on purpose."""
+
+    stack_name: str
+    is_deleted: bool
+    retained_tables: dict[str, str]
+    artifact_bucket: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.is_deleted:
+            return {"stack": self.stack_name, "deleted": False}
+        return {"stack": self.stack_name, "deleted": True, "retainedTables": self.retained_tables,
+                "artifactBucket": self.artifact_bucket}  # fmt: skip
+
+
+def destroy(
+    account: AwsAccount,
+    *,
+    confirm: Callable[[], bool] = lambda: True,
+    on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
+) -> Destruction:
+    """Delete the AWS stack once ``confirm`` agrees; a missing stack is not an error.
+
+    Raises ``DeployCancelled`` when ``confirm`` says no (nothing was deleted).
+    """
+    cfn = account.client("cloudformation")
+    if stack_status(cfn, account.stack_name) is None:
+        return Destruction(account.stack_name, False, {}, None)
+    outputs = read_outputs(cfn, account.stack_name)
+    if not confirm():
+        raise DeployCancelled("nothing was deleted")
+    delete_stack(cfn, account.stack_name, on_event=on_event, poll_seconds=account.poll_seconds)
+    retained = {key: outputs[key] for key in RETAINED_OUTPUTS if key in outputs}
+    return Destruction(account.stack_name, True, retained, account.artifact_bucket)
