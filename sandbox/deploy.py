@@ -6,14 +6,20 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError, WaiterError
 
 from sandbox.errors import DeployError, StackNotFoundError
 from sandbox.waiting import wait_until
 
-CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.literals import CapabilityType, ChangeSetTypeType
+    from mypy_boto3_cloudformation.type_defs import StackEventTypeDef, WaiterConfigTypeDef
+    from mypy_boto3_s3 import S3Client
+
+CAPABILITIES: list[CapabilityType] = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no changes")
 MAX_TEMPLATE_BODY_BYTES = 51_200  # CloudFormation's limit for TemplateBody
 StackEventHandler = Callable[[dict[str, Any]], None]
@@ -41,7 +47,7 @@ class DeployResult:
     outputs: dict[str, str]
 
 
-def ensure_artifact_bucket(s3: Any, bucket: str, region: str, *, hint: str | None = None) -> bool:
+def ensure_artifact_bucket(s3: S3Client, bucket: str, region: str, *, hint: str | None = None) -> bool:
     """Create the artifact bucket if it is missing; True when this call created it."""
     try:
         s3.head_bucket(Bucket=bucket)
@@ -56,7 +62,7 @@ def ensure_artifact_bucket(s3: Any, bucket: str, region: str, *, hint: str | Non
     return True
 
 
-def make_uploader(s3: Any, bucket: str) -> Callable[[str, bytes], None]:
+def make_uploader(s3: S3Client, bucket: str) -> Callable[[str, bytes], None]:
     """An upload function that skips keys already present (keys are content hashes)."""
 
     def upload(key: str, content: bytes) -> None:
@@ -68,7 +74,7 @@ def make_uploader(s3: Any, bucket: str) -> Callable[[str, bytes], None]:
     return upload
 
 
-def stack_status(cfn: Any, stack_name: str) -> str | None:
+def stack_status(cfn: CloudFormationClient, stack_name: str) -> str | None:
     """The stack's status, or None when it does not exist."""
     try:
         stacks = cfn.describe_stacks(StackName=stack_name)["Stacks"]
@@ -79,7 +85,7 @@ def stack_status(cfn: Any, stack_name: str) -> str | None:
     return str(stacks[0]["StackStatus"]) if stacks else None
 
 
-def read_outputs(cfn: Any, stack_name: str) -> dict[str, str]:
+def read_outputs(cfn: CloudFormationClient, stack_name: str) -> dict[str, str]:
     """The stack's outputs by key; StackNotFoundError when it is not deployed."""
     try:
         stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
@@ -92,22 +98,22 @@ def read_outputs(cfn: Any, stack_name: str) -> dict[str, str]:
     return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
 
 
-def unchanged_result(cfn: Any, stack_name: str) -> DeployResult:
+def unchanged_result(cfn: CloudFormationClient, stack_name: str) -> DeployResult:
     """The result of a deploy that found nothing to change (one DescribeStacks)."""
     stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     return DeployResult(stack_name, False, str(stack["StackStatus"]), outputs)
 
 
-def is_operation_start(event: dict[str, Any]) -> bool:
+def is_operation_start(event: StackEventTypeDef) -> bool:
     """Whether a stack event is the stack's own opening of a create, update, delete or import."""
     is_stack_itself = event.get("LogicalResourceId") == event.get("StackName")
     return is_stack_itself and event.get("ResourceStatus") in _OPERATION_STARTS
 
 
-def first_failure(cfn: Any, stack_name: str) -> str:
+def first_failure(cfn: CloudFormationClient, stack_name: str) -> str:
     """The first failing resource of the latest operation and its reason."""
-    events: list[dict[str, Any]] = []
+    events: list[StackEventTypeDef] = []
     try:
         for event in stack_events(cfn, stack_name):  # newest first, back to the operation's start
             events.append(event)
@@ -143,11 +149,14 @@ class ChangeSetPlan:
     changes: list[ResourceChange] = field(default_factory=list)
 
 
-def _waiter_config(poll_seconds: float, timeout_seconds: float) -> dict[str, Any]:
-    return {"Delay": poll_seconds, "MaxAttempts": max(1, int(timeout_seconds / poll_seconds))}
+def _waiter_config(poll_seconds: float, timeout_seconds: float) -> WaiterConfigTypeDef:
+    # The stubs say Delay is an int; botocore sleeps whatever it is given, and a local engine's
+    # pace is a fraction of a second.
+    config = {"Delay": poll_seconds, "MaxAttempts": max(1, int(timeout_seconds / poll_seconds))}
+    return cast("WaiterConfigTypeDef", config)
 
 
-def read_changes(cfn: Any, stack_name: str, change_set_name: str) -> list[ResourceChange]:
+def read_changes(cfn: CloudFormationClient, stack_name: str, change_set_name: str) -> list[ResourceChange]:
     """Every resource change of a change set (all pages)."""
     changes: list[ResourceChange] = []
     pages = cfn.get_paginator("describe_change_set").paginate(
@@ -168,7 +177,7 @@ def read_changes(cfn: Any, stack_name: str, change_set_name: str) -> list[Resour
 
 
 def plan_change_set(
-    cfn: Any,
+    cfn: CloudFormationClient,
     stack_name: str,
     template: dict[str, Any],
     parameters: dict[str, str],
@@ -192,7 +201,7 @@ def plan_change_set(
             StackName=stack_name, WaiterConfig=_waiter_config(poll_seconds, timeout_seconds)
         )
         status = None
-    change_set_type = "CREATE" if status is None else "UPDATE"
+    change_set_type: ChangeSetTypeType = "CREATE" if status is None else "UPDATE"
     change_set_name = f"sandbox-{int(time.time() * 1000)}"
     try:
         cfn.create_change_set(
@@ -222,7 +231,7 @@ def plan_change_set(
     return ChangeSetPlan(stack_name, change_set_name, change_set_type, changes)
 
 
-def discard_plan(cfn: Any, plan: ChangeSetPlan) -> None:
+def discard_plan(cfn: CloudFormationClient, plan: ChangeSetPlan) -> None:
     """Delete a change set that will not be executed (and the empty stack a CREATE left)."""
     cfn.delete_change_set(StackName=plan.stack_name, ChangeSetName=plan.name)
     if plan.change_set_type == "CREATE":
@@ -230,7 +239,7 @@ def discard_plan(cfn: Any, plan: ChangeSetPlan) -> None:
 
 
 def follow_stack(
-    cfn: Any,
+    cfn: CloudFormationClient,
     stack_name: str,
     on_event: StackEventHandler,
     *,
@@ -242,14 +251,14 @@ def follow_stack(
     seen = {newest["EventId"]} if newest else set()
 
     def check() -> str | None:
-        new: dict[str, dict[str, Any]] = {}
+        new: dict[str, StackEventTypeDef] = {}
         for event in stack_events(cfn, stack_name):  # newest first: read back to the last one seen
             if event["EventId"] in seen:
                 break
             new.setdefault(event["EventId"], event)  # a page may repeat an event another one held
         for event in reversed(new.values()):
             seen.add(event["EventId"])
-            on_event(event)
+            on_event(dict(event))
         status = stack_status(cfn, stack_name) or "DELETE_COMPLETE"
         return None if status.endswith("_IN_PROGRESS") else status
 
@@ -262,7 +271,7 @@ def follow_stack(
     )
 
 
-def stack_events(cfn: Any, stack_name: str) -> Iterator[dict[str, Any]]:
+def stack_events(cfn: CloudFormationClient, stack_name: str) -> Iterator[StackEventTypeDef]:
     """The stack's events, newest first, a page at a time as they are read; none for a missing stack."""
     try:
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_name):
@@ -273,7 +282,7 @@ def stack_events(cfn: Any, stack_name: str) -> Iterator[dict[str, Any]]:
 
 
 def execute_plan(
-    cfn: Any,
+    cfn: CloudFormationClient,
     plan: ChangeSetPlan,
     *,
     on_event: StackEventHandler | None = None,
@@ -283,11 +292,13 @@ def execute_plan(
     """Execute a change set and wait for the stack, reporting its events when asked."""
     cfn.execute_change_set(StackName=plan.stack_name, ChangeSetName=plan.name)
     if on_event is None:
-        waiter = "stack_create_complete" if plan.change_set_type == "CREATE" else "stack_update_complete"
+        waiter = (
+            cfn.get_waiter("stack_create_complete")
+            if plan.change_set_type == "CREATE"
+            else cfn.get_waiter("stack_update_complete")
+        )
         try:
-            cfn.get_waiter(waiter).wait(
-                StackName=plan.stack_name, WaiterConfig=_waiter_config(poll_seconds, timeout_seconds)
-            )
+            waiter.wait(StackName=plan.stack_name, WaiterConfig=_waiter_config(poll_seconds, timeout_seconds))
         except WaiterError as error:
             raise _deploy_failed(cfn, plan.stack_name) from error
     else:
@@ -301,7 +312,7 @@ def execute_plan(
     )
 
 
-def _deploy_failed(cfn: Any, stack_name: str) -> DeployError:
+def _deploy_failed(cfn: CloudFormationClient, stack_name: str) -> DeployError:
     return DeployError(
         f"deploying {stack_name} failed: {first_failure(cfn, stack_name)}",
         hint=f"stack status is {stack_status(cfn, stack_name)}",
@@ -309,7 +320,7 @@ def _deploy_failed(cfn: Any, stack_name: str) -> DeployError:
 
 
 def deploy_stack(
-    cfn: Any,
+    cfn: CloudFormationClient,
     stack_name: str,
     template: dict[str, Any],
     parameters: dict[str, str],
@@ -333,7 +344,7 @@ def deploy_stack(
 
 
 def delete_stack(
-    cfn: Any,
+    cfn: CloudFormationClient,
     stack_name: str,
     *,
     on_event: StackEventHandler = lambda _: None,
