@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, ProfileNotFound
 
@@ -21,6 +21,10 @@ from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.orders import OrdersClient, Signer
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sts import STSClient
 
 AWS_POLL_SECONDS = DEFAULT_POLL_SECONDS
 ENDPOINT_POLL_SECONDS = 0.2  # an AWS-compatible local endpoint settles in well under a second
@@ -137,7 +141,8 @@ class AwsSession:
         """The account the credentials belong to (also proves AWS accepts them); asked once."""
         if self._account_id is None:
             try:
-                self._account_id = str(self.client("sts").get_caller_identity()["Account"])
+                sts: STSClient = self.client("sts")
+                self._account_id = str(sts.get_caller_identity()["Account"])
             except ClientError as error:
                 raise AwsCredentialsError(
                     f"AWS credentials: STS refused them: {error}", hint=CREDENTIALS_HINT
@@ -175,7 +180,7 @@ def artifact_bucket_name(account_id: str, region: str) -> str:
     return f"saga-sandbox-artifacts-{account_id}-{region}"
 
 
-def ensure_secure_bucket(s3: Any, bucket: str, region: str) -> bool:
+def ensure_secure_bucket(s3: S3Client, bucket: str, region: str) -> bool:
     """Create the artifact bucket if missing: versioned, encrypted, no public access. True if created."""
     if not ensure_artifact_bucket(s3, bucket, region, hint="pass --artifact-bucket with a bucket you own"):
         return False
@@ -225,7 +230,7 @@ def prepare_artifacts(
 ) -> tuple[str, Callable[[str, bytes], None]]:
     """The artifact bucket (created securely if missing) and an uploader into it."""
     bucket = aws.target.artifact_bucket or artifact_bucket_name(aws.account_id(), aws.region)
-    s3 = aws.client("s3")
+    s3: S3Client = aws.client("s3")
     if ensure_secure_bucket(s3, bucket, aws.region):
         progress(f"created artifact bucket {bucket} (versioned, encrypted, public access blocked)")
     return bucket, make_uploader(s3, bucket)

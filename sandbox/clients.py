@@ -7,7 +7,11 @@ the commands that only talk HTTP to the order API (``sandbox order``) never need
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from boto3.session import Session
+    from botocore.config import Config
 
 # Local engines always get dummy credentials, never the user's.
 LOCAL_ACCESS_KEY = "test"
@@ -27,7 +31,7 @@ _LOCAL_SESSION_VARS = {
 
 
 @cache
-def _session(region: str) -> Any:
+def _session(region: str) -> Session:
     # One session per region: its loader caches the service models, so later clients are cheap.
     import boto3
     import botocore.session
@@ -41,15 +45,20 @@ def _session(region: str) -> Any:
 
 
 @cache
-def _config() -> Any:
+def _config() -> Config:
     from botocore.config import Config
 
     return Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
+# Client factories (this one, ``LocalStack.client``, ``Target.client``, ``AwsSession.client``)
+# return Any, and each caller names the type where it keeps the client (``sqs: SQSClient = ...``,
+# a ``cfn: CloudFormationClient`` parameter): mypy then checks every call on it. Overloads from
+# each service name to its client type on every factory would cost ten stubs a factory to check
+# only that the name matches the annotation beside it.
 def make_client(service: str, *, endpoint_url: str, region: str) -> Any:
     """A boto3 client for ``service`` on a local engine (the user's AWS profile and keys play no part)."""
-    return _session(region).client(
+    return _session(region).client(  # type: ignore[call-overload]  # a name, not one of the stubs' literals
         service,
         endpoint_url=endpoint_url,
         config=_config(),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
@@ -16,6 +16,11 @@ from sandbox.deploy import DeployResult, read_outputs
 from sandbox.engine import EngineState, running_engine, start_engine
 from sandbox.settings import Settings
 from sandbox.targets import Deployment, LocalTarget, PackagedStack, deploy, local_api_url, package_artifacts
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 Progress = Callable[[str], None]
 
@@ -116,7 +121,9 @@ def find_stack(settings: Settings) -> LocalStack:
     engine = running_engine(settings)
     outputs = _remembered_outputs(settings, engine)
     if outputs is None:
-        cfn = make_client("cloudformation", endpoint_url=engine.endpoint_url, region=settings.region)
+        cfn: CloudFormationClient = make_client(
+            "cloudformation", endpoint_url=engine.endpoint_url, region=settings.region
+        )
         outputs = read_outputs(cfn, settings.stack_name)
         remember_outputs(settings, engine, outputs)
     return LocalStack(engine, outputs)
@@ -127,7 +134,7 @@ RESET_TABLES = ("OrdersTableName", "InventoryTableName", "ReservationsTableName"
 RESET_QUEUES = ("OutboxFailureQueueUrl", "AuditQueueUrl", "EventsDeadLetterQueueUrl")
 
 
-def _delete_all_items(dynamodb: Any, table: str) -> int:
+def _delete_all_items(dynamodb: DynamoDBClient, table: str) -> int:
     """Delete every item of ``table``; return how many there were.
 
     boto3's batch writer (what ``Table.batch_writer()`` returns, here on the client's own keys)
@@ -151,8 +158,8 @@ def _delete_all_items(dynamodb: Any, table: str) -> int:
 
 def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
     """Empty every table and queue of a local stack and reseed the inventory, without redeploying."""
-    dynamodb = stack.client("dynamodb", region)
-    sqs = stack.client("sqs", region)
+    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
+    sqs: SQSClient = stack.client("sqs", region)
     deleted = {
         key.removesuffix("TableName"): _delete_all_items(dynamodb, stack.outputs[key]) for key in RESET_TABLES
     }
@@ -168,6 +175,6 @@ def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
 
 def physical_id(stack: LocalStack, region: str, stack_name: str, logical_id: str) -> str:
     """The physical name of one of the stack's resources (e.g. a function name)."""
-    cfn = stack.client("cloudformation", region)
+    cfn: CloudFormationClient = stack.client("cloudformation", region)
     detail = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
     return str(detail["StackResourceDetail"]["PhysicalResourceId"])

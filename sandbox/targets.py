@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.aws import (
     AwsSession,
@@ -39,6 +39,10 @@ from sandbox.deploy import (
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_s3 import S3Client
 
 Progress = Callable[[str], None]
 Upload = Callable[[str, bytes], None]
@@ -153,7 +157,7 @@ class LocalTarget:
         return make_client(service, endpoint_url=self.endpoint_url, region=self.region)
 
     def artifact_store(self, progress: Progress) -> tuple[str, Upload]:
-        s3 = self.client("s3")
+        s3: S3Client = self.client("s3")
         bucket = artifact_bucket(self.stack_name)
         ensure_artifact_bucket(s3, bucket, self.region)
         return bucket, make_uploader(s3, bucket)
@@ -286,7 +290,7 @@ def deploy(
     """
     bucket, upload = target.artifact_store(progress)
     template = target.package(bucket, upload, progress)
-    cfn = target.client("cloudformation")
+    cfn: CloudFormationClient = target.client("cloudformation")
     progress(f"creating a change set for {target.stack_name} in {target.region}")
     plan = plan_change_set(
         cfn, target.stack_name, template, target.parameters(options), poll_seconds=target.poll_seconds
@@ -343,7 +347,7 @@ def destroy(
 
     Raises ``DeployCancelled`` when ``confirm`` says no (nothing was deleted).
     """
-    cfn = account.client("cloudformation")
+    cfn: CloudFormationClient = account.client("cloudformation")
     if stack_status(cfn, account.stack_name) is None:
         return Destruction(account.stack_name, False, {}, None)
     outputs = read_outputs(cfn, account.stack_name)
