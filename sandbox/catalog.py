@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 DEMO_PRODUCTS: dict[str, dict[str, Any]] = {
     "espresso-beans": {"name": "Espresso beans, 1 kg", "price": Decimal("24.50"), "stock": 100},
@@ -14,7 +17,7 @@ DEMO_PRODUCTS: dict[str, dict[str, Any]] = {
 }
 
 
-def seed_inventory(dynamodb: Any, table: str) -> int:
+def seed_inventory(dynamodb: DynamoDBClient, table: str) -> int:
     """Put the demo products that are missing (existing stock is left alone); return how many."""
     added = 0
     for product_id, product in DEMO_PRODUCTS.items():

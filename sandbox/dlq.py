@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import SandboxError
 from sandbox.items import plain_item
 from sandbox.queues import list_messages
 from sandbox.saga import execution_arn
 from sandbox.stack import LocalStack
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,9 @@ def is_outbox_insert(record: dict[str, Any]) -> bool:
     return bool(record.get("eventName") == "INSERT" and key.startswith("OUTBOX#"))
 
 
-def read_stream_records(streams: Any, stream_arn: str, first: str, last: str) -> list[dict[str, Any]]:
+def read_stream_records(
+    streams: DynamoDBStreamsClient, stream_arn: str, first: str, last: str
+) -> list[dict[str, Any]]:
     """The stream records from sequence number ``first`` to ``last`` (inclusive)."""
     shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
     found: list[dict[str, Any]] = []
@@ -66,7 +75,7 @@ def read_stream_records(streams: Any, stream_arn: str, first: str, last: str) ->
             for record in page["Records"]:
                 if int(record["dynamodb"]["SequenceNumber"]) > int(last):
                     return found
-                found.append(record)
+                found.append(dict(record))
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")
@@ -79,8 +88,8 @@ def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -
     Read through the engine's own listing, which neither raises receive counts nor hides the
     messages; an engine without one is received from with ``VisibilityTimeout=0``.
     """
-    sqs = stack.client("sqs", region)
-    streams = stack.client("dynamodbstreams", region)
+    sqs: SQSClient = stack.client("sqs", region)
+    streams: DynamoDBStreamsClient = stack.client("dynamodbstreams", region)
     queue_url = stack.outputs["OutboxFailureQueueUrl"]
     listed = list_messages(stack.engine.endpoint_url, queue_url, region)
     messages = listed[:max_messages] if listed is not None else _receive_visible(sqs, queue_url, max_messages)
@@ -103,7 +112,7 @@ def list_dead_letters(stack: LocalStack, region: str, max_messages: int = 100) -
     return letters
 
 
-def _receive_visible(sqs: Any, queue_url: str, max_messages: int) -> list[dict[str, Any]]:
+def _receive_visible(sqs: SQSClient, queue_url: str, max_messages: int) -> list[dict[str, Any]]:
     """The queue's messages, received without hiding them (each receive counts, though)."""
     found: dict[str, dict[str, Any]] = {}
     while len(found) < max_messages:
@@ -113,11 +122,11 @@ def _receive_visible(sqs: Any, queue_url: str, max_messages: int) -> list[dict[s
         new = [message for message in messages if message["MessageId"] not in found]
         if not new:
             break
-        found.update((message["MessageId"], message) for message in new)
+        found.update((message["MessageId"], dict(message)) for message in new)
     return list(found.values())
 
 
-def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> dict[str, Any]:
+def repair_record(record: dict[str, Any], dynamodb: DynamoDBClient, orders_table: str) -> dict[str, Any]:
     """The stream record with its outbox payload rebuilt from the order item."""
     image = record["dynamodb"].get("NewImage", {})
     order_id = image.get("orderId", {}).get("S")
@@ -135,7 +144,7 @@ def repair_record(record: dict[str, Any], dynamodb: Any, orders_table: str) -> d
     return dict(repaired)
 
 
-def delete_message(sqs: Any, queue_url: str, message_id: str) -> bool:
+def delete_message(sqs: SQSClient, queue_url: str, message_id: str) -> bool:
     """Delete one message by id (a peek's receipt handle is not good for deleting)."""
     for _ in range(10):
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
@@ -157,7 +166,7 @@ def delete_message(sqs: Any, queue_url: str, message_id: str) -> bool:
     return False
 
 
-def has_saga(sfn: Any, state_machine_arn: str, order_id: str) -> bool:
+def has_saga(sfn: SFNClient, state_machine_arn: str, order_id: str) -> bool:
     """Whether the order's record was published: its saga (named after the order) exists."""
     try:
         sfn.describe_execution(executionArn=execution_arn(state_machine_arn, order_id))
@@ -172,10 +181,10 @@ def redrive(stack: LocalStack, region: str, publisher_name: str) -> list[dict[st
     A record whose saga already exists is not sent again (a redrive that ran before, or the
     record was published after all); a letter is deleted once none of its records is left.
     """
-    sqs = stack.client("sqs", region)
-    sfn = stack.client("stepfunctions", region)
-    lambda_client = stack.client("lambda", region)
-    dynamodb = stack.client("dynamodb", region)
+    sqs: SQSClient = stack.client("sqs", region)
+    sfn: SFNClient = stack.client("stepfunctions", region)
+    lambda_client: LambdaClient = stack.client("lambda", region)
+    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     results = []
     for letter in list_dead_letters(stack, region):
         unpublished = [

@@ -13,9 +13,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.clients import make_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 MINISTACK_LISTING = "/_ministack/sqs/messages"
 LOCALSTACK_LISTING = "/_aws/sqs/messages"
@@ -76,9 +79,9 @@ def _localstack_messages(endpoint_url: str, queue_url: str, region: str) -> list
     from botocore.exceptions import BotoCoreError, ClientError
 
     # LocalStack's listing answers ReceiveMessage itself: the SQS client, pointed at it.
-    listing = make_client("sqs", endpoint_url=f"{endpoint_url}{LOCALSTACK_LISTING}", region=region)
+    listing: SQSClient = make_client("sqs", endpoint_url=f"{endpoint_url}{LOCALSTACK_LISTING}", region=region)
     try:
         response = listing.receive_message(QueueUrl=queue_url, MessageSystemAttributeNames=["All"])
     except (ClientError, BotoCoreError):
         return None
-    return list(response.get("Messages", []))
+    return [dict(message) for message in response.get("Messages", [])]

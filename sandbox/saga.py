@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import SandboxError
 from sandbox.orders import TERMINAL_SAGA_STATUSES
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
 
 def execution_arn(state_machine_arn: str, name: str) -> str:
@@ -17,13 +20,13 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
 
 def executions_of(stack: LocalStack, region: str, order_id: str) -> list[dict[str, Any]]:
     """Every execution of the saga started for an order (its own and any replays)."""
-    sfn = stack.client("stepfunctions", region)
-    found = []
+    sfn: SFNClient = stack.client("stepfunctions", region)
+    found: list[dict[str, Any]] = []
     for page in sfn.get_paginator("list_executions").paginate(
         stateMachineArn=stack.outputs["StateMachineArn"]
     ):
         found += [
-            e
+            dict(e)
             for e in page["executions"]
             if e["name"] == order_id or e["name"].startswith(f"{order_id}-replay-")
         ]
@@ -32,7 +35,7 @@ def executions_of(stack: LocalStack, region: str, order_id: str) -> list[dict[st
 
 def replay_saga(stack: LocalStack, region: str, order_id: str, *, timeout: float = 60) -> dict[str, Any]:
     """Start the order's saga again with its original input and wait for it to end."""
-    sfn = stack.client("stepfunctions", region)
+    sfn: SFNClient = stack.client("stepfunctions", region)
     machine = stack.outputs["StateMachineArn"]
     try:
         original = sfn.describe_execution(executionArn=execution_arn(machine, order_id))
