@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sandbox.logs import LogFollower, LogLine, choose_functions, function_names, read_lines
 from sandbox.stack import LocalStack
+
+if TYPE_CHECKING:
+    from mypy_boto3_logs import CloudWatchLogsClient
 
 FOLLOW_INTERVAL = 0.5  # seconds between polls of the log groups while following
 
@@ -21,7 +24,7 @@ FOLLOW_INTERVAL = 0.5  # seconds between polls of the log groups while following
 class FunctionLogs:
     """The log groups of some of a stack's functions, narrowed to one order and a time window."""
 
-    client: Any
+    client: CloudWatchLogsClient
     functions: dict[str, str]  # short name -> physical function name
     start_ms: int | None = None
     order_id: str | None = None

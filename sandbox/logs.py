@@ -7,11 +7,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from sandbox.errors import UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_logs.type_defs import FilterLogEventsRequestTypeDef
 
 # The functions by their POWERTOOLS_SERVICE_NAME, in the order an order meets them.
 SERVICE_NAMES = (
@@ -266,7 +272,7 @@ def sort_lines(lines: Iterable[LogLine]) -> list[LogLine]:
 # ------------------------------------------------------------------ engine
 
 
-def function_names(cfn: Any, lambda_client: Any, stack_name: str) -> dict[str, str]:
+def function_names(cfn: CloudFormationClient, lambda_client: LambdaClient, stack_name: str) -> dict[str, str]:
     """The stack's functions: short name (POWERTOOLS_SERVICE_NAME) -> physical function name."""
     in_stack: set[str] = set()
     for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
@@ -276,8 +282,8 @@ def function_names(cfn: Any, lambda_client: Any, stack_name: str) -> dict[str, s
             if resource["ResourceType"] == "AWS::Lambda::Function"
         )
     names: dict[str, str] = {}
-    for page in lambda_client.get_paginator("list_functions").paginate():
-        for function in page["Functions"]:
+    for listing in lambda_client.get_paginator("list_functions").paginate():
+        for function in listing["Functions"]:
             variables = (function.get("Environment") or {}).get("Variables") or {}
             service = variables.get("POWERTOOLS_SERVICE_NAME")
             if function["FunctionName"] in in_stack and service:
@@ -301,20 +307,22 @@ def choose_functions(names: dict[str, str], wanted: str | None) -> dict[str, str
     return {wanted: names[wanted]}
 
 
-def fetch_events(logs: Any, function_name: str, *, start_ms: int | None = None) -> list[dict[str, Any]]:
+def fetch_events(
+    logs: CloudWatchLogsClient, function_name: str, *, start_ms: int | None = None
+) -> list[dict[str, Any]]:
     """Every event of the function's log group from ``start_ms`` on (none before its first run)."""
-    kwargs: dict[str, Any] = {"logGroupName": f"/aws/lambda/{function_name}"}
+    request: FilterLogEventsRequestTypeDef = {"logGroupName": f"/aws/lambda/{function_name}"}
     if start_ms is not None:
-        kwargs["startTime"] = start_ms
+        request["startTime"] = start_ms
     events: list[dict[str, Any]] = []
     try:
         while True:
-            page = logs.filter_log_events(**kwargs)
-            events.extend(page.get("events", []))
+            page = logs.filter_log_events(**request)
+            events.extend(dict(event) for event in page.get("events", []))
             token = page.get("nextToken")
-            if not token or token == kwargs.get("nextToken"):
+            if not token or token == request.get("nextToken"):
                 return events
-            kwargs["nextToken"] = token
+            request["nextToken"] = token
     except ClientError as error:
         if error.response["Error"]["Code"] == "ResourceNotFoundException":
             return events  # the function has not run yet: its log group does not exist
@@ -322,7 +330,7 @@ def fetch_events(logs: Any, function_name: str, *, start_ms: int | None = None) 
 
 
 def read_lines(
-    logs: Any,
+    logs: CloudWatchLogsClient,
     functions: dict[str, str],
     *,
     start_ms: int | None = None,
@@ -342,7 +350,7 @@ class LogFollower:
 
     def __init__(
         self,
-        logs: Any,
+        logs: CloudWatchLogsClient,
         functions: dict[str, str],
         *,
         start_ms: int,

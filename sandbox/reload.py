@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from watchfiles import watch
 
@@ -22,6 +22,11 @@ from sandbox.packaging import SHARED_PACKAGE, build_function_zip, load_template
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
 from sandbox.targets import function_dependencies
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_lambda.type_defs import WaiterConfigTypeDef
+    from mypy_boto3_stepfunctions import SFNClient
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,8 @@ class Reloader:
         self.plan = ReloadPlan.from_template(template)
         # An engine that runs real Lambda runtimes (LocalStack) needs the dependencies in each zip.
         self.dependencies = function_dependencies(settings, stack.engine.engine, template)
-        self.lambda_client = stack.client("lambda", settings.region)
-        self.sfn = stack.client("stepfunctions", settings.region)
+        self.lambda_client: LambdaClient = stack.client("lambda", settings.region)
+        self.sfn: SFNClient = stack.client("stepfunctions", settings.region)
         self._names: dict[str, str] = {}
 
     def name_of(self, logical_id: str) -> str:
@@ -104,9 +109,9 @@ class Reloader:
         self.lambda_client.update_function_code(
             FunctionName=name, ZipFile=build_function_zip(self.settings.project_dir / folder)
         )
-        self.lambda_client.get_waiter("function_updated_v2").wait(
-            FunctionName=name, WaiterConfig={"Delay": 0.05, "MaxAttempts": 200}
-        )
+        # A 50 ms pace: botocore sleeps a float Delay as given, though the stubs type it an int.
+        pace = cast("WaiterConfigTypeDef", {"Delay": 0.05, "MaxAttempts": 200})
+        self.lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=pace)
         return Update(logical_id, folder, int((time.perf_counter() - started) * 1000))
 
     def update_state_machine(self) -> Update:
