@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -19,6 +19,14 @@ from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 from sandbox.trace.model import AuditMessage, TraceSources, as_datetime
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_events.type_defs import RuleTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+    from mypy_boto3_stepfunctions import SFNClient
+
 # Logs are read from a little before the order was written: the request that wrote it started earlier.
 LOG_LEAD = timedelta(seconds=30)
 AUDIT_PEEK_SECONDS = 30  # how long a peeked audit message stays hidden if the trace dies mid-read
@@ -30,7 +38,7 @@ class OrderNotFoundError(OrderError):
 
 
 def read_order_items(
-    dynamodb: Any, table: str, order_id: str
+    dynamodb: DynamoDBClient, table: str, order_id: str
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The ORDER# item and its NOTIFICATION# items."""
     response = dynamodb.query(
@@ -49,7 +57,7 @@ def read_order_items(
     return order, notifications
 
 
-def read_history(sfn: Any, arn: str) -> tuple[str | None, list[dict[str, Any]] | None]:
+def read_history(sfn: SFNClient, arn: str) -> tuple[str | None, list[dict[str, Any]] | None]:
     """The execution's status and full history; (None, None) when it does not exist."""
     try:
         status = sfn.describe_execution(executionArn=arn)["status"]
@@ -59,12 +67,12 @@ def read_history(sfn: Any, arn: str) -> tuple[str | None, list[dict[str, Any]] |
         raise
     events: list[dict[str, Any]] = []
     for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        events.extend(page["events"])
+        events.extend(dict(event) for event in page["events"])
     return str(status), events
 
 
 def peek_messages(
-    sqs: Any, queue_url: str, *, engine_url: str | None = None, limit: int = AUDIT_PEEK_LIMIT
+    sqs: SQSClient, queue_url: str, *, engine_url: str | None = None, limit: int = AUDIT_PEEK_LIMIT
 ) -> list[AuditMessage]:
     """Every message in the queue, left in it.
 
@@ -89,9 +97,9 @@ def peek_messages(
     return messages
 
 
-def _receive_and_release(sqs: Any, queue_url: str, limit: int) -> list[dict[str, Any]]:
+def _receive_and_release(sqs: SQSClient, queue_url: str, limit: int) -> list[dict[str, Any]]:
     """Receive the queue's messages in hidden batches, then make them all visible again."""
-    received: list[dict[str, Any]] = []
+    received: list[MessageTypeDef] = []
     try:
         while len(received) < limit:
             batch = sqs.receive_message(
@@ -114,7 +122,7 @@ def _receive_and_release(sqs: Any, queue_url: str, limit: int) -> list[dict[str,
                     for index, message in enumerate(chunk)
                 ],
             )
-    return received
+    return [dict(message) for message in received]
 
 
 def _resource_label(arn: str, functions: dict[str, str]) -> str:
@@ -135,14 +143,14 @@ def _rule_label(rule_name: str, stack_name: str) -> str:
 
 
 def match_rules(
-    events_client: Any,
+    events_client: EventBridgeClient,
     bus: str,
     stack_name: str,
     samples: dict[str, dict[str, Any]],
     functions: dict[str, str],
 ) -> dict[str, list[str]]:
     """For one sample event per detail-type: the bus's rules that match it, with their targets."""
-    rules: list[dict[str, Any]] = []
+    rules: list[RuleTypeDef] = []
     for page in events_client.get_paginator("list_rules").paginate(EventBusName=bus):
         rules.extend(rule for rule in page["Rules"] if rule.get("EventPattern"))
     targets = {
@@ -168,7 +176,7 @@ def match_rules(
 
 def read_replays(stack: LocalStack, region: str, order_id: str) -> list[tuple[str, list[dict[str, Any]]]]:
     """(name, history) of each operator replay of the order's saga (named after the order, suffixed)."""
-    sfn = stack.client("stepfunctions", region)
+    sfn: SFNClient = stack.client("stepfunctions", region)
     replays = []
     for execution in executions_of(stack, region, order_id):
         if execution["name"] != order_id:
