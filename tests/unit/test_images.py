@@ -78,6 +78,36 @@ def test_image_tag_changes_when_any_input_changes(
     assert images.ministack_image(project_copy) != before
 
 
+def test_every_module_of_the_engine_patches_is_an_input_in_order() -> None:
+    # GIVEN the engine patches package, which the Dockerfile copies in whole
+    package = PROJECT_DIR / images.ENGINE_PATCHES_PACKAGE
+    modules = sorted(path.relative_to(PROJECT_DIR) for path in package.glob("*.py"))
+    # THEN each of its modules, and nothing else from it, is hashed, in sorted order
+    assert {"__init__.py", "__main__.py"} <= {module.name for module in modules}
+    inputs = images.MINISTACK_IMAGE_INPUTS
+    assert [path for path in inputs if path.parent == images.ENGINE_PATCHES_PACKAGE] == modules
+    assert inputs[-len(modules) :] == tuple(modules)
+
+
+def test_image_tag_changes_when_a_module_is_added_to_or_removed_from_the_engine_patches(
+    project_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SANDBOX_MINISTACK_IMAGE", raising=False)
+    before = images.ministack_image(project_copy)
+    # WHEN a module is added THEN the tag changes (a compiled file beside them does not count)
+    cache = project_copy / images.ENGINE_PATCHES_PACKAGE / "__pycache__"
+    cache.mkdir()
+    (cache / "pin.cpython-311.pyc").write_bytes(b"compiled")
+    assert images.ministack_image(project_copy) == before
+    added = project_copy / images.ENGINE_PATCHES_PACKAGE / "extra.py"
+    added.write_text('"""Another patch."""\n')
+    with_added = images.ministack_image(project_copy)
+    assert with_added != before
+    # AND when one is removed it changes again
+    (project_copy / images.ENGINE_PATCHES_PACKAGE / "errors.py").unlink()
+    assert images.ministack_image(project_copy) not in (before, with_added)
+
+
 def test_image_can_be_overridden_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_MINISTACK_IMAGE", "registry.local/ministack:ci")
     assert images.ministack_image(PROJECT_DIR) == "registry.local/ministack:ci"

@@ -1,0 +1,198 @@
+"""Small, pinned patches of the embedded engine, applied by the sandbox's own engine launcher.
+
+Run as ``python -m sandbox.engine_patches``: applies the patches, then starts MiniStack. Each
+patch closes a measured gap between the engine and AWS that the saga depends on; any engine
+version but the one they were written against is refused at start, as is one lacking a name
+they replace or read (``REPLACED``, ``READ``).
+
+One module per patch: ``errors`` (exception names as errorType), ``streams`` (DynamoDB stream
+batch semantics), ``workers`` (bounded worker pools, the reaper, workers kept after handler
+errors, the log-end marker), ``timeouts`` (Task timeouts from the handler's start, no delay
+before an execution); ``pin`` holds the version and the engine names. This module applies them.
+
+The container image (docker/ministack/Dockerfile) runs this package as a top-level package
+(``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
+the engine, and its own modules by relative imports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import exception_name, with_error_types
+from .pin import (
+    PINNED_ENGINE_VERSION,
+    READ,
+    REPLACED,
+    EnginePatchError,
+    check_engine,
+    missing_engine_names,
+    resolve,
+)
+from .streams import polling_streams, with_stream_batch_semantics
+from .timeouts import (
+    HANDLER_START_WAIT_SECONDS,
+    HANDLER_STARTED,
+    is_lambda_resource,
+    replace_constant,
+    signal_handler_start,
+    signalling_start,
+    timing_from_handler_start,
+    with_start_signal,
+)
+from .workers import (
+    DEFAULT_WORKER_TTL_SECONDS,
+    LOG_END_MARKER,
+    REAP_INTERVAL_SECONDS,
+    WORKER_TTL_ENV,
+    WORKER_WAIT_SECONDS,
+    WORKERS_ENV,
+    WorkerLease,
+    draining_to_log_end_marker,
+    keep_worker_on_handler_error,
+    lambda_workers,
+    mark_end_of_logs,
+    reap_periodically,
+    start_worker_reaper,
+    with_handler_errors_kept,
+    with_worker_queue,
+    worker_ttl_seconds,
+)
+
+__all__ = [
+    "DEFAULT_WORKER_TTL_SECONDS",
+    "HANDLER_STARTED",
+    "HANDLER_START_WAIT_SECONDS",
+    "LOG_END_MARKER",
+    "PINNED_ENGINE_VERSION",
+    "READ",
+    "REAP_INTERVAL_SECONDS",
+    "REPLACED",
+    "WORKERS_ENV",
+    "WORKER_TTL_ENV",
+    "WORKER_WAIT_SECONDS",
+    "EnginePatchError",
+    "WorkerLease",
+    "apply_patches",
+    "check_engine",
+    "draining_to_log_end_marker",
+    "exception_name",
+    "is_lambda_resource",
+    "keep_worker_on_handler_error",
+    "lambda_workers",
+    "main",
+    "mark_end_of_logs",
+    "missing_engine_names",
+    "polling_streams",
+    "reap_periodically",
+    "replace_constant",
+    "resolve",
+    "signal_handler_start",
+    "signalling_start",
+    "start_worker_reaper",
+    "timing_from_handler_start",
+    "with_error_types",
+    "with_handler_errors_kept",
+    "with_start_signal",
+    "with_stream_batch_semantics",
+    "with_worker_queue",
+    "worker_ttl_seconds",
+]
+
+
+def apply_patches() -> str:
+    """Patch the installed engine and return its version; EnginePatchError when it is not the pinned one.
+
+    An engine run unpatched would answer differently from the one the saga was built and tested
+    against (stream retries, error names, timeouts), so it does not start at all.
+    """
+    from importlib.metadata import version  # here, not at import: the CLI reads this module's pin
+
+    installed = version("ministack")
+    check_engine(installed)
+    from ministack.services import lambda_svc
+
+    lambda_svc._execute_function_warm = with_error_types(lambda_svc._execute_function_warm)
+
+    def find_mapping(function_name: str, source_arn: str) -> dict[str, Any] | None:
+        for _account, _region, mapping in lambda_svc._iter_all_esms():
+            if mapping.get("FunctionName") == function_name and mapping.get("EventSourceArn") == source_arn:
+                return dict(mapping)
+        return None
+
+    lambda_svc._execute_function = with_stream_batch_semantics(
+        lambda_svc._execute_function, find_mapping, lambda_svc._send_ddb_stream_failure_record
+    )
+    lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
+    _patch_worker_pools(os.environ)
+    _patch_task_timeouts()
+    return installed
+
+
+def _patch_worker_pools(environ: Mapping[str, str]) -> None:
+    from ministack.core import lambda_runtime
+    from ministack.services import lambda_svc
+
+    # The engine's own per-function ceiling (0, unbounded, in the engine), read at every lease.
+    lambda_runtime._LOCAL_MAX_WORKERS = lambda_workers(environ)
+    lambda_runtime._LOCAL_WORKER_TTL = worker_ttl_seconds(environ)
+    acquire, release = with_worker_queue(
+        lambda_runtime.acquire_worker, lambda_runtime.release_worker, wait_seconds=WORKER_WAIT_SECONDS
+    )
+    # lambda_svc imported both names from lambda_runtime: patch both namespaces.
+    for module in (lambda_runtime, lambda_svc):
+        module.acquire_worker = acquire
+        module.release_worker = release
+    lambda_runtime._PYTHON_WORKER_SCRIPT = mark_end_of_logs(
+        keep_worker_on_handler_error(lambda_runtime._PYTHON_WORKER_SCRIPT)
+    )
+    worker = lambda_runtime.Worker
+    worker._drain_stderr_bounded = draining_to_log_end_marker(
+        worker._drain_stderr_bounded,
+        log_queue_of=lambda w: w._stderr_queue,
+        # A live Python worker runs the marked script; a dead one (its _proc cleared) or another
+        # runtime's worker is drained the engine's way.
+        is_marked=lambda w: w._proc is not None and str(w.config.get("Runtime", "")).startswith("python"),
+    )
+    worker.invoke = with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+    provided = lambda_runtime.ProvidedWorker
+    provided.invoke = signalling_start(provided.invoke)
+    for name in ("_execute_function_docker", "_execute_function_proxy", "_execute_function_provided"):
+        setattr(lambda_svc, name, signalling_start(getattr(lambda_svc, name)))
+
+
+def _patch_task_timeouts() -> None:
+    from ministack.services import stepfunctions
+
+    stepfunctions._invoke_resource_with_timeout = timing_from_handler_start(
+        stepfunctions._invoke_resource, stepfunctions._ExecutionError
+    )
+    # `_run_execution` slept a fixed 150 ms before every execution (65% of a warm order). The
+    # execution record and its ExecutionStarted event are stored before its thread starts, so
+    # DescribeExecution and GetExecutionHistory are complete without the delay.
+    replace_constant(stepfunctions._run_execution, 0.15, 0.0)
+
+
+def _warm_imports() -> None:
+    # The first CreateChangeSet applies the SAM transform; importing the translator while the
+    # server starts takes that cost off the first deploy.
+    import samtranslator.translator.transform  # noqa: F401
+
+
+def main() -> None:
+    try:
+        apply_patches()
+    except EnginePatchError as error:
+        # One line on stderr and exit code 1: `sandbox up` shows the engine log's last lines.
+        sys.exit(f"sandbox engine refused to start: {error}")
+    from ministack.core import lambda_runtime
+
+    start_worker_reaper(lambda_runtime.reap_idle_workers)
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
+    from ministack.app import main as engine_main
+
+    engine_main()

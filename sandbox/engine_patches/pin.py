@@ -1,0 +1,88 @@
+"""The engine version the patches were written against, and every engine name they touch.
+
+Any other version is refused at start, as is one lacking a name the patches replace or read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import types
+from typing import Any
+
+PINNED_ENGINE_VERSION = "1.5.33"
+
+
+# Every name of the engine the patches replace, and every one they read: the engine's private
+# internals, so a release may rename any of them. All are checked before anything is patched.
+REPLACED = (
+    "ministack.services.lambda_svc._execute_function_warm",
+    "ministack.services.lambda_svc._execute_function",
+    "ministack.services.lambda_svc._poll_dynamodb_streams",
+    "ministack.services.lambda_svc.acquire_worker",
+    "ministack.services.lambda_svc.release_worker",
+    "ministack.services.lambda_svc._execute_function_docker",
+    "ministack.services.lambda_svc._execute_function_proxy",
+    "ministack.services.lambda_svc._execute_function_provided",
+    "ministack.core.lambda_runtime._LOCAL_MAX_WORKERS",
+    "ministack.core.lambda_runtime._LOCAL_WORKER_TTL",
+    "ministack.core.lambda_runtime.acquire_worker",
+    "ministack.core.lambda_runtime.release_worker",
+    "ministack.core.lambda_runtime._PYTHON_WORKER_SCRIPT",
+    "ministack.core.lambda_runtime.Worker._drain_stderr_bounded",
+    "ministack.core.lambda_runtime.Worker.invoke",
+    "ministack.core.lambda_runtime.ProvidedWorker.invoke",
+    "ministack.services.stepfunctions._invoke_resource_with_timeout",
+    "ministack.services.stepfunctions._run_execution",  # its code, in place
+)
+READ = (
+    "ministack.services.lambda_svc._iter_all_esms",
+    "ministack.services.lambda_svc._send_ddb_stream_failure_record",
+    "ministack.core.lambda_runtime.ensure_spawned",
+    "ministack.core.lambda_runtime.reap_idle_workers",
+    "ministack.services.stepfunctions._invoke_resource",
+    "ministack.services.stepfunctions._ExecutionError",
+)
+
+
+class EnginePatchError(RuntimeError):
+    """The installed engine is not the one the patches were written for."""
+
+
+def resolve(name: str) -> Any:
+    """The object a dotted name (``package.module.Class.attribute``) names; AttributeError if none."""
+    parts = name.split(".")
+    found: Any = importlib.import_module(parts[0])
+    path = parts[0]
+    for part in parts[1:]:
+        path = f"{path}.{part}"
+        if not hasattr(found, part) and isinstance(found, types.ModuleType):
+            with contextlib.suppress(ModuleNotFoundError):  # a submodule not imported yet
+                importlib.import_module(path)
+        if not hasattr(found, part):
+            raise AttributeError(f"{name}: {path} does not exist")
+        found = getattr(found, part)
+    return found
+
+
+def missing_engine_names(names: tuple[str, ...] = REPLACED + READ) -> list[str]:
+    """Which of ``names`` the installed engine lacks."""
+    missing = []
+    for name in names:
+        try:
+            resolve(name)
+        except (AttributeError, ImportError):
+            missing.append(name)
+    return missing
+
+
+def check_engine(installed: str) -> None:
+    """Refuse an engine other than the pinned version, or one lacking a name the patches need."""
+    if installed != PINNED_ENGINE_VERSION:
+        raise EnginePatchError(
+            f"MiniStack {installed} is installed but the sandbox is pinned to {PINNED_ENGINE_VERSION}; "
+            f"install the pinned version (pip install ministack=={PINNED_ENGINE_VERSION})"
+        )
+    missing = missing_engine_names()
+    if missing:
+        raise EnginePatchError(f"MiniStack {installed} lacks what the sandbox patches: {', '.join(missing)}")
