@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from sandbox.bench.plan import BenchConfig, plan_orders
 from sandbox.bench.report import BenchReport
@@ -19,6 +20,9 @@ from sandbox.errors import OrderError, SandboxError, UsageError, WaitTimeoutErro
 from sandbox.orders import OrdersClient
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 Progress = Callable[[BenchProgress], None]
 
@@ -61,7 +65,7 @@ def run_bench(
 ) -> BenchReport:
     """Plan, top up stock, place the orders, wait until all are terminal, measure, and check the tables."""
     config.validate()
-    dynamodb = stack.client("dynamodb", region)
+    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     inventory = stack.outputs["InventoryTableName"]
     run_id = uuid.uuid4().hex[:8]
     customer_id = f"bench-{run_id}"

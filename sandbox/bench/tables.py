@@ -10,16 +10,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.bench.plan import Product
 from sandbox.catalog import DEMO_PRODUCTS
 from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.stack import LocalStack
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import KeysAndAttributesTypeDef
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
 RELIST_AFTER = 10.0  # seconds after which the on-failure queue is listed again even at the same size
-QUEUE_SIZE_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+QUEUE_SIZE_ATTRIBUTES: list[QueueAttributeNameType] = [
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+]
 
 
 @cache
@@ -35,7 +44,7 @@ def _item(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch_get(
-    dynamodb: Any,
+    dynamodb: DynamoDBClient,
     table: str,
     keys: list[dict[str, Any]],
     projection: str | None = None,
@@ -44,7 +53,10 @@ def batch_get(
     """Every item of ``keys`` that exists (consistent reads, 100 keys a call, unprocessed keys re-asked)."""
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_LIMIT):
-        request: dict[str, Any] = {"Keys": keys[start : start + BATCH_GET_LIMIT], "ConsistentRead": True}
+        request: KeysAndAttributesTypeDef = {
+            "Keys": keys[start : start + BATCH_GET_LIMIT],
+            "ConsistentRead": True,
+        }
         if projection:
             request["ProjectionExpression"] = projection
         if names:
@@ -52,7 +64,8 @@ def batch_get(
         while request["Keys"]:
             response = dynamodb.batch_get_item(RequestItems={table: request})
             found += [_item(raw) for raw in response["Responses"].get(table, [])]
-            request["Keys"] = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            unprocessed = response.get("UnprocessedKeys", {}).get(table)
+            request["Keys"] = unprocessed.get("Keys", []) if unprocessed else []
     return found
 
 
@@ -60,7 +73,7 @@ def order_key(order_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"ORDER#{order_id}"}, "sk": {"S": "ORDER"}}
 
 
-def read_catalog(dynamodb: Any, table: str) -> dict[str, Product]:
+def read_catalog(dynamodb: DynamoDBClient, table: str) -> dict[str, Product]:
     """The demo products in the inventory table, with their current stock."""
     items = batch_get(dynamodb, table, [{"productId": {"S": pid}} for pid in DEMO_PRODUCTS])
     return {
@@ -70,12 +83,12 @@ def read_catalog(dynamodb: Any, table: str) -> dict[str, Product]:
     }
 
 
-def read_stock(dynamodb: Any, table: str, products: Iterable[str]) -> dict[str, int]:
+def read_stock(dynamodb: DynamoDBClient, table: str, products: Iterable[str]) -> dict[str, int]:
     items = batch_get(dynamodb, table, [{"productId": {"S": pid}} for pid in sorted(set(products))])
     return {item["productId"]: int(item.get("stock", 0)) for item in items}
 
 
-def top_up_stock(dynamodb: Any, table: str, top_ups: dict[str, int]) -> None:
+def top_up_stock(dynamodb: DynamoDBClient, table: str, top_ups: dict[str, int]) -> None:
     """Add the planned units to each product's stock."""
     for product_id, units in top_ups.items():
         dynamodb.update_item(
@@ -100,11 +113,11 @@ class OnFailureQueue:
         stack: LocalStack,
         region: str,
         list_letters: Callable[[], list[DeadLetter]] | None = None,
-        sqs: Any = None,
+        sqs: SQSClient | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.queue_url = stack.outputs["OutboxFailureQueueUrl"]
-        self.sqs = sqs or stack.client("sqs", region)
+        self.sqs: SQSClient = sqs or stack.client("sqs", region)
         self.list_letters = list_letters or (lambda: list_dead_letters(stack, region))
         self.clock = clock
         self.listings = 0
@@ -155,7 +168,7 @@ def read_snapshot(
     poisoned: Iterable[str] = (),
 ) -> TableSnapshot:
     """Read the run's orders, charges, shipments, reservations, stock and dead letters."""
-    dynamodb = stack.client("dynamodb", region)
+    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     outputs = stack.outputs
 
     def by_order(output: str) -> dict[str, dict[str, Any]]:

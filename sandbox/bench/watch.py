@@ -7,11 +7,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.bench.plan import DEAD_LETTERED, TERMINAL_STATUSES, PlannedOrder
 from sandbox.bench.tables import batch_get, order_key
 from sandbox.dlq import DeadLetter
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 POLL_INTERVAL = 0.1  # seconds between reads of the pending orders (growing to POLL_MAX_INTERVAL)
 POLL_MAX_INTERVAL = 0.25
@@ -88,7 +91,7 @@ class OrderWatcher:
 
     def __init__(
         self,
-        dynamodb: Any,
+        dynamodb: DynamoDBClient,
         table: str,
         read_dead_letters: Callable[[], Iterable[DeadLetter]] = lambda: (),
         dead_letter_interval: float = DEAD_LETTER_INTERVAL,
