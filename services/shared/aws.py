@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+if TYPE_CHECKING:  # the stubs are a dev tool: the Lambda runtime never imports them
+    from mypy_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_stepfunctions import SFNClient
 
 EVENT_SOURCE = "saga-sandbox.orders"
 PUT_EVENTS_LIMIT = 10  # entries per PutEvents call
@@ -23,13 +29,13 @@ def table_name(variable: str) -> str:
 
 
 @cache
-def dynamodb() -> Any:
+def dynamodb() -> DynamoDBServiceResource:
     """The DynamoDB service resource."""
     return boto3.resource("dynamodb")
 
 
 @cache
-def named_table(variable: str) -> Any:
+def named_table(variable: str) -> Table:
     """The Table resource of the table environment ``variable`` names, built once per worker.
 
     boto3 builds a resource's class from its model on every ``Table(...)`` call (a few ms of a
@@ -38,6 +44,13 @@ def named_table(variable: str) -> Any:
     return dynamodb().Table(table_name(variable))
 
 
+# One overload per service the functions call, so mypy checks every call on what this returns.
+@overload
+def client(service: Literal["dynamodb"]) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["events"]) -> EventBridgeClient: ...
+@overload
+def client(service: Literal["stepfunctions"]) -> SFNClient: ...
 @cache
 def client(service: str) -> Any:
     """A low-level client for ``service``."""
