@@ -3,7 +3,7 @@
 ``reading`` reads the engine (``collect_sources``); ``timeline`` turns what it read into
 time-ordered entries (``build_trace``, pure), from the functions' structured log lines
 (``log_entries``) and the saga's history (``saga_entries``); ``render`` draws a trace as a
-mermaid sequence diagram.
+mermaid sequence diagram, or as plain text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sandbox.trace.events import TraceEvent
 from sandbox.trace.log_entries import api_entries, delivery_entries, notification_entries
 from sandbox.trace.model import AuditMessage, Trace, TraceEntry, TraceSources
 from sandbox.trace.reading import OrderNotFoundError, collect_sources, peek_messages
-from sandbox.trace.render import render_mermaid
+from sandbox.trace.render import render_mermaid, render_text
 from sandbox.trace.saga_entries import COMPENSATION_OF, saga_entries
 from sandbox.trace.timeline import build_trace, sort_entries
 
@@ -33,6 +33,7 @@ __all__ = [
     "notification_entries",
     "peek_messages",
     "render_mermaid",
+    "render_text",
     "saga_entries",
     "sort_entries",
     "trace_order",

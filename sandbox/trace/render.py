@@ -1,4 +1,4 @@
-"""The trace as a mermaid sequence diagram (the CLI prints the text form; ``Trace.to_json`` is the JSON)."""
+"""The trace as a mermaid sequence diagram or plain text (the CLI styles its own; ``Trace.to_json`` is the JSON)."""
 
 from __future__ import annotations
 
@@ -114,3 +114,19 @@ def _mermaid_lines(entry: TraceEntry) -> list[tuple[datetime, str]]:
             (start, f"EventBridge->>Notifications: {text(f'{entry.name}: {entry.status}{_took(entry)}')}")
         ]
     return [(start, f"Note over Saga: {text(entry.name + ' ' + entry.detail)}")]
+
+
+def render_text(trace: Trace) -> str:
+    """The timeline as plain text, one entry a line (for assertion messages and logs; no styling)."""
+    lines = [f"trace of order {trace.order_id}"]
+    started = trace.started_at
+    for entry in trace.entries:
+        offset = round((entry.at - started).total_seconds() * 1000) if started else 0
+        took = f"{entry.duration_ms} ms" if entry.duration_ms is not None else ""
+        lines.append(
+            f"  {offset:>+7} ms  {entry.source:<13} {entry.name:<30} {entry.status or '':<10} {took:>8}  {entry.detail}"
+        )
+    reason = f" — {trace.failure_reason}" if trace.failure_reason else ""
+    lines.append(f"order {trace.status or 'UNKNOWN'}{reason}")
+    lines += [f"note: {note}" for note in trace.notes]
+    return "\n".join(lines) + "\n"

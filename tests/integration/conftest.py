@@ -1,4 +1,4 @@
-"""One embedded engine per test session, on a free port; tests isolate by unique ids."""
+"""One embedded engine per test session (the pytest plugin's ``sandbox_stack``); tests isolate by unique ids."""
 
 from __future__ import annotations
 
@@ -11,24 +11,23 @@ from typing import Any
 import boto3
 import pytest
 
-from sandbox.engine import find_free_port, stop_engine
 from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, bring_up, physical_id
+from sandbox.stack import LocalStack, physical_id
+from sandbox.testing import SandboxStack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return Settings.load(port=find_free_port(), state_dir=tmp_path_factory.mktemp("engine-state"))
+def engine_settings(sandbox_stack: SandboxStack) -> Settings:
+    """The settings of the session's engine: the pytest plugin's, shared with examples/."""
+    return sandbox_stack.settings
 
 
 @pytest.fixture(scope="session")
-def stack(engine_settings: Settings) -> Iterator[LocalStack]:
-    result = bring_up(engine_settings)
-    yield result.stack
-    stop_engine(engine_settings)
+def stack(sandbox_stack: SandboxStack) -> LocalStack:
+    return sandbox_stack.stack
 
 
 @pytest.fixture(scope="session")
