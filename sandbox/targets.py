@@ -7,6 +7,7 @@ target and call these functions; none of them branch on where the stack lives.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from sandbox.aws import (
     seed_aws_inventory,
 )
 from sandbox.catalog import seed_inventory
-from sandbox.clients import make_client
+from sandbox.clients import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, make_client
 from sandbox.deploy import (
     ChangeSetPlan,
     DeployResult,
@@ -129,6 +130,10 @@ class Target(Protocol):
         """After a deploy: seed the demo inventory (and remember the outputs); the products added."""
         ...
 
+    def environment(self, outputs: dict[str, str]) -> dict[str, str]:
+        """What another tool (the AWS CLI, a script) needs to reach this stack: region, endpoint, names."""
+        ...
+
 
 @dataclass(frozen=True)
 class LocalTarget:
@@ -182,6 +187,13 @@ class LocalTarget:
         progress("seeding the demo inventory")
         return seed_inventory(self.client("dynamodb"), outputs["InventoryTableName"])
 
+    def environment(self, outputs: dict[str, str]) -> dict[str, str]:
+        # The standard AWS_ENDPOINT_URL (AWS CLI v2, boto3 1.28+) and the engine's dummy keys.
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region, "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
+                **stack_variables(outputs, self.api_url(outputs))}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class AwsAccount:
@@ -224,9 +236,27 @@ class AwsAccount:
         progress(f"added {seeded} demo products to the inventory table (existing stock untouched)")
         return seeded
 
+    def environment(self, outputs: dict[str, str]) -> dict[str, str]:
+        # The user's own credentials and profile stay as they are; an offline endpoint is named.
+        endpoint = {"AWS_ENDPOINT_URL": self.aws.target.endpoint_url} if self.aws.target.endpoint_url else {}
+        return {**endpoint, "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+                **stack_variables(outputs, self.api_url(outputs))}  # fmt: skip
+
     @property
     def artifact_bucket(self) -> str:
         return self.aws.target.artifact_bucket or artifact_bucket_name(self.aws.account_id(), self.region)
+
+
+def stack_variables(outputs: dict[str, str], api_url: str) -> dict[str, str]:
+    """The stack's outputs as SANDBOX_* variables: OrdersTableName -> SANDBOX_ORDERS_TABLE, ...
+
+    ``SANDBOX_API_URL`` is the URL that answers from here (locally not the AWS-style ``ApiUrl``).
+    """
+    variables = {"SANDBOX_API_URL": api_url}
+    for name, value in outputs.items():
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper().removesuffix("_NAME")
+        variables.setdefault(f"SANDBOX_{words}", value)
+    return variables
 
 
 def aws_account(settings: Settings, target: AwsTarget) -> AwsAccount:
