@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mypy_boto3_cloudformation.literals import CapabilityType, ChangeSetTypeType
     from mypy_boto3_cloudformation.type_defs import StackEventTypeDef, WaiterConfigTypeDef
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import CreateBucketRequestTypeDef
 
 CAPABILITIES: list[CapabilityType] = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed", "no changes")
@@ -55,10 +57,12 @@ def ensure_artifact_bucket(s3: S3Client, bucket: str, region: str, *, hint: str 
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
             raise DeployError(f"cannot use artifact bucket {bucket}: {error}", hint=hint) from error
-    kwargs: dict[str, Any] = {"Bucket": bucket}
+    request: CreateBucketRequestTypeDef = {"Bucket": bucket}
     if region != "us-east-1":
-        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-    s3.create_bucket(**kwargs)
+        # The stubs list the regions of their release; whichever one the user names, S3 judges it.
+        location = cast("BucketLocationConstraintType", region)
+        request["CreateBucketConfiguration"] = {"LocationConstraint": location}
+    s3.create_bucket(**request)
     return True
 
 
