@@ -29,6 +29,8 @@ app = APIGatewayHttpResolver()
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-idempotency-key")
 MAX_KEY_LENGTH = 255
+# Says a 201 is a replay (as Stripe's API does); the body stays the first response, byte for byte.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class ReplayedBody(str):
@@ -134,7 +136,12 @@ def create_order() -> Response[str]:
             "idempotency_key": key,
         },
     )
-    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body)
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={REPLAYED_HEADER: "true"} if is_replay else None,
+    )
 
 
 def refuse(status: int, key: str, logged: str, answer: str) -> Response[str]:

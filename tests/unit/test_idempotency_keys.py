@@ -152,6 +152,18 @@ def test_the_same_key_and_body_replay_the_first_response_and_say_so(api: Api) ->
     ]
 
 
+def test_a_replay_carries_the_replayed_header_and_a_first_answer_does_not(api: Api) -> None:
+    # WHEN the same request is sent twice with one key
+    first = api.post(BODY, **{"idempotency-key": "k1"})
+    again = api.post(BODY, **{"idempotency-key": "k1"})
+    # THEN only the replay says so, in a header: the body stays the first response's
+    assert "Idempotent-Replayed" not in (first.get("headers") or {})
+    assert again["headers"]["Idempotent-Replayed"] == "true"
+    assert again["body"] == first["body"]
+    # AND an order without a key is never a replay
+    assert "Idempotent-Replayed" not in (api.post(BODY).get("headers") or {})
+
+
 def test_the_same_key_with_another_body_is_a_422_logged_as_refused(api: Api) -> None:
     api.post(BODY, **{"idempotency-key": "k1"})
     other = api.post({**BODY, "customerId": "c2"}, **{"idempotency-key": "k1"})
