@@ -37,6 +37,8 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 _summary: dict[str, float] = {}
 _outcomes: dict[str, str] = {}
+# Why container tests cannot run here: each reason is reported once, not once per test.
+_unavailable_reasons: set[str] = set()
 
 
 def is_required() -> bool:
@@ -47,7 +49,12 @@ def unavailable(reason: str) -> NoReturn:
     """Skip with the reason, or fail where container tests are required (CI)."""
     if is_required():
         pytest.fail(f"{reason} (SANDBOX_REQUIRE_CONTAINERS=1: container tests must run here)", pytrace=False)
+    _unavailable_reasons.add(reason)
     pytest.skip(reason)
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 def chosen_engine() -> str:
@@ -81,8 +88,9 @@ def docker_client() -> Any:
 
         client = docker.from_env(timeout=15)
         client.ping()
-    except Exception as error:  # the SDK raises several kinds; all mean "no daemon to talk to"
-        unavailable(f"no Docker daemon: container tests need Docker ({type(error).__name__}: {error})")
+    except Exception:  # the SDK raises several kinds; all mean "no daemon to talk to"
+        # The SDK's message (a nested connection error) says no more than this and runs to a paragraph.
+        unavailable(f"no Docker daemon: nothing answers at {docker_host()} (container tests need Docker)")
     return client
 
 
@@ -193,6 +201,18 @@ def stack(engine_container: tuple[Any, EngineState], engine_settings: Settings) 
     deployed = LocalStack(state, deploy_local(engine_settings, state).outputs)
     _summary["deploy_s"] = time.perf_counter() - started
     return deployed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A skip for want of Docker or the image is reported from here, so pytest folds the skips of
+    every test (those reused from the integration suite too) into one line per reason."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        if reason in _unavailable_reasons:
+            report.longrepr = (__file__, None, f"Skipped: {reason}")  # type: ignore[assignment]
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
