@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.main
 from botocore.exceptions import BotoCoreError, ClientError
+from rich.markup import escape
 
 from cli import aws_commands, bench_commands, fault_commands, trace_commands, watch_commands
 from cli.aws_commands import EndpointOption, ProfileOption, RegionOption, StageOption, Target
@@ -38,6 +41,11 @@ from sandbox.orders import OrdersClient
 from sandbox.runs import DEFAULT_ITEMS, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
 from sandbox.settings import ENGINES, Settings
 from sandbox.stack import LocalStack, bring_up, find_stack
+
+try:  # Typer vendors Click as typer._click since 0.2x; older Typers run on Click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 app = typer.Typer(
     help="Saga sandbox: the transactional outbox, idempotency and a compensating saga, running "
@@ -79,16 +87,30 @@ def main_options(
 
 
 def _with_progress(message: str, is_quiet: bool, work: Callable[[Callable[[str], None]], T]) -> T:
-    """Run ``work`` under a spinner whose text ``work`` may update (nothing in --json mode)."""
-    if is_quiet or not console.is_terminal:
-        return work(lambda text: None if is_quiet else error_console.print(f"[dim]{text}…[/dim]"))
-    with console.status(message) as status:
+    """Run ``work`` under a spinner on stderr whose text ``work`` may update.
+
+    Only on a terminal, and never in --json mode: in a log or a pipe, "starting…" lines would
+    read as results.
+    """
+    if is_quiet or not error_console.is_terminal:
+        return work(lambda text: None)
+    with error_console.status(message) as status:
         return work(lambda text: status.update(f"{text}…"))
 
 
 def _note(line: str) -> None:
     """One line about the state folder, on stderr: stdout stays the command's own output (JSON too)."""
     error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def _local_outputs(stack: LocalStack) -> dict[str, str]:
+    """The stack's outputs with ``ApiUrl`` the URL that answers on the local engine.
+
+    The stack's own ``ApiUrl`` output names the AWS host the API would have there, which does not
+    resolve locally; a script reading ``.stack.outputs.ApiUrl`` gets the one that works (as
+    ``.stack.apiUrl``).
+    """
+    return {**stack.outputs, "ApiUrl": stack.api_url}
 
 
 def _engine_summary(state: EngineState) -> dict[str, Any]:
@@ -141,7 +163,7 @@ def up(
             "name": settings.stack_name,
             "isChanged": bool(deploy and deploy.is_changed),
             "apiUrl": stack.api_url,
-            "outputs": stack.outputs,
+            "outputs": _local_outputs(stack),
         },
         "seededProducts": result.seeded_products,
         "timingsMs": result.timings_ms,
@@ -224,7 +246,7 @@ def status(json_output: JsonFlag = False) -> None:
             "deployed": True,
             "name": settings.stack_name,
             "apiUrl": stack.api_url,
-            "outputs": stack.outputs,
+            "outputs": _local_outputs(stack),
         }
     except (EngineNotRunningError, StackNotFoundError) as error:
         problem = f"{error} — {error.hint}" if error.hint else str(error)
@@ -343,12 +365,20 @@ def order(
         )
 
 
+REPLAYED = "replayed: the first response for this key (nothing new was placed)"
+
+
 def _print_order_event(event: OrderEvent) -> None:
     if isinstance(event, StepFinished):
         console.print(format_step(event.step), highlight=False, soft_wrap=True)
     elif event.is_poisoned:
         console.print(
             f"order [bold]{event.order_id}[/bold] accepted with a poisoned outbox record; the publisher retries it…"
+        )
+    elif event.is_replayed:
+        console.print(
+            f"order [bold]{event.order_id}[/bold] {REPLAYED}, total {event.total_amount}; its saga:",
+            highlight=False,
         )
     else:
         console.print(f"order [bold]{event.order_id}[/bold] accepted (total {event.total_amount}); saga:")
@@ -362,6 +392,13 @@ def _print_order_run(run: OrderRun) -> None:
         )
         return
     final = run.final
+    if final is None and run.is_replayed:
+        console.print(
+            f"order {run.order_id} {REPLAYED}, {styled(run.status)} when placed, "
+            f"total {run.placed['totalAmount']}",
+            highlight=False,
+        )
+        return
     if final is None:
         console.print(
             f"order {run.order_id} accepted: {styled(run.status)}, total {run.placed['totalAmount']}"
@@ -378,8 +415,28 @@ def _print_order_run(run: OrderRun) -> None:
         )
 
 
-@app.command(epilog="Examples:  sandbox orders    sandbox orders --target aws --json")
+class OrderStatus(StrEnum):
+    """An order's status, as `sandbox orders --status` takes it."""
+
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+ORDER_COLUMNS = ("order", "customer", "status", "total", "created", "reason")
+
+
+@app.command(
+    epilog="Examples:  sandbox orders    sandbox orders --status FAILED --limit 5    "
+    "sandbox orders --target aws --json"
+)
 def orders(
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Show at most N orders (newest first).", show_default="all")
+    ] = None,
+    status: Annotated[
+        OrderStatus | None, typer.Option(case_sensitive=False, help="Only orders in this status.")
+    ] = None,
     target: TargetOption = Target.local,
     stage: StageOption = None,
     region: RegionOption = None,
@@ -387,28 +444,48 @@ def orders(
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """List recent orders with their status."""
+    """List recent orders (the API's 50 newest) with their status and failure reason, full ids."""
     client = orders_client(target, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
-    listed = client.list_orders()
+    listed = client.list_orders(limit=limit, status=status.value if status else None)
     if json_output:
         print_json({"orders": listed})
         return
     if not listed:
-        console.print("no orders yet — place one with `sandbox order`")
+        console.print(
+            f"no {status.value} orders among the 50 newest" if status
+            else "no orders yet — place one with `sandbox order`"
+        )  # fmt: skip
         return
-    from rich.table import Table
+    _print_orders(listed)
 
-    table = Table("order", "customer", "status", "total", "created", "reason")
-    for entry in listed:
-        table.add_row(
+
+def _print_orders(listed: list[dict[str, Any]]) -> None:
+    """One line per order, columns aligned, nothing cut: an id copies whole into `sandbox trace`."""
+    rows = [
+        (
             entry["orderId"],
             entry.get("customerId", ""),
-            styled(entry["status"]),
+            entry["status"],
             str(entry.get("totalAmount", "")),
             entry.get("createdAt", "")[:19],
             entry.get("failureReason") or "",
         )
-    console.print(table)
+        for entry in listed
+    ]
+    widths = [
+        max(len(cells[index]) for cells in [ORDER_COLUMNS, *rows]) for index in range(len(ORDER_COLUMNS))
+    ]
+
+    def line(cells: tuple[str, ...], status: str | None) -> str:
+        padded = [f"{cell:<{width}}" for cell, width in zip(cells[:-1], widths, strict=False)]
+        text = [escape(cell) for cell in [*padded, cells[-1]]]
+        if status is not None:
+            text[2] = styled(status) + " " * (widths[2] - len(status))
+        return "  ".join(text).rstrip()
+
+    console.print(f"[bold]{line(ORDER_COLUMNS, None)}[/bold]", highlight=False, soft_wrap=True)
+    for cells in rows:
+        console.print(line(cells, cells[2]), highlight=False, soft_wrap=True)
 
 
 aws_commands.register(app)
@@ -418,10 +495,71 @@ trace_commands.register(app)
 bench_commands.register(app)
 
 
+def repeated_option(command: Any, args: list[str]) -> UsageError | None:
+    """A single-value option given twice in ``args``, as a usage error; None when there is none.
+
+    Click keeps the last value of a repeated option and says nothing, so `--fail payment --fail
+    shipping` would silently fail shipping only. Options that take a list (`--item`) may repeat.
+    """
+    index = next((i for i, arg in enumerate(args) if not arg.startswith("-")), None)
+    subcommand = getattr(command, "commands", {}).get(args[index]) if index is not None else None
+    if index is None or subcommand is None:
+        return None  # no command, or an unknown one: Click says so
+    options = [param for param in subcommand.params if param.param_type_name == "option"]
+    valued = {opt: param for param in options if not param.is_flag and not param.count for opt in param.opts}
+    seen: dict[str, tuple[str, str]] = {}
+    rest = args[index + 1 :]
+    position = 0
+    while position < len(rest) and rest[position] != "--":
+        name, has_value, value = rest[position].partition("=")
+        param = valued.get(name)
+        position += 1
+        if param is None:
+            continue
+        if not has_value:  # the value is the next argument, whatever it looks like
+            value = rest[position] if position < len(rest) else ""
+            position += 1
+        if param.multiple or param.nargs != 1:
+            continue
+        if param.name in seen:
+            first_name, first_value = seen[param.name]
+            repeatable = sorted({param.opts[0] for param in options if param.multiple})
+            return UsageError(
+                f"{first_name} given twice ({first_value!r}, then {value!r}): it takes one value",
+                hint="give it once"
+                + (f"; options that repeat here: {', '.join(repeatable)}" if repeatable else ""),
+            )
+        seen[param.name] = (name, value)
+    return None
+
+
 def main() -> None:
-    """Console entry point: the CLI's one error boundary."""
+    """Console entry point: the CLI's one error boundary.
+
+    Click runs without its standalone mode, so its usage errors (an unknown option, a value of the
+    wrong type, a missing argument) reach this boundary too: one red line and exit code 1, like
+    every other mistake, instead of Click's boxed panel and exit code 2.
+    """
+    args = sys.argv[1:]
     try:
-        app()
+        command = typer.main.get_command(app)
+        repeated = repeated_option(command, args)
+        if repeated is not None:
+            raise repeated
+        code = command.main(args=args, prog_name="sandbox", standalone_mode=False)
+    except ClickException as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `sandbox`: the help is the answer
+            if error.format_message():
+                typer.echo(error.format_message())
+            sys.exit(0)
+        context = getattr(error, "ctx", None)
+        where = context.command_path if context is not None else "sandbox"
+        message = " ".join(error.format_message().split())  # one line, even for a list of choices
+        report_error(UsageError(f"{where}: {message}", hint=f"see `{where} --help`"))
+        sys.exit(1)
+    except typer.Abort:
+        error_console.print("aborted")
+        sys.exit(1)
     except SandboxError as error:
         if _state["debug"]:
             raise
@@ -449,3 +587,4 @@ def main() -> None:
             )
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -84,9 +84,17 @@ def reset(
     if json_output:
         print_json(summary)
         return
-    deleted = ", ".join(f"{count} {name.lower()}" for name, count in summary["deletedItems"].items())
-    console.print(f"[green]✓[/green] emptied the tables ({deleted} items), purged the queues, "
-                  f"reseeded {summary['seededProducts']} products")  # fmt: skip
+    console.print(describe_reset(summary), highlight=False, soft_wrap=True)
+
+
+def describe_reset(summary: dict[str, Any]) -> str:
+    """What `reset` did, with the items deleted from each table (an order is two items in its table)."""
+    tables = summary["deletedItems"]
+    deleted = ", ".join(f"{name.lower()}: {count}" for name, count in tables.items())
+    return (
+        f"[green]✓[/green] emptied {len(tables)} tables (items deleted per table — {deleted}), "
+        f"purged {len(summary['purgedQueues'])} queues, reseeded {summary['seededProducts']} products"
+    )
 
 
 def register(app: typer.Typer) -> None:

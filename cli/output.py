@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from sandbox.errors import SandboxError
 
-console = Console()
-error_console = Console(stderr=True)
+# Without a terminal nothing is wrapped or cut: a line is as long as what it says.
+PLAIN_WIDTH = 10_000
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for people; without a terminal (make, CI logs, pipes) it never wraps a line.
+
+    On a terminal rich wraps to its width as usual. Elsewhere rich would wrap at 80 columns, so
+    text is printed whole (soft wrap) and tables get the width their cells need, unless
+    ``COLUMNS`` asks for a width.
+    """
+    chosen = Console(stderr=stderr)
+    if chosen.is_terminal:
+        return chosen
+    return Console(stderr=stderr, soft_wrap=True, width=None if "COLUMNS" in os.environ else PLAIN_WIDTH)
+
+
+console = make_console()
+error_console = make_console(stderr=True)
 
 STATUS_STYLES = {
     "SUCCEEDED": "green",
@@ -38,9 +57,9 @@ def styled(status: str) -> str:
 
 def report_error(error: SandboxError) -> None:
     """A red one-line message, a hint at the fix, and the details that help."""
-    error_console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    error_console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
     if error.hint:
-        error_console.print(f"[dim]hint:[/dim] {error.hint}", highlight=False, soft_wrap=True)
+        error_console.print(f"[dim]hint:[/dim] {escape(error.hint)}", highlight=False, soft_wrap=True)
     if error.details:
         error_console.print(error.details, style="dim", highlight=False, markup=False)
 

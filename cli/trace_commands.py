@@ -16,8 +16,10 @@ import typer
 from rich.markup import escape
 
 from cli.output import STATUS_STYLES, console, error_console, print_json
+from sandbox.errors import UsageError
 from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
 from sandbox.logs import PLATFORM, LogLine, from_millis, parse_since
+from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
 from sandbox.trace import Trace, TraceEntry, render_mermaid, trace_order
@@ -101,7 +103,13 @@ def print_trace(trace: Trace) -> None:
 
 
 def trace(
-    order_id: Annotated[str, typer.Argument(help="The order id (`sandbox orders` lists them).")],
+    order_id: Annotated[
+        str | None,
+        typer.Argument(help="The order id (`sandbox orders` lists them); without one, the latest order."),
+    ] = None,
+    last: Annotated[
+        bool, typer.Option("--last", help="Trace the latest order (what no ORDER_ID does too).")
+    ] = False,
     mermaid: Annotated[
         bool,
         typer.Option("--mermaid", help="Print a mermaid sequence diagram (paste it into a README or PR)."),
@@ -109,8 +117,11 @@ def trace(
     json_output: JsonFlag = False,
 ) -> None:
     """One causal timeline of an order: request, outbox, stream, events, saga, compensations, notifications."""
+    if order_id and last:
+        raise UsageError(f"give an ORDER_ID or --last, not both (got {order_id} and --last)")
     settings = Settings.load()
-    result = trace_order(find_stack(settings), settings, order_id)
+    stack = find_stack(settings)
+    result = trace_order(stack, settings, order_id or OrdersClient(stack.api_url).latest_order_id())
     if json_output:
         document = result.to_json()
         if mermaid:
@@ -171,13 +182,18 @@ def logs(
     window = parse_since(since) if since else None
     with remembered_ctrl_c() as ctrl_c:
         settings = Settings.load()
+        stack = find_stack(settings)
         logs = FunctionLogs.open(
-            find_stack(settings), settings.region, settings.stack_name, function=function, order_id=order,
+            stack, settings.region, settings.stack_name, function=function, order_id=order,
             since=window, is_quiet_included=all_requests,
         )  # fmt: skip
         width = max((len(name) for name in logs.functions), default=10)
+        if order and follow:
+            OrdersClient(stack.api_url).check_order_exists(order)  # an unknown id would never log a line
         if not follow:
             lines = logs.read()
+            if order and not lines:  # a reset order's lines are still shown; an unknown id is an error
+                OrdersClient(stack.api_url).check_order_exists(order)
             if json_output:
                 print_json({"lines": [line.to_json() for line in lines]})
                 return
@@ -263,7 +279,8 @@ def follow_lines(
 def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
     app.command(
-        epilog="Examples:  sandbox trace ORDER_ID    sandbox trace ORDER_ID --mermaid    sandbox trace ORDER_ID --json"
+        epilog="Examples:  sandbox trace ORDER_ID    sandbox trace --last    sandbox trace ORDER_ID --mermaid    "
+        "sandbox trace ORDER_ID --json"
     )(trace)
     app.command(
         epilog="Examples:  sandbox logs    sandbox logs payment --order ORDER_ID    "

@@ -9,11 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.catalog import DEMO_PRODUCTS
 from sandbox.errors import OrderError
 from sandbox.waiting import wait_until
 
 SAGA_STEPS = ("inventory", "payment", "shipping")
 TERMINAL_SAGA_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+# The order API answers an idempotent replay with this header (the body is the first response's).
+REPLAYED_HEADER = "Idempotent-Replayed"
+# How the order API's 400 for a product missing from the catalog begins.
+UNKNOWN_PRODUCT = "unknown productId"
 # Signs a request: (method, url, body, headers) -> headers with the signature added.
 Signer = Callable[[str, str, bytes | None, dict[str, str]], dict[str, str]]
 
@@ -26,6 +31,15 @@ class ApiResponse:
     body: Any
     raw: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """A response header, whatever case the server gave its name."""
+        return next((value for key, value in self.headers.items() if key.lower() == name.lower()), None)
+
+    @property
+    def is_replayed(self) -> bool:
+        """Whether the API answered from the key's idempotency record (the first response, replayed)."""
+        return (self.header(REPLAYED_HEADER) or "").strip().lower() == "true"
 
 
 def call_api(
@@ -75,16 +89,45 @@ class OrdersClient:
     def get_order(self, order_id: str) -> ApiResponse:
         return call_api("GET", f"{self.api_url}/orders/{order_id}", signer=self.signer)
 
-    def list_orders(self) -> list[dict[str, Any]]:
+    def list_orders(self, *, limit: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """The most recent orders the API lists (its 50 newest), newest first, optionally narrowed.
+
+        ``status`` keeps the orders in that status among those, ``limit`` the first ``limit``.
+        """
         response = call_api("GET", f"{self.api_url}/orders", signer=self.signer)
         _raise_for_status(response)
-        return list(response.body["orders"])
+        listed = [order for order in response.body["orders"] if status is None or order["status"] == status]
+        return listed if limit is None else listed[:limit]
+
+    def latest_order_id(self) -> str:
+        """The id of the most recently placed order; none yet is an OrderError."""
+        listed = self.list_orders(limit=1)
+        if not listed:
+            raise OrderError("there are no orders yet", hint="place one with `sandbox order`")
+        return str(listed[0]["orderId"])
+
+    def check_order_exists(self, order_id: str) -> None:
+        """Raise an OrderError naming the order unless the API knows it."""
+        response = self.get_order(order_id)
+        if response.status == 404:
+            raise OrderError(f"order {order_id} not found", hint="list recent orders with `sandbox orders`")
+        _raise_for_status(response)
+
+    def submit_order(self, payload: dict[str, Any], idempotency_key: str | None = None) -> ApiResponse:
+        """POST an order and return the 201 response (a replay says so); refusals become OrderError."""
+        response = self.post_order(payload, idempotency_key)
+        if response.status == 400 and _message(response).startswith(UNKNOWN_PRODUCT):
+            raise OrderError(
+                f"the order API answered 400: {_message(response)}",
+                hint=f"the demo catalog has {', '.join(DEMO_PRODUCTS)} (`sandbox up` seeds it, "
+                "`sandbox reset` reseeds it)",
+            )
+        _raise_for_status(response)
+        return response
 
     def place_order(self, payload: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         """POST an order and return the 201 body; refusals become OrderError."""
-        response = self.post_order(payload, idempotency_key)
-        _raise_for_status(response)
-        return dict(response.body)
+        return dict(self.submit_order(payload, idempotency_key).body)
 
     def follow_order(
         self,
@@ -120,7 +163,11 @@ class OrdersClient:
         )
 
 
+def _message(response: ApiResponse) -> str:
+    body = response.body
+    return str(body.get("message") if isinstance(body, dict) else body)
+
+
 def _raise_for_status(response: ApiResponse) -> None:
     if response.status >= 400:
-        message = response.body.get("message") if isinstance(response.body, dict) else response.body
-        raise OrderError(f"the order API answered {response.status}: {message}")
+        raise OrderError(f"the order API answered {response.status}: {_message(response)}")

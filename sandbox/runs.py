@@ -57,6 +57,7 @@ class OrderAccepted:
     status: str
     total_amount: Any
     is_poisoned: bool
+    is_replayed: bool = False  # the API replayed the first response for this idempotency key
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class OrderRun:
     elapsed_ms: int = 0
     replay: dict[str, Any] | None = None
     dead_letter: DeadLetter | None = None
+    is_replayed: bool = False  # the API answered with the first response for this idempotency key
 
     @property
     def order_id(self) -> str:
@@ -99,12 +101,18 @@ class OrderRun:
 
     def to_json(self) -> dict[str, Any]:
         if self.dead_letter is not None:
-            return {"orderId": self.order_id, "status": "PENDING", "deadLetter": self.dead_letter.as_dict()}
+            return {
+                "orderId": self.order_id,
+                "status": "PENDING",
+                "replayed": self.is_replayed,
+                "deadLetter": self.dead_letter.as_dict(),
+            }
         if self.final is None:
-            return dict(self.placed)
+            return {**self.placed, "replayed": self.is_replayed}
         final = self.final
         result = {
             "orderId": self.order_id,
+            "replayed": self.is_replayed,
             "status": final["status"],
             "sagaStatus": final["sagaStatus"],
             "totalAmount": final["totalAmount"],
@@ -135,9 +143,16 @@ def run_order(
     if (request.is_poisoned or replay) and local is None:
         raise UsageError("poisoned records and replays work on the local stack only")
     started = time.perf_counter()
-    run = OrderRun(request, client.place_order(request.payload, request.idempotency_key))
+    response = client.submit_order(request.payload, request.idempotency_key)
+    run = OrderRun(request, dict(response.body), is_replayed=response.is_replayed)
     on_event(
-        OrderAccepted(run.order_id, run.placed["status"], run.placed["totalAmount"], request.is_poisoned)
+        OrderAccepted(
+            run.order_id,
+            run.placed["status"],
+            run.placed["totalAmount"],
+            request.is_poisoned,
+            run.is_replayed,
+        )
     )
     if not follow:
         return run

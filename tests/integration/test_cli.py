@@ -67,6 +67,8 @@ def test_up_again_is_a_no_op_that_says_so(cli: Cli):
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stdout
     assert "unchanged" in result.stdout
+    # without a terminal, no progress lines ("deploying…") that would read as results
+    assert "…" not in result.stdout + result.stderr
 
 
 def test_status_shows_engine_and_outputs(cli: Cli):
@@ -110,6 +112,8 @@ def test_order_flaky_retries_and_completes(cli: Cli):
 def test_order_with_idempotency_key_replays(cli: Cli):
     first = cli.json("order", "--idempotency-key", "readme-key", "--no-wait")
     again = cli.json("order", "--idempotency-key", "readme-key", "--no-wait")
+    # the first response, replayed, and marked as a replay
+    assert (first.pop("replayed"), again.pop("replayed")) == (False, True)
     assert first == again
 
 
