@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from cli.options import (
+    EndpointOption,
+    JsonFlag,
+    ProfileOption,
+    RegionOption,
+    StageOption,
+    Target,
+    YesFlag,
+)
 from cli.output import console, error_console, print_json, print_key_values, styled
 from sandbox import targets
 from sandbox.aws import AwsSession, AwsTarget
@@ -27,27 +35,6 @@ from sandbox.targets import (
     artifact_bucket,
     aws_account,
 )
-
-
-class Target(StrEnum):
-    local = "local"
-    aws = "aws"
-
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-StageOption = Annotated[
-    str | None, typer.Option(help="Stage: the AWS stack is saga-sandbox-STAGE.", show_default="dev")
-]
-RegionOption = Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration).")]
-ProfileOption = Annotated[str | None, typer.Option(help="AWS profile (default: your AWS configuration).")]
-EndpointOption = Annotated[
-    str | None,
-    typer.Option(help="Point the AWS path at an AWS-compatible endpoint (env SANDBOX_AWS_ENDPOINT_URL)."),
-]
-BucketOption = Annotated[
-    str | None, typer.Option(help="Artifact bucket (default: saga-sandbox-artifacts-ACCOUNT-REGION).")
-]
-YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def _progress(is_quiet: bool) -> Any:

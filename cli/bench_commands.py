@@ -10,13 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from cli.options import JsonFlag
 from cli.output import console, error_console, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 
 
 class Mix(StrEnum):

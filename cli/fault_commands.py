@@ -7,15 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.aws_commands import Target
+from cli.options import JsonFlag, Target
 from cli.output import console, error_console, print_json, styled
 from sandbox.dlq import list_dead_letters, redrive
 from sandbox.engine import locked_state_dir
 from sandbox.errors import UsageError
 from sandbox.settings import Settings
 from sandbox.stack import find_stack, physical_id, reset_stack
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 
 
 def dlq(

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from cli.options import JsonFlag, complete_order_id
 from cli.output import STATUS_STYLES, console, error_console, print_json
 from sandbox.errors import UsageError
 from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
@@ -24,7 +25,6 @@ from sandbox.settings import Settings
 from sandbox.stack import find_stack
 from sandbox.trace import Trace, TraceEntry, render_mermaid, trace_order
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 LEVEL_STYLES = {
     "DEBUG": "dim",
     "INFO": "cyan",
@@ -105,7 +105,10 @@ def print_trace(trace: Trace) -> None:
 def trace(
     order_id: Annotated[
         str | None,
-        typer.Argument(help="The order id (`sandbox orders` lists them); without one, the latest order."),
+        typer.Argument(
+            help="The order id (`sandbox orders` lists them); without one, the latest order.",
+            autocompletion=complete_order_id,
+        ),
     ] = None,
     last: Annotated[
         bool, typer.Option("--last", help="Trace the latest order (what no ORDER_ID does too).")
@@ -156,7 +159,10 @@ def logs(
         ),
     ] = None,
     order: Annotated[
-        str | None, typer.Option("--order", help="Only the requests that handled this order.")
+        str | None,
+        typer.Option(
+            "--order", help="Only the requests that handled this order.", autocompletion=complete_order_id
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")

@@ -1,0 +1,217 @@
+"""`sandbox up`, `down` and `status`: the local engine and its stack."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cli import watch_commands
+from cli.options import JsonFlag, complete_engine
+from cli.output import console, error_console, print_json, print_key_values, styled
+from sandbox.engine import (
+    EngineState,
+    adopt_running_engine,
+    engine_of,
+    locked_state_dir,
+    recorded_engine,
+    running_engine,
+    stop_engine,
+)
+from sandbox.errors import EngineNotRunningError, StackNotFoundError
+from sandbox.settings import ENGINES, Settings
+from sandbox.stack import LocalStack, bring_up, find_stack
+
+T = TypeVar("T")
+
+
+def _with_progress(message: str, is_quiet: bool, work: Callable[[Callable[[str], None]], T]) -> T:
+    """Run ``work`` under a spinner on stderr whose text ``work`` may update.
+
+    Only on a terminal, and never in --json mode: in a log or a pipe, "starting…" lines would
+    read as results.
+    """
+    if is_quiet or not error_console.is_terminal:
+        return work(lambda text: None)
+    with error_console.status(message) as status:
+        return work(lambda text: status.update(f"{text}…"))
+
+
+def _note(line: str) -> None:
+    """One line about the state folder, on stderr: stdout stays the command's own output (JSON too)."""
+    error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def _local_outputs(stack: LocalStack) -> dict[str, str]:
+    """The stack's outputs with ``ApiUrl`` the URL that answers on the local engine.
+
+    The stack's own ``ApiUrl`` output names the AWS host the API would have there, which does not
+    resolve locally; a script reading ``.stack.outputs.ApiUrl`` gets the one that works (as
+    ``.stack.apiUrl``).
+    """
+    return {**stack.outputs, "ApiUrl": stack.api_url}
+
+
+def _engine_summary(state: EngineState) -> dict[str, Any]:
+    return {
+        "name": state.engine,
+        "pid": state.pid,
+        "container": state.container_id,
+        "containerName": state.container_name,
+        "image": state.image,
+        "composeProject": state.compose_project,
+        "port": state.port,
+        "endpoint": state.endpoint_url,
+    }
+
+
+def up(
+    port: Annotated[
+        int | None, typer.Option(help="Engine port (env SANDBOX_PORT).", show_default="4566")
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Which engine: {', '.join(ENGINES)}. embedded needs no Docker; localstack and "
+            "ministack-docker start through compose.yaml (env SANDBOX_ENGINE).",
+            show_default="embedded",
+            autocompletion=complete_engine,
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then push each saved edit to the engine (hot reload).")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Start the local engine and deploy the stack (a no-op when both are already up)."""
+    settings = Settings.load(port=port, engine=engine)
+    # One `up`, `down` or `reset` at a time per state folder: a second `up` waits, then finds
+    # the engine running and the stack deployed.
+    with locked_state_dir(settings, on_wait=_note):
+        settings = adopt_running_engine(
+            settings, is_chosen=engine is not None, is_port_chosen=port is not None
+        )
+        result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress, _note))
+    stack, deploy = result.stack, result.deploy
+    summary = {
+        "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
+        "stack": {
+            "name": settings.stack_name,
+            "isChanged": bool(deploy and deploy.is_changed),
+            "apiUrl": stack.api_url,
+            "outputs": _local_outputs(stack),
+        },
+        "seededProducts": result.seeded_products,
+        "timingsMs": result.timings_ms,
+    }
+    if json_output:
+        print_json(summary)
+        return
+    engine_line = "started" if result.is_new_engine else "already running"
+    stack_line = "deployed" if deploy and deploy.is_changed else "unchanged (no changes to deploy)"
+    console.print(
+        f"[green]✓[/green] engine {stack.engine.engine} {engine_line} "
+        f"({engine_of(settings, stack.engine).describe(stack.engine)}, {stack.engine.endpoint_url})"
+    )
+    console.print(f"[green]✓[/green] stack {settings.stack_name} {stack_line}")
+    _print_stack(stack)
+    console.print(
+        f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: "
+        "sandbox order, sandbox order --fail payment[/dim]"
+    )
+    if watch:
+        watch_commands.run_watch()
+
+
+def _print_stack(stack: LocalStack) -> None:
+    rows = {"API": stack.api_url}
+    rows.update({key: value for key, value in sorted(stack.outputs.items()) if key not in ("ApiUrl",)})
+    print_key_values(rows)
+
+
+def down(json_output: JsonFlag = False) -> None:
+    """Stop the engine `sandbox up` started (its Lambda workers, or its compose containers)."""
+    settings = Settings.load()
+    repairs: list[str] = []
+
+    def note_repair(line: str) -> None:
+        repairs.append(line)
+        _note(line)
+
+    with locked_state_dir(settings, on_wait=_note):
+        state = stop_engine(settings, notify=note_repair)
+    if json_output:
+        print_json(
+            {
+                "stopped": state is not None,
+                "engine": state.engine if state else None,
+                "pid": state.pid if state else None,
+                "container": state.container_id if state else None,
+            }
+        )
+    elif state is None:
+        console.print(
+            "no engine was recorded; the state folder is repaired"
+            if repairs
+            else "no sandbox engine was running"
+        )
+    else:
+        console.print(
+            f"[green]✓[/green] stopped engine {state.engine} "
+            f"({engine_of(settings, state).describe(state)}, port {state.port})"
+        )
+
+
+def status(json_output: JsonFlag = False) -> None:
+    """Show the engine, the stack and its outputs (API URL, tables, state machine)."""
+    settings = Settings.load()
+    report: dict[str, Any] = {"engine": {"running": False}, "stack": {"deployed": False}}
+    stack: LocalStack | None = None
+    problem: str | None = None
+    try:
+        state = running_engine(settings)
+        report["engine"] = {
+            "running": True,
+            **_engine_summary(state),
+            "uptimeSeconds": int(time.time() - state.started_at),
+        }
+        stack = find_stack(settings)
+        report["stack"] = {
+            "deployed": True,
+            "name": settings.stack_name,
+            "apiUrl": stack.api_url,
+            "outputs": _local_outputs(stack),
+        }
+    except (EngineNotRunningError, StackNotFoundError) as error:
+        problem = f"{error} — {error.hint}" if error.hint else str(error)
+    if json_output:
+        print_json(report)
+        return
+    engine = report["engine"]
+    recorded = recorded_engine(settings)
+    if engine["running"] and recorded:
+        console.print(
+            f"engine  {styled('RUNNING')} {engine['name']} {recorded.engine.describe(recorded.state)} "
+            f"on {engine['endpoint']} (up {engine['uptimeSeconds']}s)"
+        )
+        for note in recorded.engine.status_notes(recorded.state):
+            console.print(f"[dim]{note}[/dim]")
+    else:
+        console.print(f"engine  {styled('FAILED') if recorded else 'not running'}")
+    if stack:
+        console.print(f"stack   {styled('SUCCEEDED')} {settings.stack_name}")
+        _print_stack(stack)
+    if problem:
+        console.print(f"[dim]{problem}[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the CLI."""
+    app.command(
+        epilog="Examples:  sandbox up    sandbox up --port 4570 --json    sandbox up --engine ministack-docker    "
+        "LOCALSTACK_AUTH_TOKEN=... sandbox up --engine localstack"
+    )(up)
+    app.command(epilog="Example:  sandbox down")(down)
+    app.command(epilog="Examples:  sandbox status    sandbox status --json")(status)
