@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.items import plain_item
@@ -21,6 +21,9 @@ from sandbox.saga import executions_of
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, reset_stack
 from sandbox.trace import Trace, render_text, trace_order
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # What each table's item says while the order holds it (a charge not refunded, ...).
 HELD = {"PaymentsTableName": "CHARGED", "ShipmentsTableName": "CREATED", "ReservationsTableName": "RESERVED"}
@@ -65,7 +68,8 @@ class SandboxStack:
     def make_product(self, stock: int = 10, price: str = "5.00") -> str:
         """A product of the caller's own (a unique id), so no other test's orders move its stock."""
         product_id = f"test-{uuid.uuid4().hex[:12]}"
-        self.client("dynamodb").put_item(
+        dynamodb: DynamoDBClient = self.client("dynamodb")
+        dynamodb.put_item(
             TableName=self.outputs["InventoryTableName"],
             Item={"productId": {"S": product_id}, "name": {"S": product_id},
                   "price": {"N": str(Decimal(price))}, "stock": {"N": str(stock)}},
