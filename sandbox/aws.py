@@ -155,7 +155,7 @@ class AwsSession:
         return self._account_id
 
     def signer(self) -> Signer:
-        """SigV4-sign requests to the stack's HTTP API (routes protected with AWS_IAM)."""
+        """SigV4-sign requests to the stack's REST API (methods protected with AWS_IAM)."""
         credentials = self.session.get_credentials()
         if credentials is None:
             raise AwsCredentialsError(
@@ -236,10 +236,14 @@ def prepare_artifacts(
     return bucket, make_uploader(s3, bucket)
 
 
+# The REST API's stage (template.yaml, OrdersApiStage): the first segment of every API path.
+API_STAGE = "api"
+
+
 def api_url(target: AwsTarget, outputs: dict[str, str]) -> str:
-    """The deployed HTTP API's base URL (an offline endpoint serves it by path)."""
+    """The deployed REST API's base URL, its stage included (an offline endpoint serves it by path)."""
     if target.endpoint_url:
-        return f"{target.endpoint_url.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/$default"
+        return f"{target.endpoint_url.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/{API_STAGE}"
     return outputs["ApiUrl"]
 
 

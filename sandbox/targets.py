@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.aws import (
+    API_STAGE,
     AwsSession,
     AwsTarget,
     api_url,
@@ -58,8 +59,8 @@ def artifact_bucket(stack_name: str) -> str:
 
 
 def local_api_url(endpoint_url: str, api_id: str) -> str:
-    """Where a local engine serves the stack's HTTP API."""
-    return f"{endpoint_url}/_aws/execute-api/{api_id}/$default"
+    """Where a local engine serves the stack's REST API: its stage, by path."""
+    return f"{endpoint_url}/_aws/execute-api/{api_id}/{API_STAGE}"
 
 
 def function_dependencies(settings: Settings, engine: str, template: dict[str, Any]) -> Path | None:

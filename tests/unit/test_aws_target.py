@@ -36,10 +36,11 @@ def test_artifact_bucket_name_is_per_account_and_region() -> None:
 
 
 def test_api_url_is_the_aws_url_unless_an_endpoint_is_given() -> None:
-    outputs = {"ApiId": "abc123", "ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com"}
+    outputs = {"ApiId": "abc123", "ApiUrl": "https://abc123.execute-api.eu-west-1.amazonaws.com/api"}
     assert api_url(AwsTarget(), outputs) == outputs["ApiUrl"]
+    # an offline endpoint serves the REST API's stage by path
     offline = AwsTarget(endpoint_url="http://127.0.0.1:4566/")
-    assert api_url(offline, outputs) == "http://127.0.0.1:4566/_aws/execute-api/abc123/$default"
+    assert api_url(offline, outputs) == "http://127.0.0.1:4566/_aws/execute-api/abc123/api"
 
 
 def test_new_artifact_bucket_is_private_encrypted_and_versioned(client_factory: Any) -> None:
@@ -85,7 +86,7 @@ def test_signer_adds_a_sigv4_authorization_for_execute_api() -> None:
     # GIVEN dummy credentials (conftest) and a region
     aws = AwsSession(AwsTarget(region="eu-west-1"))
     # WHEN a request is signed
-    headers = aws.signer()("POST", "https://abc.execute-api.eu-west-1.amazonaws.com/orders", b"{}", {})
+    headers = aws.signer()("POST", "https://abc.execute-api.eu-west-1.amazonaws.com/api/orders", b"{}", {})
     # THEN it carries a SigV4 signature scoped to execute-api in that region
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]

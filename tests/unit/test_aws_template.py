@@ -1,7 +1,8 @@
-"""The template as AWS sees it: least privilege, retained data, protected API, local/AWS parity."""
+"""The template as AWS sees it: least privilege, retained data, a protected REST API, local/AWS parity."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 from samtranslator.translator.transform import transform
 
-from sandbox.aws import aws_parameters
+from sandbox.aws import API_STAGE, aws_parameters
 from sandbox.packaging import package_template
 from sandbox.targets import LOCAL_PARAMETERS
 
@@ -109,14 +110,73 @@ def test_business_tables_are_retained_with_point_in_time_recovery(template: dict
 def test_api_is_iam_protected_and_faults_off_by_default(template: dict[str, Any]) -> None:
     assert template["Parameters"]["ApiAuth"]["Default"] == "iam"
     assert template["Parameters"]["FaultInjection"]["Default"] == "disabled"
-    routes = [r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Route"]
-    assert len(routes) == 3
-    for route in routes:
-        assert route["Properties"]["AuthorizationType"] == {"Fn::If": ["IsApiAuthIam", "AWS_IAM", "NONE"]}
+    methods = of_type(template, "AWS::ApiGateway::Method")
+    assert len(methods) == 3
+    for method in methods.values():
+        assert method["Properties"]["AuthorizationType"] == {"Fn::If": ["IsApiAuthIam", "AWS_IAM", "NONE"]}
     assert aws_parameters(is_fault_injection_enabled=False, is_api_open=False) == {
         "FaultInjection": "disabled",
         "ApiAuth": "iam",
     }
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: resource for name, resource in template["Resources"].items() if resource["Type"] == kind}
+
+
+def test_the_order_api_is_a_rest_api_of_three_lambda_proxy_methods(template: dict[str, Any]) -> None:
+    # GIVEN the API's resources and methods (a REST API: every engine and AWS serve it)
+    assert set(of_type(template, "AWS::ApiGateway::RestApi")) == {"OrdersApi"}
+    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::ApiGatewayV2::")]
+    paths = {"OrdersResource": "/orders", "OrderResource": "/orders/{orderId}"}
+    routes = {
+        (method["Properties"]["HttpMethod"], paths[method["Properties"]["ResourceId"]["Ref"]])
+        for method in of_type(template, "AWS::ApiGateway::Method").values()
+    }
+    # THEN they are the routes the handler serves, each a Lambda proxy to the order API function
+    assert routes == {("POST", "/orders"), ("GET", "/orders"), ("GET", "/orders/{orderId}")}
+    for method in of_type(template, "AWS::ApiGateway::Method").values():
+        integration = method["Properties"]["Integration"]
+        assert (integration["Type"], integration["IntegrationHttpMethod"]) == ("AWS_PROXY", "POST")
+        assert "${OrderApiFunction.Arn}" in integration["Uri"]["Fn::Sub"]
+    # AND the stage is the one the URL helpers put in every API URL
+    (stage,) = of_type(template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["StageName"] == API_STAGE
+    assert template["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"].endswith("/${OrdersApiStage}")
+
+
+def routes_digest(template: dict[str, Any]) -> str:
+    """A digest of the API's resources and methods: what a deployment snapshots."""
+    routes = {
+        **of_type(template, "AWS::ApiGateway::Resource"),
+        **of_type(template, "AWS::ApiGateway::Method"),
+    }
+    return hashlib.sha256(json.dumps(routes, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def test_each_auth_mode_has_a_deployment_named_after_the_routes(template: dict[str, Any]) -> None:
+    # GIVEN the deployments (CloudFormation creates each once: a snapshot of the methods then)
+    deployments = of_type(template, "AWS::ApiGateway::Deployment")
+    digest = routes_digest(template)
+    # THEN their names carry the digest of the routes, so a changed route is deployed anew
+    expected = {f"OrdersApiDeploymentIam{digest}", f"OrdersApiDeploymentOpen{digest}"}
+    assert set(deployments) == expected, f"the routes changed: rename the deployments to {sorted(expected)}"
+    # AND each belongs to one ApiAuth value, snapshots every method, and the stage serves the one in force
+    methods = sorted(of_type(template, "AWS::ApiGateway::Method"))
+    assert {name: d["Condition"] for name, d in deployments.items()} == {
+        f"OrdersApiDeploymentIam{digest}": "IsApiAuthIam",
+        f"OrdersApiDeploymentOpen{digest}": "IsApiAuthOpen",
+    }
+    assert all(sorted(d["DependsOn"]) == methods for d in deployments.values())
+    (stage,) = of_type(template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["DeploymentId"] == {
+        "Fn::If": [
+            "IsApiAuthIam",
+            {"Ref": f"OrdersApiDeploymentIam{digest}"},
+            {"Ref": f"OrdersApiDeploymentOpen{digest}"},
+        ]
+    }
+    assert template["Parameters"]["ApiAuth"]["AllowedValues"] == ["iam", "none"]
 
 
 def _without_artifact_locations(rendered: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_the_local_environment_names_the_engine_and_dummy_keys_only() -> None:
     assert variables["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
     assert variables["AWS_REGION"] == variables["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert (variables["AWS_ACCESS_KEY_ID"], variables["AWS_SECRET_ACCESS_KEY"]) == ("test", "test")
-    assert variables["SANDBOX_API_URL"] == "http://127.0.0.1:4566/_aws/execute-api/abc/$default"
+    assert variables["SANDBOX_API_URL"] == "http://127.0.0.1:4566/_aws/execute-api/abc/api"
 
 
 def test_bash_reads_back_exactly_the_values() -> None:

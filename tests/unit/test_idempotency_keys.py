@@ -77,21 +77,43 @@ class Context:
 
 
 def post_orders(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event for POST /orders."""
+    """A REST API (Lambda proxy) event for POST /orders; headers keep the case the client sent."""
+    sent = {"Content-Type": "application/json", **headers}
     return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": "/orders",
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", **headers},
+        "resource": "/orders",
+        "path": "/orders",
+        "httpMethod": "POST",
+        "headers": sent,
+        "multiValueHeaders": {name: [value] for name, value in sent.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
         "requestContext": {
-            "http": {"method": "POST", "path": "/orders", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "resourcePath": "/orders",
+            "httpMethod": "POST",
+            "path": "/api/orders",
+            "stage": "api",
             "requestId": "api-request",
-            "stage": "$default",
+            "identity": {"sourceIp": "127.0.0.1"},
         },
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
+
+
+def response_header(response: dict[str, Any], name: str) -> list[str] | None:
+    """A header of a proxy response, as API Gateway merges ``headers`` and ``multiValueHeaders``."""
+    values = [
+        value
+        for key, sent in [
+            *(response.get("headers") or {}).items(),
+            *(response.get("multiValueHeaders") or {}).items(),
+        ]
+        if key.lower() == name.lower()
+        for value in (sent if isinstance(sent, list) else [sent])
+    ]
+    return values or None
 
 
 BODY = {"customerId": "c1", "items": [{"productId": "mug", "quantity": 1}]}
@@ -157,11 +179,20 @@ def test_a_replay_carries_the_replayed_header_and_a_first_answer_does_not(api: A
     first = api.post(BODY, **{"idempotency-key": "k1"})
     again = api.post(BODY, **{"idempotency-key": "k1"})
     # THEN only the replay says so, in a header: the body stays the first response's
-    assert "Idempotent-Replayed" not in (first.get("headers") or {})
-    assert again["headers"]["Idempotent-Replayed"] == "true"
+    assert response_header(first, "Idempotent-Replayed") is None
+    assert response_header(again, "Idempotent-Replayed") == ["true"]
     assert again["body"] == first["body"]
     # AND an order without a key is never a replay
-    assert "Idempotent-Replayed" not in (api.post(BODY).get("headers") or {})
+    assert response_header(api.post(BODY), "Idempotent-Replayed") is None
+
+
+def test_the_key_header_is_read_in_whatever_case_the_client_sent(api: Api) -> None:
+    # GIVEN a REST API passes headers on in the client's case (curl and the CLI send Idempotency-Key)
+    first = api.post(BODY, **{"Idempotency-Key": "k1"})
+    again = api.post(BODY, **{"X-Idempotency-Key": "k1"})
+    # THEN both name the same key: the second is a replay
+    assert again["body"] == first["body"] and len(api.placed) == 1
+    assert response_header(again, "Idempotent-Replayed") == ["true"]
 
 
 def test_the_same_key_with_another_body_is_a_422_logged_as_refused(api: Api) -> None:

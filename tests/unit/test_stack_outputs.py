@@ -34,7 +34,7 @@ def test_the_outputs_of_this_engine_run_are_used_without_asking_cloudformation(
     # WHEN the stack is looked up THEN the recorded outputs are the answer
     found = stack.find_stack(settings)
     assert found.outputs == OUTPUTS
-    assert found.api_url == "http://127.0.0.1:4566/_aws/execute-api/abc123/$default"
+    assert found.api_url == "http://127.0.0.1:4566/_aws/execute-api/abc123/api"
 
 
 @pytest.mark.parametrize("written", ["", "{not json", '{"engine": null}', "[]"])
