@@ -27,7 +27,7 @@ LOCALSTACK_LICENSE_EXIT_CODE = 55
 _LICENSE_MARKERS = ("license activation failed", "localstack requires an account", "localstack_auth_token")
 # Services of the template that a LocalStack edition must offer (names as its health check lists them).
 LOCALSTACK_REQUIRED_SERVICES = (
-    "apigatewayv2",
+    "apigateway",
     "cloudformation",
     "dynamodb",
     "dynamodbstreams",
@@ -287,12 +287,15 @@ def missing_localstack_services(health: dict[str, Any]) -> list[str]:
 def explain_missing_services(
     image: str, health: dict[str, Any], missing: list[str]
 ) -> LocalStackLicenseError:
-    """The stack cannot deploy on this LocalStack: say which services lack and why."""
+    """The stack cannot deploy on this LocalStack: say which services lack."""
     edition = health.get("edition", "unknown")
     return LocalStackLicenseError(
         f"LocalStack {health.get('version', image)} ({edition} edition) does not offer {', '.join(missing)}, "
-        "which the template needs (API Gateway v2 serves the order API)",
-        hint=f"set LOCALSTACK_AUTH_TOKEN for an edition that has them, or use --engine ministack-docker, {EMBEDDED_HINT}",
+        "which the template needs",
+        hint=(
+            "start it with every service the stack needs (SERVICES in compose.yaml), "
+            f"or use --engine ministack-docker, {EMBEDDED_HINT}"
+        ),
     )
 
 

@@ -2,8 +2,9 @@
 
 The real LocalStack image cannot be pulled on every machine (CI has no registry), so two small
 stand-ins, built on the engine image (it has Python), play the parts this sandbox must explain:
-an image that exits for want of an auth token (exit 55, LocalStack's message), and a free edition
-without API Gateway v2. Each runs under compose.yaml's `localstack` profile via LOCALSTACK_VERSION.
+an image that exits for want of an auth token (exit 55, LocalStack's message), and an edition
+whose health lacks a service the stack needs (Step Functions, as when SERVICES leaves it out).
+Each runs under compose.yaml's `localstack` profile via LOCALSTACK_VERSION.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ from tests.unit.test_compose import COMMUNITY_HEALTH, LICENSE_LOG
 pytestmark = pytest.mark.containers
 
 UNLICENSED = f"import sys; print({LICENSE_LOG!r}, flush=True); sys.exit(55)"
-FREE_EDITION = (
+WITHOUT_STEP_FUNCTIONS = {
+    **COMMUNITY_HEALTH,
+    "services": {
+        name: state for name, state in COMMUNITY_HEALTH["services"].items() if name != "stepfunctions"
+    },
+}
+LIMITED_EDITION = (
     "import http.server, json, signal, sys\n"
     "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # PID 1: stop at once on `compose down`\n"
-    f"BODY = json.dumps({COMMUNITY_HEALTH!r}).encode()\n"
+    f"BODY = json.dumps({WITHOUT_STEP_FUNCTIONS!r}).encode()\n"
     "class Health(http.server.BaseHTTPRequestHandler):\n"
     "    def do_GET(self):\n"
     "        self.send_response(200); self.send_header('Content-Type', 'application/json'); self.end_headers()\n"
@@ -110,13 +117,13 @@ def test_a_localstack_that_exits_for_want_of_a_token_is_one_line_with_the_fix(
     assert_nothing_left(tmp_path)
 
 
-def test_a_free_localstack_without_api_gateway_v2_is_refused_before_deploying(
+def test_a_localstack_without_a_service_the_stack_needs_is_refused_before_deploying(
     stand_in: Any, tmp_path: Path
 ) -> None:
-    version = stand_in("free-edition", FREE_EDITION)
+    version = stand_in("limited-edition", LIMITED_EDITION)
     result = up_localstack(version, tmp_path)
     assert result.returncode == 1
     (line,) = [text for text in result.stderr.splitlines() if text.startswith("error:")]
-    assert "does not offer apigatewayv2" in line
+    assert "does not offer stepfunctions" in line
     assert "deploying" not in result.stderr
     assert_nothing_left(tmp_path)

@@ -304,20 +304,21 @@ def test_any_other_early_exit_reports_the_exit_code_and_logs() -> None:
     assert error.details and "Boom" in error.details
 
 
-def test_the_free_localstack_edition_lacks_api_gateway_v2() -> None:
-    assert compose.missing_localstack_services(COMMUNITY_HEALTH) == ["apigatewayv2"]
-    error = compose.explain_missing_services(
-        "localstack/localstack:4.14.0", COMMUNITY_HEALTH, ["apigatewayv2"]
-    )
-    assert "community edition" in str(error)
-    assert "apigatewayv2" in str(error)
-    assert "LOCALSTACK_AUTH_TOKEN" in str(error.hint)
-
-
-def test_a_localstack_with_every_service_is_accepted() -> None:
-    health = {"services": {**COMMUNITY_HEALTH["services"], "apigatewayv2": "available"}}
-    assert compose.missing_localstack_services(health) == []
+def test_the_free_localstack_edition_offers_every_service_the_stack_needs() -> None:
+    # The order API is a REST API (apigateway), which the free edition serves.
+    assert compose.missing_localstack_services(COMMUNITY_HEALTH) == []
     assert compose.missing_localstack_services({}) == []
+
+
+def test_a_localstack_without_a_service_the_stack_needs_is_explained() -> None:
+    services = {name: state for name, state in COMMUNITY_HEALTH["services"].items() if name != "apigateway"}
+    health = {**COMMUNITY_HEALTH, "services": services}
+    assert compose.missing_localstack_services(health) == ["apigateway"]
+    error = compose.explain_missing_services("localstack/localstack:4.14.0", health, ["apigateway"])
+    assert "community edition" in str(error)
+    assert "does not offer apigateway" in str(error)
+    assert "SERVICES in compose.yaml" in str(error.hint)
+    assert "--engine embedded" in str(error.hint)
 
 
 def test_tokens_never_reach_logs() -> None:

@@ -126,9 +126,10 @@ def test_a_localstack_that_exits_for_its_token_is_reported_and_removed(
     assert read_engine_state(container_settings) is None
 
 
-def test_a_free_localstack_is_refused_before_a_half_deploy(
+def test_the_free_localstack_edition_starts(
     fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # GIVEN LocalStack 4.14.0's free edition, whose health lists apigateway (REST APIs) but no v2
     fake_docker(
         {
             "docker info": (0, "20.10.24"),
@@ -139,8 +140,31 @@ def test_a_free_localstack_is_refused_before_a_half_deploy(
     )
     monkeypatch.setattr(lifecycle, "is_port_in_use", lambda port: False)
     monkeypatch.setattr(container, "read_health", lambda url, path: COMMUNITY_HEALTH)
-    with pytest.raises(LocalStackLicenseError, match="apigatewayv2"):
+    # WHEN it is started THEN it is running and recorded: nothing the stack needs is missing
+    state, is_new = lifecycle.start_engine(container_settings)
+    assert is_new and state.engine == "localstack"
+    assert read_engine_state(container_settings) == state
+
+
+def test_a_localstack_without_a_service_the_stack_needs_is_refused_before_a_half_deploy(
+    fake_docker: Any, container_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_docker(
+        {
+            "docker info": (0, "20.10.24"),
+            "compose version": (0, "v2"),
+            " ps --all --quiet ": (0, "c0ffee\n"),
+            "docker inspect": running_inspect(),
+        }
+    )
+    monkeypatch.setattr(lifecycle, "is_port_in_use", lambda port: False)
+    services = {name: "available" for name in COMMUNITY_HEALTH["services"] if name != "stepfunctions"}
+    monkeypatch.setattr(
+        container, "read_health", lambda url, path: {**COMMUNITY_HEALTH, "services": services}
+    )
+    with pytest.raises(LocalStackLicenseError, match="does not offer stepfunctions"):
         lifecycle.start_engine(container_settings)
+    assert fake.commands[-1][-2:] == ["down", "--volumes"]
     assert read_engine_state(container_settings) is None
 
 
