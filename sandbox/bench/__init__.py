@@ -12,36 +12,63 @@ from __future__ import annotations
 from sandbox.bench.plan import (
     CHARGE_LIMIT,
     DEAD_LETTERED,
+    MAX_FLAKY_ATTEMPTS,
     MAX_ITEM_QUANTITY,
     MIX_SHARES,
     MIXES,
+    TERMINAL_STATUSES,
     BenchConfig,
     BenchPlan,
     OrderLine,
     PlannedOrder,
     Product,
+    declined_line,
+    ordinary_lines,
+    out_of_stock_line,
     plan_orders,
+    plan_top_ups,
+    sellable_products,
 )
-from sandbox.bench.report import BenchReport, percentile, summarize_latencies
+from sandbox.bench.report import BenchReport, LoadFigures, percentile, summarize_latencies
 from sandbox.bench.resources import ProcessTreeSample, ResourceSampler, ResourceUsage, read_process_tree
-from sandbox.bench.run import Progress, run_bench
-from sandbox.bench.tables import OnFailureQueue, TableSnapshot, batch_get, read_catalog, read_snapshot
-from sandbox.bench.verdict import DEAD_LETTER_CHECK, SHOWN_VIOLATIONS, Check, Verdict, check_invariants
-from sandbox.bench.watch import BenchProgress, OrderOutcome, OrderWatcher
+from sandbox.bench.run import Load, Progress, run_bench, run_load
+from sandbox.bench.tables import (
+    OnFailureQueue,
+    TableSnapshot,
+    batch_get,
+    read_catalog,
+    read_snapshot,
+    read_stock,
+)
+from sandbox.bench.verdict import (
+    DEAD_LETTER_CHECK,
+    SHOWN_VIOLATIONS,
+    STOCK_CHECK,
+    Check,
+    Verdict,
+    check_invariants,
+)
+from sandbox.bench.watch import ApiAnswer, BenchProgress, OrderOutcome, OrderWatcher
 
 __all__ = [
     "CHARGE_LIMIT",
     "DEAD_LETTERED",
     "DEAD_LETTER_CHECK",
+    "MAX_FLAKY_ATTEMPTS",
     "MAX_ITEM_QUANTITY",
     "MIXES",
     "MIX_SHARES",
     "SHOWN_VIOLATIONS",
+    "STOCK_CHECK",
+    "TERMINAL_STATUSES",
+    "ApiAnswer",
     "BenchConfig",
     "BenchPlan",
     "BenchProgress",
     "BenchReport",
     "Check",
+    "Load",
+    "LoadFigures",
     "OnFailureQueue",
     "OrderLine",
     "OrderOutcome",
@@ -56,11 +83,18 @@ __all__ = [
     "Verdict",
     "batch_get",
     "check_invariants",
+    "declined_line",
+    "ordinary_lines",
+    "out_of_stock_line",
     "percentile",
     "plan_orders",
+    "plan_top_ups",
     "read_catalog",
     "read_process_tree",
     "read_snapshot",
+    "read_stock",
     "run_bench",
+    "run_load",
+    "sellable_products",
     "summarize_latencies",
 ]

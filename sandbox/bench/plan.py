@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -63,6 +64,8 @@ class PlannedOrder:
     expected_status: str = "COMPLETED"
     # The start of the order's failureReason ("OutOfStockError", "InjectedFailure: injected failure in payment").
     expected_reason: str | None = None
+    is_replayed: bool = False  # its saga is started again once it has ended (a redrive)
+    duplicate: str | None = None  # the same POST sent again with its key: "after" the first, or "concurrent"
 
     @property
     def total(self) -> Decimal:
@@ -142,7 +145,7 @@ def _kinds(count: int, mix: str, rng: random.Random) -> list[str]:
     return kinds
 
 
-def _ordinary_lines(catalog: dict[str, Product], rng: random.Random) -> tuple[OrderLine, ...]:
+def ordinary_lines(catalog: dict[str, Product], rng: random.Random) -> tuple[OrderLine, ...]:
     """One to three products, one or two of each, under the card limit."""
     products = sorted(catalog)
     chosen = rng.sample(products, rng.randint(1, min(3, len(products))))
@@ -154,29 +157,67 @@ def _ordinary_lines(catalog: dict[str, Product], rng: random.Random) -> tuple[Or
     return tuple(lines)
 
 
+def sellable_products(catalog: dict[str, Product]) -> dict[str, Product]:
+    """The catalog's products one unit of which is under the card limit; none is a UsageError."""
+    sellable = {pid: product for pid, product in catalog.items() if product.price <= CHARGE_LIMIT}
+    if not sellable:
+        raise UsageError("the inventory table holds none of the demo products", hint="run `sandbox reset`")
+    return sellable
+
+
+def declined_line(sellable: dict[str, Product]) -> OrderLine:
+    """Just enough of the dearest product to go over the card limit."""
+    priciest = max(sellable.values(), key=lambda product: (product.price, product.product_id))
+    quantity = int(CHARGE_LIMIT / priciest.price) + 1
+    if quantity > MAX_ITEM_QUANTITY:
+        raise UsageError(f"no demo product is dear enough to exceed the {CHARGE_LIMIT} card limit")
+    return OrderLine(priciest.product_id, quantity, priciest.price)
+
+
+def plan_top_ups(catalog: dict[str, Product], orders: Iterable[PlannedOrder | None]) -> dict[str, int]:
+    """Units to add per product so that every reserving order may hold its items at the same time."""
+    needed: Counter[str] = Counter()
+    for order in orders:
+        if order is not None and order.is_reserving:
+            for line in order.lines:
+                needed[line.product_id] += line.quantity
+    stock = {pid: product.stock for pid, product in catalog.items()}
+    return {pid: needed[pid] - stock[pid] for pid in sorted(needed) if needed[pid] > stock[pid]}
+
+
+def out_of_stock_line(
+    catalog: dict[str, Product], sellable: dict[str, Product], top_ups: dict[str, int]
+) -> OrderLine:
+    """One more unit than the scarcest product holds after the top-ups: always short."""
+    # Stock never rises above what it is after the top-ups, so one more than that is always short.
+    projected = {pid: catalog[pid].stock + top_ups.get(pid, 0) for pid in sellable}
+    scarce = min(projected, key=lambda pid: (projected[pid], pid))
+    if projected[scarce] + 1 > MAX_ITEM_QUANTITY:
+        raise UsageError(
+            f"every demo product has {MAX_ITEM_QUANTITY} or more in stock, the API's limit per item, "
+            "so no order can run out of stock",
+            hint="`sandbox reset` restores the demo stock",
+        )
+    return OrderLine(scarce, projected[scarce] + 1, sellable[scarce].price)
+
+
 def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) -> BenchPlan:
     """The orders of a run: a pure function of the catalog (with its stock), count, mix and seed."""
     if mix not in MIXES:
         raise UsageError(f"--mix {mix!r}: choose one of {', '.join(MIXES)}")
-    sellable = {pid: product for pid, product in catalog.items() if product.price <= CHARGE_LIMIT}
-    if not sellable:
-        raise UsageError("the inventory table holds none of the demo products", hint="run `sandbox reset`")
+    sellable = sellable_products(catalog)
     rng = random.Random(seed)
     orders: list[PlannedOrder | None] = []
     kinds = _kinds(count, mix, rng)
-    priciest = max(sellable.values(), key=lambda product: (product.price, product.product_id))
     for index, kind in enumerate(kinds):
         if kind == "out-of-stock":
             orders.append(None)  # its quantity depends on the stock after the top-ups, below
         elif kind == "declined":
-            quantity = int(CHARGE_LIMIT / priciest.price) + 1
-            if quantity > MAX_ITEM_QUANTITY:
-                raise UsageError(f"no demo product is dear enough to exceed the {CHARGE_LIMIT} card limit")
             orders.append(
                 PlannedOrder(
                     index,
                     kind,
-                    (OrderLine(priciest.product_id, quantity, priciest.price),),
+                    (declined_line(sellable),),
                     expected_status="FAILED",
                     expected_reason="PaymentDeclinedError",
                 )
@@ -187,7 +228,7 @@ def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) ->
                 PlannedOrder(
                     index,
                     kind,
-                    _ordinary_lines(sellable, rng),
+                    ordinary_lines(sellable, rng),
                     {"fail": step},
                     expected_status="FAILED",
                     expected_reason=f"InjectedFailure: injected failure in {step}",
@@ -198,35 +239,19 @@ def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) ->
                 PlannedOrder(
                     index,
                     kind,
-                    _ordinary_lines(sellable, rng),
+                    ordinary_lines(sellable, rng),
                     {"poison": True},
                     expected_status=DEAD_LETTERED,
                 )
             )
         elif kind == "flaky":
             faults = {"flaky": {rng.choice(SAGA_STEPS): rng.randint(1, MAX_FLAKY_ATTEMPTS)}}
-            orders.append(PlannedOrder(index, kind, _ordinary_lines(sellable, rng), faults))
+            orders.append(PlannedOrder(index, kind, ordinary_lines(sellable, rng), faults))
         else:
-            orders.append(PlannedOrder(index, kind, _ordinary_lines(sellable, rng)))
-    # Every reserving order may hold its items at the same time: stock covers all of them at once.
-    needed: Counter[str] = Counter()
-    for order in orders:
-        if order is not None and order.is_reserving:
-            for line in order.lines:
-                needed[line.product_id] += line.quantity
-    stock = {pid: product.stock for pid, product in catalog.items()}
-    top_ups = {pid: needed[pid] - stock[pid] for pid in sorted(needed) if needed[pid] > stock[pid]}
+            orders.append(PlannedOrder(index, kind, ordinary_lines(sellable, rng)))
+    top_ups = plan_top_ups(catalog, orders)
     if None in orders:
-        # Stock never rises above what it is after the top-ups, so one more than that is always short.
-        projected = {pid: stock[pid] + top_ups.get(pid, 0) for pid in sellable}
-        scarce = min(projected, key=lambda pid: (projected[pid], pid))
-        if projected[scarce] + 1 > MAX_ITEM_QUANTITY:
-            raise UsageError(
-                f"every demo product has {MAX_ITEM_QUANTITY} or more in stock, the API's limit per item, "
-                "so no order can run out of stock",
-                hint="`sandbox reset` restores the demo stock",
-            )
-        line = OrderLine(scarce, projected[scarce] + 1, sellable[scarce].price)
+        line = out_of_stock_line(catalog, sellable, top_ups)
         orders = [
             order
             or PlannedOrder(
@@ -234,6 +259,7 @@ def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) ->
             )
             for index, order in enumerate(orders)
         ]
+    stock = {pid: product.stock for pid, product in catalog.items()}
     return BenchPlan(tuple(o for o in orders if o is not None), mix, seed, stock, top_ups)
 
 

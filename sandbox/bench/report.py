@@ -36,33 +36,22 @@ def summarize_latencies(seconds: list[float]) -> dict[str, float] | None:
     }
 
 
-@dataclass(frozen=True)
-class BenchReport:
-    """Everything a run measured, and its verdict."""
+class LoadFigures:
+    """What placing a run's orders measured: outcomes by status, throughput, latency, engine cost.
 
-    config: BenchConfig
-    run_id: str
-    customer_id: str
-    plan: BenchPlan
+    Shared by the reports of `sandbox bench` and `sandbox chaos` (dataclasses that hold these fields).
+    """
+
     outcomes: tuple[OrderOutcome, ...]
     started_at: float
     placed_at: float  # the last POST answered
     finished_at: float  # the last order terminal
     resources: ResourceUsage | None
     resources_note: str | None
-    verdict: Verdict
 
     @property
     def accepted(self) -> list[OrderOutcome]:
         return [o for o in self.outcomes if o.order_id is not None]
-
-    @property
-    def unexpected(self) -> list[OrderOutcome]:
-        return [o for o in self.outcomes if o.is_unexpected]
-
-    @property
-    def is_ok(self) -> bool:
-        return self.verdict.holds and not self.unexpected
 
     def status_counts(self) -> dict[str, int]:
         return dict(
@@ -87,6 +76,46 @@ class BenchReport:
             "totalSeconds": round(self.finished_at - self.started_at, 2),
         }
 
+    def figures(self) -> dict[str, Any]:
+        """Counts, throughput, latency and engine cost, as the JSON reports share them."""
+        # A poisoned order has no saga: its time to the dead letter is the engine's retry schedule.
+        latencies = [o.latency for o in self.outcomes if o.latency is not None and not o.planned.is_poisoned]
+        return {
+            "accepted": len(self.accepted),
+            "refused": len(self.outcomes) - len(self.accepted),
+            "throughput": self.throughput(),
+            "latencyMs": summarize_latencies(latencies),
+            "statusCounts": self.status_counts(),
+            "failureReasons": self.failure_reasons(),
+            "resources": self.resources.as_dict(len(self.accepted)) if self.resources else None,
+            "resourcesNote": self.resources_note,
+        }
+
+
+@dataclass(frozen=True)
+class BenchReport(LoadFigures):
+    """Everything a run measured, and its verdict."""
+
+    config: BenchConfig
+    run_id: str
+    customer_id: str
+    plan: BenchPlan
+    outcomes: tuple[OrderOutcome, ...]
+    started_at: float
+    placed_at: float  # the last POST answered
+    finished_at: float  # the last order terminal
+    resources: ResourceUsage | None
+    resources_note: str | None
+    verdict: Verdict
+
+    @property
+    def unexpected(self) -> list[OrderOutcome]:
+        return [o for o in self.outcomes if o.is_unexpected]
+
+    @property
+    def is_ok(self) -> bool:
+        return self.verdict.holds and not self.unexpected
+
     def reason(self) -> str | None:
         """One line saying why the run is not OK, or None."""
         problems = [
@@ -97,8 +126,6 @@ class BenchReport:
         return "; ".join(problems) or None
 
     def as_dict(self) -> dict[str, Any]:
-        # A poisoned order has no saga: its time to the dead letter is the engine's retry schedule.
-        latencies = [o.latency for o in self.outcomes if o.latency is not None and not o.planned.is_poisoned]
         return {
             "run": {
                 "runId": self.run_id,
@@ -114,15 +141,8 @@ class BenchReport:
                 "expected": self.plan.expected_counts(),
                 "topUps": self.plan.top_ups,
             },
-            "accepted": len(self.accepted),
-            "refused": len(self.outcomes) - len(self.accepted),
-            "throughput": self.throughput(),
-            "latencyMs": summarize_latencies(latencies),
-            "statusCounts": self.status_counts(),
-            "failureReasons": self.failure_reasons(),
+            **self.figures(),
             "unexpected": [o.describe() for o in self.unexpected],
-            "resources": self.resources.as_dict(len(self.accepted)) if self.resources else None,
-            "resourcesNote": self.resources_note,
             "verdict": self.verdict.as_dict(),
             "ok": self.is_ok,
             "reason": self.reason(),

@@ -8,14 +8,22 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sandbox.bench.plan import BenchConfig, plan_orders
+from sandbox.bench.plan import BenchConfig, BenchPlan, PlannedOrder, plan_orders
 from sandbox.bench.report import BenchReport
 from sandbox.bench.resources import ResourceSampler, ResourceUsage
 from sandbox.bench.tables import OnFailureQueue, read_catalog, read_snapshot, top_up_stock
 from sandbox.bench.verdict import check_invariants
-from sandbox.bench.watch import POLL_INTERVAL, POLL_MAX_INTERVAL, BenchProgress, OrderOutcome, OrderWatcher
+from sandbox.bench.watch import (
+    POLL_INTERVAL,
+    POLL_MAX_INTERVAL,
+    ApiAnswer,
+    BenchProgress,
+    OrderOutcome,
+    OrderWatcher,
+)
 from sandbox.errors import OrderError, SandboxError, UsageError, WaitTimeoutError
 from sandbox.orders import OrdersClient
 from sandbox.stack import LocalStack
@@ -27,6 +35,18 @@ if TYPE_CHECKING:
 Progress = Callable[[BenchProgress], None]
 
 
+def _post(client: OrdersClient, payload: dict[str, Any], key: str) -> ApiAnswer:
+    """One POST /orders, as the run records it (an unreachable API is an answer too)."""
+    try:
+        response = client.post_order(payload, key)
+    except OrderError as error:
+        return ApiAnswer(None, None, str(error))
+    if response.status == 201 and isinstance(response.body, dict) and "orderId" in response.body:
+        return ApiAnswer(201, str(response.body["orderId"]))
+    message = response.body.get("message") if isinstance(response.body, dict) else response.body
+    return ApiAnswer(response.status, None, f"HTTP {response.status}: {message}")
+
+
 def _place(
     client: OrdersClient,
     outcome: OrderOutcome,
@@ -36,49 +56,73 @@ def _place(
     stop: threading.Event,
     not_before: float,
 ) -> None:
-    """POST one order (at its paced time); record whether the API accepted it."""
+    """POST one order (at its paced time), and again if planned; record whether the API accepted it."""
     delay = not_before - time.monotonic()
     if delay > 0 and stop.wait(delay):  # pacing for --rate; interrupted when the run is aborted
         return
     if stop.is_set():
         return
+    payload = outcome.planned.payload(customer_id)
     outcome.sent_at = time.time()
-    try:
-        response = client.post_order(outcome.planned.payload(customer_id), idempotency_key)
-    except OrderError as error:
-        outcome.refusal = str(error)
-        return
-    if response.status == 201 and isinstance(response.body, dict) and "orderId" in response.body:
-        outcome.accepted_at = time.time()
-        outcome.order_id = str(response.body["orderId"])
-        watcher.add(outcome)
+    if outcome.planned.duplicate == "concurrent":
+        # The same request twice at once: one is answered, the other finds it in flight (409) or replayed.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-duplicate") as twin:
+            other = twin.submit(_post, client, payload, idempotency_key)
+            first = _post(client, payload, idempotency_key)
+            second = other.result()
+        answer, echo = (second, first) if first.order_id is None and second.order_id else (first, second)
+        outcome.duplicate_answers.append(echo)
     else:
-        message = response.body.get("message") if isinstance(response.body, dict) else response.body
-        outcome.refusal = f"HTTP {response.status}: {message}"
+        answer = _post(client, payload, idempotency_key)
+        if outcome.planned.duplicate == "after":
+            outcome.duplicate_answers.append(_post(client, payload, idempotency_key))
+    if answer.order_id is None:
+        outcome.refusal = answer.refusal
+        return
+    outcome.accepted_at = time.time()
+    outcome.order_id = answer.order_id
+    watcher.add(outcome)
 
 
-def run_bench(
+@dataclass(frozen=True)
+class Load:
+    """A plan's orders placed and followed to their end: what became of each, when, at what cost."""
+
+    outcomes: tuple[OrderOutcome, ...]
+    started_at: float
+    placed_at: float  # the last POST answered
+    finished_at: float  # the last order terminal
+    resources: ResourceUsage | None
+    resources_note: str | None
+
+
+def run_load(
     stack: LocalStack,
     region: str,
-    config: BenchConfig,
+    plan: BenchPlan,
+    *,
+    identity: Callable[[PlannedOrder], tuple[str, str]],
+    concurrency: int,
+    rate: float | None = None,
+    wait_seconds: float = 120,
     on_progress: Progress = lambda _: None,
-) -> BenchReport:
-    """Plan, top up stock, place the orders, wait until all are terminal, measure, and check the tables."""
-    config.validate()
+    then: Callable[[tuple[OrderOutcome, ...]], None] = lambda _: None,
+) -> Load:
+    """Top up stock, place the plan's orders from concurrent clients, and wait until all are terminal.
+
+    ``identity`` names each order's customer and idempotency key. ``then`` runs once every order
+    is terminal, while the engine's cost is still being measured.
+    """
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
-    inventory = stack.outputs["InventoryTableName"]
-    run_id = uuid.uuid4().hex[:8]
-    customer_id = f"bench-{run_id}"
-    on_progress(BenchProgress("planning", config.orders))
-    plan = plan_orders(read_catalog(dynamodb, inventory), config.orders, config.mix, config.seed)
+    count = len(plan.orders)
     is_poisoning = any(order.is_poisoned for order in plan.orders)
     if is_poisoning and "OutboxFailureQueueUrl" not in stack.outputs:
         raise UsageError(
-            f"--mix {config.mix} poisons outbox records, and the stack has no on-failure queue "
+            "the run poisons outbox records, and the stack has no on-failure queue "
             "(no OutboxFailureQueueUrl output)",
             hint="`sandbox up` deploys the current template",
         )
-    top_up_stock(dynamodb, inventory, plan.top_ups)
+    top_up_stock(dynamodb, stack.outputs["InventoryTableName"], plan.top_ups)
     outcomes = tuple(OrderOutcome(order) for order in plan.orders)
     watcher = OrderWatcher(
         dynamodb,
@@ -111,29 +155,21 @@ def run_bench(
     started = time.time()
     resources: ResourceUsage | None = None
     try:
-        with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="bench-client") as pool:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bench-client") as pool:
             origin = time.monotonic()
             for outcome in outcomes:
-                not_before = origin + outcome.planned.index / config.rate if config.rate else origin
+                not_before = origin + outcome.planned.index / rate if rate else origin
+                customer_id, key = identity(outcome.planned)
                 placements.append(
-                    pool.submit(
-                        _place,
-                        client,
-                        outcome,
-                        customer_id,
-                        f"{customer_id}-{outcome.planned.index}",
-                        watcher,
-                        stop,
-                        not_before,
-                    )
+                    pool.submit(_place, client, outcome, customer_id, key, watcher, stop, not_before)
                 )
             try:
                 # Every POST has its own HTTP timeout, so placing always ends; this bound is a backstop.
-                pace = config.orders / config.rate if config.rate else 0
+                pace = count / rate if rate else 0
                 wait_until(
                     is_placed,
-                    timeout=pace + 60 + 30 * math.ceil(config.orders / config.concurrency),
-                    what=f"{config.orders} orders to be placed",
+                    timeout=pace + 60 + 30 * math.ceil(count / concurrency),
+                    what=f"{count} orders to be placed",
                     interval=POLL_INTERVAL,
                     max_interval=POLL_MAX_INTERVAL,
                 )
@@ -148,7 +184,7 @@ def run_bench(
         try:
             wait_until(
                 is_finished,
-                timeout=config.wait_seconds,
+                timeout=wait_seconds,
                 interval=POLL_INTERVAL,
                 max_interval=POLL_MAX_INTERVAL,
                 what=f"every accepted order ({sum(1 for o in outcomes if o.order_id)}) "
@@ -166,6 +202,7 @@ def run_bench(
                 else None,
             ) from error
         finished = max((o.finished_at or 0 for o in outcomes), default=time.time())
+        then(outcomes)
     finally:
         stop.set()
         if sampler:
@@ -173,20 +210,48 @@ def run_bench(
                 resources = sampler.stop()
             except SandboxError as error:  # never hide the error that ended the run
                 note = str(error)
-    on_progress(BenchProgress("checking", len(outcomes), watcher.terminal, 0, watcher.terminal))
-    accepted_ids = [str(o.order_id) for o in outcomes if o.order_id]
-    poisoned = [str(o.order_id) for o in outcomes if o.order_id and o.planned.is_poisoned]
+    return Load(outcomes, started, placed, max(finished, placed), resources, note)
+
+
+def run_bench(
+    stack: LocalStack,
+    region: str,
+    config: BenchConfig,
+    on_progress: Progress = lambda _: None,
+) -> BenchReport:
+    """Plan, top up stock, place the orders, wait until all are terminal, measure, and check the tables."""
+    config.validate()
+    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
+    run_id = uuid.uuid4().hex[:8]
+    customer_id = f"bench-{run_id}"
+    on_progress(BenchProgress("planning", config.orders))
+    plan = plan_orders(read_catalog(dynamodb, stack.outputs["InventoryTableName"]), config.orders, config.mix,
+                       config.seed)  # fmt: skip
+    load = run_load(
+        stack,
+        region,
+        plan,
+        identity=lambda order: (customer_id, f"{customer_id}-{order.index}"),
+        concurrency=config.concurrency,
+        rate=config.rate,
+        wait_seconds=config.wait_seconds,
+        on_progress=on_progress,
+    )
+    terminal = sum(1 for o in load.outcomes if o.is_terminal)
+    on_progress(BenchProgress("checking", len(load.outcomes), terminal, 0, terminal))
+    accepted_ids = [str(o.order_id) for o in load.outcomes if o.order_id]
+    poisoned = [str(o.order_id) for o in load.outcomes if o.order_id and o.planned.is_poisoned]
     snapshot = read_snapshot(stack, region, accepted_ids, plan.stock, plan.top_ups, poisoned)
     return BenchReport(
         config,
         run_id,
         customer_id,
         plan,
-        outcomes,
-        started,
-        placed,
-        max(finished, placed),
-        resources,
-        note,
+        load.outcomes,
+        load.started_at,
+        load.placed_at,
+        load.finished_at,
+        load.resources,
+        load.resources_note,
         check_invariants(snapshot),
     )

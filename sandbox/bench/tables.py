@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem call
 RELIST_AFTER = 10.0  # seconds after which the on-failure queue is listed again even at the same size
+# Letters listed at most: every one, as letters of earlier runs stay in the queue until redriven.
+DEAD_LETTERS_LISTED = 100_000
 QUEUE_SIZE_ATTRIBUTES: list[QueueAttributeNameType] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -118,7 +120,7 @@ class OnFailureQueue:
     ):
         self.queue_url = stack.outputs["OutboxFailureQueueUrl"]
         self.sqs: SQSClient = sqs or stack.client("sqs", region)
-        self.list_letters = list_letters or (lambda: list_dead_letters(stack, region))
+        self.list_letters = list_letters or (lambda: list_dead_letters(stack, region, DEAD_LETTERS_LISTED))
         self.clock = clock
         self.listings = 0
         self._size: int | None = None
@@ -179,7 +181,7 @@ def read_snapshot(
     dead_lettered = None
     if "OutboxFailureQueueUrl" in outputs:
         ours = set(order_ids)
-        letters = list_dead_letters(stack, region)
+        letters = list_dead_letters(stack, region, DEAD_LETTERS_LISTED)
         dead_lettered = tuple(o for letter in letters for o in letter.order_ids if o in ours)
     return TableSnapshot(
         order_ids=tuple(order_ids),

@@ -15,6 +15,7 @@ from sandbox.bench.tables import TableSnapshot
 HELD_STATUSES = {"payments": "CHARGED", "shipments": "CREATED", "reservations": "RESERVED"}
 SHOWN_VIOLATIONS = 10
 DEAD_LETTER_CHECK = "the on-failure queue holds exactly the poisoned orders"
+STOCK_CHECK = "stock = before + top-up − bought by COMPLETED orders"
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,6 @@ def check_invariants(snapshot: TableSnapshot) -> Verdict:
                 f"{product}: stock {actual}, expected {expected} "
                 f"(before {before} + top-up {snapshot.top_ups.get(product, 0)} − bought {bought[product]})"
             )
-    checks.append(_check("stock = before + top-up − bought by COMPLETED orders", stock_errors))
+    checks.append(_check(STOCK_CHECK, stock_errors))
     checks.append(_check_dead_letters(snapshot))
     return Verdict(tuple(checks))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,15 @@ POLL_MAX_INTERVAL = 0.25
 DEAD_LETTER_INTERVAL = 1.0
 
 
+@dataclass(frozen=True)
+class ApiAnswer:
+    """How the API answered one POST: 201 with the order's id, or a refusal."""
+
+    status: int | None  # None: no HTTP answer (the API could not be reached)
+    order_id: str | None = None
+    refusal: str | None = None
+
+
 @dataclass
 class OrderOutcome:
     """What became of one planned order (times are wall-clock seconds, as the order items stamp them)."""
@@ -35,6 +44,8 @@ class OrderOutcome:
     status: str | None = None  # the item's COMPLETED or FAILED, or DEAD-LETTERED (the item stays PENDING)
     reason: str | None = None
     finished_at: float | None = None
+    # The answers to the same POST sent again with its idempotency key (PlannedOrder.duplicate).
+    duplicate_answers: list[ApiAnswer] = field(default_factory=list)
 
     @property
     def is_terminal(self) -> bool:
@@ -72,6 +83,8 @@ class BenchProgress:
     accepted: int = 0
     refused: int = 0
     terminal: int = 0
+    replays: int = 0  # sagas to start again once their order has ended (a chaos run's)
+    replayed: int = 0
 
 
 def _parse_time(text: Any) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from decimal import Decimal
@@ -18,6 +19,7 @@ from sandbox.bench import (
     DEAD_LETTER_CHECK,
     DEAD_LETTERED,
     MAX_ITEM_QUANTITY,
+    ApiAnswer,
     BenchConfig,
     BenchReport,
     OnFailureQueue,
@@ -34,9 +36,11 @@ from sandbox.bench import (
     read_process_tree,
     summarize_latencies,
 )
+from sandbox.bench.run import _place
 from sandbox.catalog import DEMO_PRODUCTS
 from sandbox.dlq import DeadLetter
 from sandbox.errors import UsageError
+from sandbox.orders import ApiResponse
 from sandbox.waiting import wait_until
 
 CATALOG = {pid: Product(pid, product["price"], product["stock"]) for pid, product in DEMO_PRODUCTS.items()}
@@ -604,3 +608,62 @@ def test_the_business_mix_fails_a_fifth_for_business_reasons_and_injects_nothing
     assert all(not order.faults for order in plan.orders)
     reasons = Counter((o.expected_reason or "").split(":")[0] for o in plan.orders if o.expected_reason)
     assert reasons == {"OutOfStockError": 10, "PaymentDeclinedError": 10}
+
+
+# --- placing an order, and the same request again ------------------------------------------------
+
+
+class FakeApi:
+    """POST /orders as the order API answers it: one order per key; a key still in flight is a 409."""
+
+    def __init__(self, hold_first: float = 0.0):
+        self.orders: dict[str, str] = {}
+        self.in_flight: set[str] = set()
+        self.posts = 0
+        self.hold_first = hold_first
+        self.lock = threading.Lock()
+
+    def post_order(self, payload: dict[str, Any], key: str) -> ApiResponse:
+        with self.lock:
+            self.posts += 1
+            if key in self.in_flight:
+                return ApiResponse(409, {"message": "request with this Idempotency-Key is in flight"}, b"")
+            if key in self.orders:
+                return ApiResponse(201, {"orderId": self.orders[key]}, b"")
+            self.in_flight.add(key)
+        time.sleep(self.hold_first)  # the first request still being handled while the twin arrives
+        with self.lock:
+            self.in_flight.discard(key)
+            self.orders[key] = f"order-{len(self.orders) + 1}"
+            return ApiResponse(201, {"orderId": self.orders[key]}, b"")
+
+
+class Watched:
+    def __init__(self) -> None:
+        self.added: list[OrderOutcome] = []
+
+    def add(self, outcome: OrderOutcome) -> None:
+        self.added.append(outcome)
+
+
+@pytest.mark.parametrize("duplicate", ["after", "concurrent"])
+def test_a_request_sent_twice_is_accepted_once_and_its_second_answer_kept(duplicate: str) -> None:
+    # GIVEN an order planned to be POSTed twice with one key, and an API that holds the first a while
+    api, watched = FakeApi(hold_first=0.2 if duplicate == "concurrent" else 0.0), Watched()
+    outcome = OrderOutcome(PlannedOrder(0, "happy", (), duplicate=duplicate))
+    # WHEN the client places it
+    _place(api, outcome, "c", "k", watched, threading.Event(), 0.0)  # type: ignore[arg-type]
+    # THEN the API was asked twice, the order is accepted once and watched once
+    assert api.posts == 2 and watched.added == [outcome] and outcome.order_id == "order-1"
+    # AND the second answer is kept: the same order again, or the first still in flight
+    (answer,) = outcome.duplicate_answers
+    expected = ApiAnswer(201, "order-1") if duplicate == "after" else ApiAnswer(409, None, answer.refusal)
+    assert answer == expected
+    assert duplicate == "after" or (answer.refusal or "").startswith("HTTP 409")
+
+
+def test_a_request_sent_once_has_no_second_answer() -> None:
+    api, watched = FakeApi(), Watched()
+    outcome = OrderOutcome(PlannedOrder(0, "happy", ()))
+    _place(api, outcome, "c", "k", watched, threading.Event(), 0.0)  # type: ignore[arg-type]
+    assert api.posts == 1 and outcome.duplicate_answers == [] and outcome.order_id == "order-1"
