@@ -8,10 +8,12 @@ from typing import Annotated, Any
 import typer
 import typer.main
 from botocore.exceptions import BotoCoreError, ClientError
+from typer._click.exceptions import ClickException  # Typer carries its own Click since 0.29
 
 from cli import (
     aws_commands,
     bench_commands,
+    chaos_commands,
     engine_commands,
     env_commands,
     fault_commands,
@@ -26,11 +28,6 @@ from cli.output import (
 )
 from sandbox import __version__
 from sandbox.errors import SandboxError, UsageError
-
-try:  # Typer vendors Click as typer._click since 0.2x; older Typers run on Click itself
-    from typer._click.exceptions import ClickException
-except ImportError:  # pragma: no cover
-    from click.exceptions import ClickException  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 app = typer.Typer(
     help="Saga sandbox: the transactional outbox, idempotency and a compensating saga, running "
@@ -65,6 +62,7 @@ fault_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)
 bench_commands.register(app)
+chaos_commands.register(app)
 env_commands.register(app)
 
 

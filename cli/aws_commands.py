@@ -61,10 +61,6 @@ def _confirm(question: str, is_yes: bool) -> bool:
     return is_yes or typer.confirm(question, default=False)
 
 
-def _aws_target(**flags: str | None) -> AwsTarget:
-    return AwsTarget.load(**flags)
-
-
 def synth(
     target: Annotated[Target, typer.Option(help="Which packaging to render.")] = Target.local,
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
@@ -86,8 +82,8 @@ def synth(
         local = LocalTarget(settings, settings.endpoint_url)
         synthesis = targets.synth(local, artifact_bucket(settings.stack_name), options)
     else:
-        aws_target = _aws_target(
-            stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
+        aws_target = AwsTarget.load(
+            settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
             artifact_bucket=artifact_bucket_option,
         )  # fmt: skip
         account = AwsAccount(settings, AwsSession(aws_target))
@@ -137,8 +133,8 @@ def deploy(
                             lambda outputs: remember_outputs(settings, engine, outputs))  # fmt: skip
     else:
         _require_someone_to_confirm(yes)
-        where = aws_account(settings, _aws_target(
-            stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
+        where = aws_account(settings, AwsTarget.load(
+            settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
             artifact_bucket=artifact_bucket_option,
         ))  # fmt: skip
 
@@ -184,8 +180,10 @@ def destroy(
     if target is Target.local:
         raise UsageError("a local stack lives and dies with its engine", hint="run `sandbox down`")
     _require_someone_to_confirm(yes)
+    settings = Settings.load()
     account = aws_account(
-        Settings.load(), _aws_target(stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
+        settings,
+        AwsTarget.load(settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url),
     )
     try:
         destruction = targets.destroy(

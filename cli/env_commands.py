@@ -58,7 +58,7 @@ def env(
             stack.outputs
         )
     else:
-        account = aws_account(settings, AwsTarget.load(stage=stage, region=region, profile=profile,
+        account = aws_account(settings, AwsTarget.load(settings, stage=stage, region=region, profile=profile,
                                                         endpoint_url=endpoint_url))  # fmt: skip
         variables = account.environment(read_outputs(account.client("cloudformation"), account.stack_name))
     if json_output:

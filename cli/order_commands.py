@@ -29,11 +29,21 @@ from sandbox.settings import Settings
 from sandbox.stack import LocalStack, find_stack
 
 
-def orders_client(target: Target, local: LocalStack | None = None, **aws_flags: str | None) -> OrdersClient:
+def orders_client(
+    target: Target,
+    local: LocalStack | None = None,
+    *,
+    stage: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    endpoint_url: str | None = None,
+) -> OrdersClient:
     """The order API of the local stack, or of the AWS stack (requests signed when required)."""
+    settings = Settings.load()
     if target is Target.local:
-        return OrdersClient((local or find_stack(Settings.load())).api_url)
-    return aws_orders_client(AwsSession(AwsTarget.load(**aws_flags)))
+        return OrdersClient((local or find_stack(settings)).api_url)
+    aws = AwsTarget.load(settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
+    return aws_orders_client(AwsSession(aws))
 
 
 def order(

@@ -41,12 +41,21 @@ class AwsTarget:
     artifact_bucket: str | None = None
 
     @classmethod
-    def load(cls, **flags: Any) -> AwsTarget:
-        """Flags (None = unset) over SANDBOX_STAGE / SANDBOX_AWS_ENDPOINT_URL over defaults."""
-        values: dict[str, Any] = {
-            "stage": os.environ.get("SANDBOX_STAGE") or "dev",
-            "endpoint_url": os.environ.get("SANDBOX_AWS_ENDPOINT_URL") or None,
-        }
+    def load(
+        cls,
+        settings: Settings | None = None,
+        *,
+        stage: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        artifact_bucket: str | None = None,
+    ) -> AwsTarget:
+        """Flags (None = unset) over the settings' stage and AWS endpoint (SANDBOX_STAGE, ...)."""
+        settings = settings or Settings.load()
+        flags = {"stage": stage, "region": region, "profile": profile, "endpoint_url": endpoint_url,
+                 "artifact_bucket": artifact_bucket}  # fmt: skip
+        values: dict[str, Any] = {"stage": settings.stage, "endpoint_url": settings.aws_endpoint_url}
         values.update({key: value for key, value in flags.items() if value is not None})
         target = cls(**values)
         if not target.stage.replace("-", "").isalnum():

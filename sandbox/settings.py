@@ -50,6 +50,10 @@ class Settings:
     engine: str = "embedded"
     # Warm workers per Lambda function on the embedded engine; more invocations queue (0: no cap).
     lambda_workers: int = field(default_factory=default_lambda_workers)
+    # The AWS side (`--target aws`): the stack is saga-sandbox-STAGE; an AWS-compatible endpoint
+    # points the AWS code path somewhere offline.
+    stage: str = "dev"
+    aws_endpoint_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -64,6 +68,8 @@ class Settings:
             stack_name=_env("STACK_NAME", "saga-sandbox"),
             engine=_env("ENGINE", "embedded"),
             lambda_workers=_whole_number("LAMBDA_WORKERS", default_lambda_workers()),
+            stage=_env("STAGE", "dev"),
+            aws_endpoint_url=_env("AWS_ENDPOINT_URL", "") or None,
         )
         settings = replace(settings, **{key: value for key, value in flags.items() if value is not None})
         if settings.engine not in ENGINES:
