@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -66,7 +66,8 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{styled(name)} {count}" for name, count in sorted(counts.items())) or "none"
 
 
-def _print_report(report: ChaosReport, summary: dict[str, Any]) -> None:
+def _print_report(report: ChaosReport) -> None:
+    summary = report.as_dict()
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -77,21 +78,20 @@ def _print_report(report: ChaosReport, summary: dict[str, Any]) -> None:
         f"{', '.join(run['faults']) or 'none'}, {run['duplicateRequests']:g} sent twice "
         f"(customers {run['customerPrefix']}…)",
     )
-    table.add_row("planned", ", ".join(f"{kind} {n}" for kind, n in sorted(summary["plan"]["kinds"].items())))
-    refused = f", [red]{summary['refused']} refused[/red]" if summary["refused"] else ""
-    throughput = summary["throughput"]
+    planned = ", ".join(f"{kind} {n}" for kind, n in sorted(summary["plan"]["kinds"].items()))
+    table.add_row("planned", planned or "ordinary orders only")
+    speed = summary["throughput"]
+    accepted = f"{summary['accepted']} accepted" + (
+        f", [red]{summary['refused']} refused[/red]" if summary["refused"] else ""
+    )
     table.add_row(
         "throughput",
-        f"{summary['accepted']} accepted{refused}: {throughput['acceptedPerSecond']} accepted/s, "
-        f"{throughput['completedPerSecond']} terminal/s ({throughput['totalSeconds']} s to the last)",
+        f"{accepted}; {speed['acceptedPerSecond']} accepted/s, {speed['completedPerSecond']} terminal/s, "
+        f"the last {speed['totalSeconds']} s after the start",
     )
-    latency = summary["latencyMs"]
-    if latency:
-        table.add_row(
-            "POST → terminal",
-            f"p50 {latency['p50']:.0f} ms, p95 {latency['p95']:.0f} ms, p99 {latency['p99']:.0f} ms, "
-            f"max {latency['max']:.0f} ms",
-        )
+    if latency := summary["latencyMs"]:
+        percentiles = ", ".join(f"{name} {latency[name]:.0f} ms" for name in ("p50", "p95", "p99", "max"))
+        table.add_row("POST → terminal", percentiles)
     table.add_row("outcomes", _counts(summary["statusCounts"]))
     for kind, counts in summary["outcomesByFault"].items():
         table.add_row(f"  {kind}", _counts(counts))
@@ -174,16 +174,16 @@ def chaos(
     stack = find_stack(settings)
     with _progress(orders, json_output) as on_progress:
         report = run_chaos(stack, settings.region, config, on_progress)
-    summary = report.as_dict()
     if json_output:
-        print_json(summary)
+        print_json(report.as_dict())
     else:
-        _print_report(report, summary)
-    if not report.is_ok:
-        raise SandboxError(
-            f"chaos: {report.reason()}",
-            hint=f"the same run again: {config.command}; `sandbox trace ORDER_ID` shows what happened to an order",
-        )
+        _print_report(report)
+    if report.is_ok:
+        return
+    raise SandboxError(
+        f"chaos: {report.reason()}",
+        hint=f"the same run again: {config.command}; `sandbox trace ORDER_ID` shows what happened to an order",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -29,9 +29,9 @@ from sandbox.bench.plan import (
     plan_top_ups,
     sellable_products,
 )
-from sandbox.bench.report import BenchReport, LoadFigures, percentile, summarize_latencies
+from sandbox.bench.report import BenchReport, Load, percentile, summarize_latencies
 from sandbox.bench.resources import ProcessTreeSample, ResourceSampler, ResourceUsage, read_process_tree
-from sandbox.bench.run import Load, Progress, run_bench, run_load
+from sandbox.bench.run import Progress, run_bench, run_load
 from sandbox.bench.tables import (
     OnFailureQueue,
     TableSnapshot,
@@ -68,7 +68,6 @@ __all__ = [
     "BenchReport",
     "Check",
     "Load",
-    "LoadFigures",
     "OnFailureQueue",
     "OrderLine",
     "OrderOutcome",

@@ -36,10 +36,12 @@ def summarize_latencies(seconds: list[float]) -> dict[str, float] | None:
     }
 
 
-class LoadFigures:
-    """What placing a run's orders measured: outcomes by status, throughput, latency, engine cost.
+@dataclass(frozen=True)
+class Load:
+    """A plan's orders placed and followed to their end: what became of each, when, at what cost.
 
-    Shared by the reports of `sandbox bench` and `sandbox chaos` (dataclasses that hold these fields).
+    Its figures (counts, throughput, latency, engine cost) are what the reports of `sandbox bench`
+    and `sandbox chaos` share.
     """
 
     outcomes: tuple[OrderOutcome, ...]
@@ -93,20 +95,23 @@ class LoadFigures:
 
 
 @dataclass(frozen=True)
-class BenchReport(LoadFigures):
+class BenchReport:
     """Everything a run measured, and its verdict."""
 
     config: BenchConfig
     run_id: str
     customer_id: str
     plan: BenchPlan
-    outcomes: tuple[OrderOutcome, ...]
-    started_at: float
-    placed_at: float  # the last POST answered
-    finished_at: float  # the last order terminal
-    resources: ResourceUsage | None
-    resources_note: str | None
+    load: Load
     verdict: Verdict
+
+    @property
+    def outcomes(self) -> tuple[OrderOutcome, ...]:
+        return self.load.outcomes
+
+    @property
+    def accepted(self) -> list[OrderOutcome]:
+        return self.load.accepted
 
     @property
     def unexpected(self) -> list[OrderOutcome]:
@@ -141,7 +146,7 @@ class BenchReport(LoadFigures):
                 "expected": self.plan.expected_counts(),
                 "topUps": self.plan.top_ups,
             },
-            **self.figures(),
+            **self.load.figures(),
             "unexpected": [o.describe() for o in self.unexpected],
             "verdict": self.verdict.as_dict(),
             "ok": self.is_ok,

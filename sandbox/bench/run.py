@@ -8,11 +8,10 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sandbox.bench.plan import BenchConfig, BenchPlan, PlannedOrder, plan_orders
-from sandbox.bench.report import BenchReport
+from sandbox.bench.report import BenchReport, Load
 from sandbox.bench.resources import ResourceSampler, ResourceUsage
 from sandbox.bench.tables import OnFailureQueue, read_catalog, read_snapshot, top_up_stock
 from sandbox.bench.verdict import check_invariants
@@ -82,18 +81,6 @@ def _place(
     outcome.accepted_at = time.time()
     outcome.order_id = answer.order_id
     watcher.add(outcome)
-
-
-@dataclass(frozen=True)
-class Load:
-    """A plan's orders placed and followed to their end: what became of each, when, at what cost."""
-
-    outcomes: tuple[OrderOutcome, ...]
-    started_at: float
-    placed_at: float  # the last POST answered
-    finished_at: float  # the last order terminal
-    resources: ResourceUsage | None
-    resources_note: str | None
 
 
 def run_load(
@@ -242,16 +229,4 @@ def run_bench(
     accepted_ids = [str(o.order_id) for o in load.outcomes if o.order_id]
     poisoned = [str(o.order_id) for o in load.outcomes if o.order_id and o.planned.is_poisoned]
     snapshot = read_snapshot(stack, region, accepted_ids, plan.stock, plan.top_ups, poisoned)
-    return BenchReport(
-        config,
-        run_id,
-        customer_id,
-        plan,
-        load.outcomes,
-        load.started_at,
-        load.placed_at,
-        load.finished_at,
-        load.resources,
-        load.resources_note,
-        check_invariants(snapshot),
-    )
+    return BenchReport(config, run_id, customer_id, plan, load, check_invariants(snapshot))

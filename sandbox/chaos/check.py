@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Unpack
 
 from sandbox.bench import DEAD_LETTERED, STOCK_CHECK, Check, TableSnapshot, Verdict, check_invariants
 from sandbox.chaos.outcomes import implied_outcome, is_outcome
-from sandbox.chaos.records import ChaosRecords, SagaExecution, StepRecord, read_records
+from sandbox.chaos.records import ChaosRecords, RunBaseline, SagaExecution, StepRecord, read_records
 from sandbox.stack import LocalStack
 from sandbox.trace import COMPENSATION_OF
 
@@ -275,16 +275,7 @@ def check_records(records: ChaosRecords) -> ChaosVerdict:
 
 
 def check(
-    stack: LocalStack,
-    region: str,
-    order_ids: Iterable[str],
-    *,
-    stock_before: Mapping[str, int] | None = None,
-    top_ups: Mapping[str, int] | None = None,
-    customer_prefix: str | None = None,
+    stack: LocalStack, region: str, order_ids: Iterable[str], **baseline: Unpack[RunBaseline]
 ) -> ChaosVerdict:
-    """Read what the system recorded about these accepted orders and judge it (see ``read_records``)."""
-    records = read_records(
-        stack, region, order_ids, stock_before=stock_before, top_ups=top_ups, customer_prefix=customer_prefix
-    )
-    return check_records(records)
+    """Read what the system recorded about these accepted orders and judge it (see ``RunBaseline``)."""
+    return check_records(read_records(stack, region, order_ids, **baseline))

@@ -12,12 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.bench import (
-    MAX_FLAKY_ATTEMPTS,
-    BenchPlan,
-    OrderLine,
-    PlannedOrder,
-    Product,
+from sandbox.bench import MAX_FLAKY_ATTEMPTS, BenchConfig, BenchPlan, OrderLine, PlannedOrder, Product
+from sandbox.bench.plan import (
     declined_line,
     ordinary_lines,
     out_of_stock_line,
@@ -87,10 +83,7 @@ class ChaosConfig:
     wait_seconds: float = 300  # after the last order is placed, until every one is terminal
 
     def validate(self) -> None:
-        if self.orders < 1:
-            raise UsageError(f"--orders {self.orders}: place at least one order")
-        if self.concurrency < 1:
-            raise UsageError(f"--concurrency {self.concurrency}: at least one client")
+        BenchConfig(self.orders, self.concurrency, wait_seconds=self.wait_seconds).validate()
         unknown = sorted(set(self.faults) - set(FAULT_KINDS))
         if unknown:
             raise UsageError(
@@ -98,8 +91,6 @@ class ChaosConfig:
             )
         if not 0 <= self.duplicate_requests <= 1:
             raise UsageError(f"--duplicate-requests {self.duplicate_requests:g}: a share from 0 to 1")
-        if self.wait_seconds <= 0:
-            raise UsageError(f"--wait-seconds {self.wait_seconds:g}: must be above 0")
 
     @property
     def command(self) -> str:

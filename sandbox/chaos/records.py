@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from sandbox.bench import TableSnapshot, batch_get, read_snapshot
 from sandbox.items import plain_item
@@ -184,21 +184,25 @@ def _by_customer(
     return {customer: tuple(sorted(ids)) for customer, ids in found.items()}
 
 
-def read_records(
-    stack: LocalStack,
-    region: str,
-    order_ids: Iterable[str],
-    *,
-    stock_before: Mapping[str, int] | None = None,
-    top_ups: Mapping[str, int] | None = None,
-    customer_prefix: str | None = None,
-) -> ChaosRecords:
-    """Read what the system recorded about these accepted orders.
+class RunBaseline(TypedDict, total=False):
+    """What the checker needs to know of a run besides its order ids; each part is optional.
 
     ``stock_before`` is the inventory as read before the run (and ``top_ups`` what the run added
     then): without it stock is not checked. ``customer_prefix`` names the run's customers (one per
     request): with it the tables are scanned for every order, charge and shipment of theirs.
     """
+
+    stock_before: Mapping[str, int] | None
+    top_ups: Mapping[str, int] | None
+    customer_prefix: str | None
+
+
+def read_records(
+    stack: LocalStack, region: str, order_ids: Iterable[str], **baseline: Unpack[RunBaseline]
+) -> ChaosRecords:
+    """Read what the system recorded about these accepted orders (see RunBaseline)."""
+    stock_before, top_ups = baseline.get("stock_before"), baseline.get("top_ups")
+    customer_prefix = baseline.get("customer_prefix")
     ids = list(dict.fromkeys(order_ids))
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     outputs = stack.outputs

@@ -6,28 +6,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.bench import BenchPlan, LoadFigures, OrderOutcome, ResourceUsage
+from sandbox.bench import BenchPlan, Load, OrderOutcome
 from sandbox.chaos.check import ChaosVerdict
 from sandbox.chaos.plan import ChaosConfig, fault_kinds, planned_kinds
 
 
 @dataclass(frozen=True)
-class ChaosReport(LoadFigures):
+class ChaosReport:
     """A chaos run: its plan, what became of every order, its replays, and the checker's verdict."""
 
     config: ChaosConfig
     run_id: str
     customer_prefix: str  # every order of the run has a customer of its own, named with this prefix
     plan: BenchPlan
-    outcomes: tuple[OrderOutcome, ...]
-    started_at: float
-    placed_at: float  # the last POST answered
-    finished_at: float  # the last order terminal
-    resources: ResourceUsage | None
-    resources_note: str | None
+    load: Load
     verdict: ChaosVerdict
     replays: dict[str, str] = field(default_factory=dict)  # order id -> the replay's end (or its error)
     settled_at: float | None = None  # replays done and every execution ended
+
+    @property
+    def outcomes(self) -> tuple[OrderOutcome, ...]:
+        return self.load.outcomes
 
     @property
     def refused(self) -> list[OrderOutcome]:
@@ -81,13 +80,13 @@ class ChaosReport(LoadFigures):
     def as_dict(self) -> dict[str, Any]:
         return {
             "run": {
-                "runId": self.run_id,
-                "customerPrefix": self.customer_prefix,
                 "orders": self.config.orders,
                 "concurrency": self.config.concurrency,
                 "seed": self.config.seed,
                 "faults": list(self.config.faults),
                 "duplicateRequests": self.config.duplicate_requests,
+                "runId": self.run_id,
+                "customerPrefix": self.customer_prefix,
             },
             "reproduce": self.config.command,
             "plan": {
@@ -95,8 +94,8 @@ class ChaosReport(LoadFigures):
                 "expected": self.plan.expected_counts(),
                 "topUps": self.plan.top_ups,
             },
-            **self.figures(),
-            "settleSeconds": round(self.settled_at - self.finished_at, 2) if self.settled_at else None,
+            **self.load.figures(),
+            "settleSeconds": round(self.settled_at - self.load.finished_at, 2) if self.settled_at else None,
             "outcomesByFault": self.outcomes_by_fault(),
             "duplicates": self.duplicates(),
             "replays": {

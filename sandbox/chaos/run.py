@@ -103,18 +103,4 @@ def run_chaos(
     verdict = check(
         stack, region, accepted, stock_before=plan.stock, top_ups=plan.top_ups, customer_prefix=prefix
     )
-    return ChaosReport(
-        config,
-        run_id,
-        prefix,
-        plan,
-        load.outcomes,
-        load.started_at,
-        load.placed_at,
-        load.finished_at,
-        load.resources,
-        load.resources_note,
-        verdict,
-        replays,
-        settled[0] if settled else None,
-    )
+    return ChaosReport(config, run_id, prefix, plan, load, verdict, replays, settled[0] if settled else None)

@@ -48,7 +48,7 @@ def chaos_run(stack: LocalStack, engine_settings: Settings) -> tuple[ChaosReport
 
 def check_again(report: ChaosReport, stack: LocalStack, settings: Settings) -> ChaosVerdict:
     """The checker run again on the run's records, as they are now."""
-    ids = [str(o.order_id) for o in report.accepted]
+    ids = [str(o.order_id) for o in report.load.accepted]
     return check(stack, settings.region, ids, stock_before=report.plan.stock, top_ups=report.plan.top_ups,
                  customer_prefix=report.customer_prefix)  # fmt: skip
 

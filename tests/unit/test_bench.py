@@ -22,6 +22,7 @@ from sandbox.bench import (
     ApiAnswer,
     BenchConfig,
     BenchReport,
+    Load,
     OnFailureQueue,
     OrderOutcome,
     OrderWatcher,
@@ -536,8 +537,8 @@ def test_poisoned_orders_count_as_finished_but_not_in_latency_percentiles() -> N
     poisoned = OrderOutcome(PlannedOrder(1, "poison", (), {"poison": True}, DEAD_LETTERED), 100.0, 100.01, "p",
                             None, DEAD_LETTERED, None, 104.0)  # fmt: skip
     plan = plan_orders(CATALOG, 2, "happy", seed=1)
-    report = BenchReport(BenchConfig(orders=2, mix="faults"), "r", "bench-r", plan, (ordinary, poisoned),
-                         100.0, 100.01, 104.0, None, "not measured", Verdict(()))  # fmt: skip
+    load = Load((ordinary, poisoned), 100.0, 100.01, 104.0, None, "not measured")
+    report = BenchReport(BenchConfig(orders=2, mix="faults"), "r", "bench-r", plan, load, Verdict(()))
     summary = report.as_dict()
     # THEN latency is the ordinary order's alone; both count as terminal; the run is as planned
     assert summary["latencyMs"] == {"p50": 200.0, "p95": 200.0, "p99": 200.0, "max": 200.0}

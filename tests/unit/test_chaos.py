@@ -15,6 +15,7 @@ from sandbox.bench import (
     DEAD_LETTERED,
     STOCK_CHECK,
     ApiAnswer,
+    Load,
     OrderOutcome,
     PlannedOrder,
     Product,
@@ -532,8 +533,8 @@ def test_the_report_counts_per_fault_and_duplicate_answers_and_fails_on_a_refusa
         OrderOutcome(PlannedOrder(2, "happy", ()), 1.0, None, None, "HTTP 500: boom"),
     )
     verdict = check_records(consistent_records())
-    report = ChaosReport(config, "r", "chaos-r-", plan, outcomes, 1.0, 1.1, 2.0, None, "not measured", verdict,
-                         {"b": "SUCCEEDED"}, 2.5)  # fmt: skip
+    load = Load(outcomes, 1.0, 1.1, 2.0, None, "not measured")
+    report = ChaosReport(config, "r", "chaos-r-", plan, load, verdict, {"b": "SUCCEEDED"}, 2.5)
     summary = report.as_dict()
     # THEN outcomes are counted per fault kind, and the repeated request's answer is classified
     assert summary["outcomesByFault"] == {
