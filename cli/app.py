@@ -14,6 +14,7 @@ from cli import (
     aws_commands,
     bench_commands,
     chaos_commands,
+    console_commands,
     engine_commands,
     env_commands,
     fault_commands,
@@ -64,6 +65,7 @@ trace_commands.register(app)
 bench_commands.register(app)
 chaos_commands.register(app)
 env_commands.register(app)
+console_commands.register(app)
 
 
 def repeated_option(command: Any, args: list[str]) -> UsageError | None:

@@ -1,0 +1,64 @@
+"""What each state of an order's saga saw: its input, output, attempts and errors, from the history."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sandbox.logs import iso
+
+
+def _parsed(text: Any) -> Any:
+    """A JSON text of the history as data (the text itself when it is not JSON)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _moment(value: Any) -> str:
+    return iso(value) if isinstance(value, datetime) else str(value)
+
+
+def state_visits(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per state entered, in order: name, times, input, output, attempts, errors, result.
+
+    ``errors`` holds each failed attempt's error and cause; ``result`` the last task result.
+    """
+    visits: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for event in sorted(history, key=lambda e: int(e["id"])):
+        kind = str(event["type"])
+        if kind.endswith("StateEntered"):
+            details = event.get("stateEnteredEventDetails", {})
+            current = {
+                "name": details.get("name"),
+                "type": kind.removesuffix("StateEntered"),
+                "enteredAt": _moment(event["timestamp"]),
+                "exitedAt": None,
+                "input": _parsed(details.get("input")),
+                "output": None,
+                "attempts": 0,
+                "errors": [],
+                "result": None,
+            }
+            visits.append(current)
+        elif current is None:
+            continue
+        elif kind == "TaskScheduled":
+            current["attempts"] += 1
+        elif kind in ("TaskFailed", "TaskTimedOut", "ExecutionFailed"):
+            details = event.get(f"{kind[0].lower()}{kind[1:]}EventDetails", {})
+            current["errors"].append(
+                {"error": details.get("error", kind), "cause": _parsed(details.get("cause"))}
+            )
+        elif kind == "TaskSucceeded":
+            current["result"] = _parsed(event.get("taskSucceededEventDetails", {}).get("output"))
+        elif kind.endswith("StateExited"):
+            current["exitedAt"] = _moment(event["timestamp"])
+            current["output"] = _parsed(event.get("stateExitedEventDetails", {}).get("output"))
+            current = None
+    return visits

@@ -1,0 +1,443 @@
+// The console's page: the live order list (server-sent events), one order's graph and timeline,
+// the order form, dead letters and the engine. Text from the server is set as text, never as HTML;
+// the graph is the server's SVG.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const ENDED = new Set(["COMPLETED", "FAILED"]);
+const SAGA_ENDED = new Set(["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]);
+const MARKERS = {
+  request: "→", replay: "⟳", refused: "✗", transaction: "▤", delivery: "⇢", event: "◆",
+  execution: "▶", state: "→", compensation: "↩", retry: "↻", catch: "⤷", "execution-end": "■",
+  status: "■", notification: "✉",
+};
+const OUTCOMES = {
+  succeeded: "succeeded", retried: "succeeded after retries", failed: "failed",
+  compensation: "compensation ran", running: "running", "not-reached": "not reached", neutral: "",
+};
+
+const view = {
+  current: null, // the open order's id
+  order: null, // the open order, as the API returns it
+  visits: null, // the open order's state visits (input, output, errors), from its trace
+  traceKey: null, // what the loaded trace saw of the order: its saga status and notifications
+  traceReads: 0, // trace reads started: only the latest one's answer is shown
+  selected: null, // the selected state's name
+  shownAt: new Map(), // order id -> when this page first showed it ended (ms since the epoch)
+};
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok) {
+    const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+    error.hint = body && body.hint;
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function pill(status) {
+  return el("span", { class: `pill pill--${status}` }, status);
+}
+
+function age(createdAt) {
+  const seconds = Math.max(0, (Date.now() - Date.parse(createdAt)) / 1000);
+  if (Number.isNaN(seconds)) return "";
+  if (seconds < 60) return `${Math.round(seconds)} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3600)} h ago`;
+}
+
+// ---- the live list
+function renderOrders(orders) {
+  const rows = orders.map(orderRow);
+  fill(
+    $("#order-list"),
+    ...(rows.length ? rows : [el("li", { class: "empty" }, "no orders yet — place one above")]),
+  );
+}
+
+function orderRow(order) {
+  if (ENDED.has(order.status) && !view.shownAt.has(order.orderId)) {
+    view.shownAt.set(order.orderId, Date.now());
+  }
+  const row = el("li", {
+    "data-order-id": order.orderId,
+    "data-status": order.status,
+    "data-shown-at": view.shownAt.get(order.orderId),
+    class: order.orderId === view.current ? "is-current" : null,
+    title: order.orderId,
+  });
+  const who = [order.customerId, order.totalAmount !== undefined ? `total ${order.totalAmount}` : null]
+    .filter(Boolean)
+    .join(" · ");
+  row.append(
+    pill(order.status),
+    el("span", {}, el("span", { class: "id" }, order.orderId.slice(0, 8)), el("span", { class: "who" }, who)),
+    el("span", { class: "age", "data-created": order.createdAt }, age(order.createdAt)),
+  );
+  if (order.failureReason) row.append(el("span", { class: "reason" }, order.failureReason));
+  row.addEventListener("click", () => {
+    location.hash = `#/orders/${order.orderId}`;
+  });
+  return row;
+}
+
+function refreshAges() {
+  for (const cell of document.querySelectorAll("#order-list .age")) {
+    cell.textContent = age(cell.dataset.created);
+  }
+}
+
+// ---- one order
+function showNeutralGraph() {
+  view.current = view.order = view.visits = view.selected = view.traceKey = null;
+  $("#order-title").textContent = "The order saga";
+  $("#order-meta").textContent = "Place an order, or pick one from the list, to see the path its saga took.";
+  $("#order-status").hidden = true;
+  markCurrentRow();
+  api("/api/graph").then((data) => {
+    if (view.current === null) setGraph(data.graph);
+  });
+  resetPanels();
+}
+
+function resetPanels() {
+  fill(
+    $("#state-detail"),
+    el("h2", {}, "State"),
+    el("p", { class: "hint" }, "Click a state to see its input, output, errors and attempts."),
+  );
+  fill(
+    $("#timeline"),
+    el("h2", {}, "Timeline ", el("small", {}, "as sandbox trace")),
+    el("p", { class: "hint" }, "Everything that happened to the order, in time order."),
+  );
+}
+
+function markCurrentRow() {
+  for (const row of document.querySelectorAll("#order-list li[data-order-id]")) {
+    row.classList.toggle("is-current", row.dataset.orderId === view.current);
+  }
+}
+
+async function openOrder(orderId) {
+  view.current = orderId;
+  view.order = view.visits = view.selected = view.traceKey = null;
+  markCurrentRow();
+  resetPanels();
+  $("#order-title").textContent = `Order ${orderId}`;
+  $("#order-meta").textContent = "loading…";
+  try {
+    renderOrder(await api(`/api/orders/${encodeURIComponent(orderId)}`));
+  } catch (error) {
+    if (view.current !== orderId) return;
+    $("#order-status").hidden = true;
+    fill($("#graph"));
+    fill(
+      $("#order-meta"),
+      el("span", { class: "reason" }, error.message),
+      error.hint ? el("span", { class: "hint" }, ` — ${error.hint}`) : null,
+    );
+  }
+}
+
+function renderOrder(data) {
+  if (data.orderId !== view.current) return;
+  const order = (view.order = data.order);
+  const status = $("#order-status");
+  status.replaceWith(Object.assign(pill(order.status), { id: "order-status" }));
+  const faults = order.faults ? JSON.stringify(order.faults) : null;
+  const items = (order.items || []).map((item) => `${item.productId} ×${item.quantity}`).join(", ");
+  const meta = [
+    el("b", {}, `total ${order.totalAmount}`), ` · ${items} · customer ${order.customerId} · saga ${order.sagaStatus}`,
+  ];
+  if (faults) meta.push(" · faults ", el("code", {}, faults));
+  if (order.failureReason) meta.push(el("br"), el("span", { class: "reason" }, order.failureReason));
+  if (order.compensations && order.compensations.length) {
+    meta.push(el("br"), `compensated: ${order.compensations.join(" → ")}`);
+  }
+  fill($("#order-meta"), ...meta);
+  setGraph(data.graph, order);
+  if (view.selected) selectState(view.selected);
+  // The trace is read when the order opens, and again when its saga ends or a notification lands.
+  const isEnded = SAGA_ENDED.has(order.sagaStatus) && order.status !== "PENDING";
+  const key = isEnded ? `${order.sagaStatus}/${(order.notifications || []).length}` : "running";
+  if (view.traceKey === null || (isEnded && view.traceKey !== key)) loadTrace(order.orderId, key);
+}
+
+function setGraph(svg, order) {
+  const graph = $("#graph");
+  graph.innerHTML = svg;
+  graph.dataset.orderId = order ? order.orderId : "";
+  graph.dataset.sagaStatus = order ? order.sagaStatus : "";
+  for (const node of graph.querySelectorAll(".sg-node")) {
+    const choose = () => selectState(node.dataset.state);
+    node.addEventListener("click", choose);
+    node.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") choose();
+    });
+  }
+}
+
+async function loadTrace(orderId, key) {
+  view.traceKey = key;
+  const read = ++view.traceReads;
+  try {
+    const data = await api(`/api/orders/${encodeURIComponent(orderId)}/trace`);
+    if (view.current !== orderId || read !== view.traceReads) return;
+    view.visits = data.states;
+    renderTimeline(data.trace);
+    if (view.selected) selectState(view.selected);
+  } catch (error) {
+    if (view.current !== orderId || read !== view.traceReads) return;
+    fill($("#timeline"), el("h2", {}, "Timeline"), el("p", { class: "reason" }, error.message));
+  }
+}
+
+function pretty(value) {
+  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
+}
+
+function selectState(name) {
+  view.selected = name;
+  let node = null;
+  for (const candidate of document.querySelectorAll("#graph .sg-node")) {
+    candidate.classList.toggle("is-selected", candidate.dataset.state === name);
+    if (candidate.dataset.state === name) node = candidate;
+  }
+  const panel = $("#state-detail");
+  const facts = el("dl");
+  const fact = (term, value) => facts.append(el("dt", {}, term), el("dd", {}, value));
+  if (node) {
+    const outcome = node.dataset.outcome;
+    fact("outcome", OUTCOMES[outcome] ?? outcome);
+    if (Number(node.dataset.attempts)) fact("attempts", node.dataset.attempts);
+    if (Number(node.dataset.sequence)) fact("step of the path", node.dataset.sequence);
+  }
+  const parts = [el("h2", {}, `State · ${name}`), facts];
+  if (view.visits === null) {
+    parts.push(el("p", { class: "hint" }, "reading its input and output…"));
+  } else {
+    const visits = view.visits.filter((visit) => visit.name === name);
+    if (!visits.length) parts.push(el("p", { class: "hint" }, "This order never entered this state."));
+    for (const visit of visits) parts.push(visitDetail(visit));
+  }
+  fill(panel, ...parts);
+}
+
+function visitDetail(visit) {
+  const box = el("div", { class: "visit" });
+  const times = el("dl");
+  times.append(el("dt", {}, "entered"), el("dd", {}, visit.enteredAt));
+  if (visit.exitedAt) times.append(el("dt", {}, "exited"), el("dd", {}, visit.exitedAt));
+  if (visit.attempts) times.append(el("dt", {}, "invocations"), el("dd", {}, String(visit.attempts)));
+  box.append(times);
+  for (const [index, failure] of visit.errors.entries()) {
+    const cause = failure.cause && failure.cause.errorMessage ? failure.cause.errorMessage : pretty(failure.cause || "");
+    box.append(el("h3", {}, `error ${index + 1}: ${failure.error}`), el("pre", {}, cause));
+  }
+  if (visit.result !== null) box.append(el("h3", {}, "task result"), el("pre", {}, pretty(visit.result)));
+  const data = el("div", { class: "visit-data" });
+  const folded = (title, value) =>
+    el("details", {}, el("summary", {}, title), el("pre", {}, pretty(value)));
+  data.append(folded("input", visit.input));
+  if (visit.output !== null) data.append(folded("output", visit.output));
+  box.append(data);
+  return box;
+}
+
+function renderTimeline(trace) {
+  const started = trace.startedAt ? Date.parse(trace.startedAt) : null;
+  const table = el("table", { class: "timeline" });
+  for (const entry of trace.entries) {
+    const offset = started === null ? "" : `+${Date.parse(entry.at) - started} ms`;
+    table.append(
+      el(
+        "tr",
+        { class: `kind-${entry.kind}`, "data-kind": entry.kind, "data-name": entry.name },
+        el("td", { class: "at" }, offset),
+        el("td", { class: "src" }, el("span", { class: `src-tag src-${entry.source}` }, entry.source)),
+        el("td", { class: "what" }, `${MARKERS[entry.kind] || "·"} ${entry.name}`),
+        el("td", { class: `st-${entry.status || ""}` }, entry.status || ""),
+        el("td", { class: "took" }, entry.durationMs !== undefined ? `${entry.durationMs} ms` : ""),
+        el("td", { class: "detail" }, entry.detail),
+      ),
+    );
+  }
+  const heading = el("h2", {}, "Timeline ", el("small", {}, `as sandbox trace — ${trace.durationMs ?? 0} ms in all`));
+  const notes = trace.notes.length ? el("ul", { class: "notes" }, ...trace.notes.map((note) => el("li", {}, note))) : null;
+  fill($("#timeline"), heading, table, notes);
+}
+
+// ---- placing an order
+async function placeOrder(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const flakyStep = form.get("flakyStep");
+  const body = {
+    customer: form.get("customer"),
+    items: form.get("items"),
+    fail: form.get("fail"),
+    flaky: flakyStep ? `${flakyStep}:${form.get("flakyAttempts")}` : "",
+    timeout: form.get("timeout"),
+    hang: form.get("hang"),
+    duplicateDelivery: form.get("duplicateDelivery") !== null,
+    crash: form.get("crash") !== null,
+    poison: form.get("poison") !== null,
+    idempotencyKey: form.get("idempotencyKey"),
+  };
+  const button = $("#place-button");
+  const result = $("#place-result");
+  button.disabled = true;
+  result.classList.remove("is-error");
+  result.removeAttribute("data-order-id");
+  try {
+    const placed = await api("/api/orders", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const link = el("a", { href: `#/orders/${placed.orderId}` }, placed.orderId.slice(0, 8));
+    const replayed = placed.replayed ? " (replayed: the first response for this key)" : "";
+    fill(result, "order ", link, ` accepted, total ${placed.totalAmount}${replayed}`);
+    result.dataset.orderId = placed.orderId;
+    location.hash = `#/orders/${placed.orderId}`;
+  } catch (error) {
+    result.classList.add("is-error");
+    fill(result, error.message, error.hint ? el("span", { class: "hint" }, ` — ${error.hint}`) : null);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- dead letters and the engine
+async function loadDeadLetters() {
+  const body = $("#dlq-body");
+  const button = $("#dlq-redrive");
+  try {
+    const { deadLetters } = await api("/api/dead-letters");
+    button.hidden = deadLetters.length === 0;
+    if (!deadLetters.length) {
+      fill(body, "The outbox's on-failure queue is empty.");
+      return;
+    }
+    fill(
+      body,
+      ...deadLetters.map((letter) =>
+        el("p", {}, el("b", {}, letter.orderIds.map((id) => id.slice(0, 8)).join(", ")), ` — ${letter.condition}, ${letter.failedAt}`),
+      ),
+    );
+  } catch (error) {
+    fill(body, el("span", { class: "reason" }, error.message));
+  }
+}
+
+async function redriveLetters() {
+  const button = $("#dlq-redrive");
+  button.disabled = true;
+  try {
+    const { redriven } = await api("/api/dead-letters/redrive", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const resent = redriven.flatMap((item) => item.resent);
+    await loadDeadLetters();
+    $("#dlq-body").prepend(el("p", {}, resent.length ? `resent ${resent.length} record(s)` : "nothing left to resend"));
+  } catch (error) {
+    $("#dlq-body").prepend(el("p", { class: "reason" }, error.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function loadStatus() {
+  const body = $("#engine-body");
+  const fact = (term, value) => [el("dt", {}, term), el("dd", {}, value)];
+  try {
+    const status = await api("/api/status");
+    fill(
+      body,
+      ...fact("engine", `${status.engine.name} on ${status.engine.endpoint}`),
+      ...fact("up for", `${status.engine.uptimeSeconds} s`),
+      ...fact("stack", `${status.stack.name} (${status.stack.region})`),
+      ...fact("console", `pid ${status.console.pid}, ${status.console.memoryMiB} MiB`),
+    );
+  } catch (error) {
+    fill(body, ...fact("engine", error.message), ...(error.hint ? fact("fix", error.hint) : []));
+  }
+}
+
+function renderEngineProblem(problem) {
+  const chip = $("#engine-chip");
+  chip.hidden = problem.ok;
+  chip.className = "chip chip--down";
+  chip.textContent = problem.ok ? "" : `engine: ${problem.message}`;
+  if (!problem.ok) chip.title = problem.hint || "";
+}
+
+// ---- wiring
+function connect() {
+  const live = $("#live");
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => {
+    live.className = "chip chip--live";
+    live.textContent = "live";
+  });
+  source.addEventListener("error", () => {
+    live.className = "chip chip--wait";
+    live.textContent = "reconnecting…";
+  });
+  source.addEventListener("orders", (event) => renderOrders(JSON.parse(event.data)));
+  source.addEventListener("order", (event) => {
+    const data = JSON.parse(event.data);
+    if (data.orderId === view.current) renderOrder(data);
+  });
+  source.addEventListener("engine", (event) => {
+    const problem = JSON.parse(event.data);
+    renderEngineProblem(problem);
+    if (problem.ok) loadStatus();
+  });
+}
+
+function route() {
+  const match = location.hash.match(/^#\/orders\/([^/]+)$/);
+  if (match) openOrder(decodeURIComponent(match[1]));
+  else showNeutralGraph();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#place-form").addEventListener("submit", placeOrder);
+  $("#dlq-refresh").addEventListener("click", loadDeadLetters);
+  $("#dlq-redrive").addEventListener("click", redriveLetters);
+  $("#engine-refresh").addEventListener("click", loadStatus);
+  window.addEventListener("hashchange", route);
+  connect();
+  route();
+  loadDeadLetters();
+  loadStatus();
+  setInterval(refreshAges, 5000);
+});
