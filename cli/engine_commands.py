@@ -83,6 +83,12 @@ def up(
     watch: Annotated[
         bool, typer.Option("--watch", help="Then push each saved edit to the engine (hot reload).")
     ] = False,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui", help="Then serve the web console on 127.0.0.1 (as `sandbox ui`; with --watch, beside it)."
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the stack (a no-op when both are already up)."""
@@ -121,7 +127,11 @@ def up(
         f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: "
         "sandbox order, sandbox order --fail payment[/dim]"
     )
-    if watch:
+    if ui:
+        from cli import console_commands  # it loads the web server when it serves: `up` alone never does
+
+        console_commands.serve_console(settings, alongside=watch_commands.run_watch if watch else None)
+    elif watch:
         watch_commands.run_watch()
 
 
