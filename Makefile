@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up down test test-unit test-integration test-containers engine-image lint format bench clean
+.PHONY: help install demo up down test test-unit test-integration test-containers engine-image lint format bench screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: install ## Measure up, warm order latency, --fail payment, hot reload, `sandbox bench` under load, make test
 	$(BIN)/python -m benchmarks.run
+
+screenshots: install ## The console's order page (happy, failed, flaky) into docs/images, by the browser tests
+	SANDBOX_SCREENSHOTS_DIR=docs/images SANDBOX_REQUIRE_BROWSER=1 $(BIN)/pytest tests/browser
 
 clean: ## Stop the engine and remove .venv and .sandbox
 	-$(BIN)/sandbox down
