@@ -27,6 +27,7 @@ from sandbox.bench.plan import (
     out_of_stock_line,
     plan_orders,
     plan_top_ups,
+    reserved_units,
     sellable_products,
 )
 from sandbox.bench.report import BenchReport, Load, percentile, summarize_latencies
@@ -92,6 +93,7 @@ __all__ = [
     "read_process_tree",
     "read_snapshot",
     "read_stock",
+    "reserved_units",
     "run_bench",
     "run_load",
     "sellable_products",

@@ -174,13 +174,19 @@ def declined_line(sellable: dict[str, Product]) -> OrderLine:
     return OrderLine(priciest.product_id, quantity, priciest.price)
 
 
-def plan_top_ups(catalog: dict[str, Product], orders: Iterable[PlannedOrder | None]) -> dict[str, int]:
-    """Units to add per product so that every reserving order may hold its items at the same time."""
+def reserved_units(orders: Iterable[PlannedOrder | None]) -> Counter[str]:
+    """Units of each product that the reserving orders may hold at the same time."""
     needed: Counter[str] = Counter()
     for order in orders:
         if order is not None and order.is_reserving:
             for line in order.lines:
                 needed[line.product_id] += line.quantity
+    return needed
+
+
+def plan_top_ups(catalog: dict[str, Product], orders: Iterable[PlannedOrder | None]) -> dict[str, int]:
+    """Units to add per product so that every reserving order may hold its items at the same time."""
+    needed = reserved_units(orders)
     stock = {pid: product.stock for pid, product in catalog.items()}
     return {pid: needed[pid] - stock[pid] for pid in sorted(needed) if needed[pid] > stock[pid]}
 

@@ -17,7 +17,7 @@ from sandbox.bench.plan import (
     declined_line,
     ordinary_lines,
     out_of_stock_line,
-    plan_top_ups,
+    reserved_units,
     sellable_products,
 )
 from sandbox.chaos.outcomes import implied_outcome
@@ -192,7 +192,9 @@ def plan_chaos(catalog: dict[str, Product], config: ChaosConfig) -> BenchPlan:
         drafts.append(
             PlannedOrder(index, kind, lines, faults, is_replayed=index in replayed, duplicate=duplicate)
         )
-    top_ups = plan_top_ups(catalog, drafts)
+    # As many units as the run may take: it leaves at least the stock it found, for later runs and
+    # tests that order the same demo products.
+    top_ups = dict(sorted(reserved_units(drafts).items()))
     if scarce:
         line = out_of_stock_line(catalog, {scarce: sellable[scarce]}, top_ups)
         drafts = [
