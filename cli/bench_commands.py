@@ -153,9 +153,7 @@ def bench(
 ) -> None:
     """Place many orders on the local stack at once; report throughput, latency, engine cost, a verdict.
 
-    Terminal statuses are read from the orders table, never through the API (which would load the
-    engine being measured). Exit 0 when the tables show a consistent end state and no order ended
-    other than planned.
+    Terminal statuses are read from the orders table, never through the API (which would load the engine being measured). Exit 0 when the tables show a consistent end state and no order ended other than planned.
     """
     config = BenchConfig(orders, concurrency, rate, mix.value, seed, wait_seconds)
     config.validate()

@@ -159,12 +159,7 @@ def chaos(
 ) -> None:
     """Place many orders under random faults, wait until all is quiet, and check every invariant.
 
-    The checker reads only what the system recorded (the tables, every saga execution and the
-    history of each failed one, the outbox and its on-failure queue): every order terminal, one
-    saga each (replays aside), nothing charged, reserved or shipped twice, every failed saga
-    compensated in reverse order, stock conserved, every outbox record published or dead-lettered,
-    no second order from a repeated POST, every order ended as its faults imply. Exit 1 on any
-    violation, naming the orders, a trace command for each, and the command that plans the same run.
+    The checker reads only what the system recorded (the tables, every saga execution and the history of each failed one, the outbox and its on-failure queue): every order terminal, one saga each (replays aside), nothing charged, reserved or shipped twice, every failed saga compensated in reverse order, stock conserved, every outbox record published or dead-lettered, no second order from a repeated POST, every order ended as its faults imply. Exit 1 on any violation, naming the orders, a trace command for each, and the command that plans the same run.
     """
     config = ChaosConfig(
         orders, concurrency, seed, parse_fault_kinds(faults), duplicate_requests, wait_seconds
