@@ -1,4 +1,4 @@
-"""Python handler exceptions reported under their own class name, as AWS Lambda reports them."""
+"""Python handler exceptions under their own class name, and throttles under AWS's name for them."""
 
 from __future__ import annotations
 
@@ -29,16 +29,25 @@ def exception_name(log: str) -> str | None:
     return None
 
 
+# What Step Functions calls a throttled Lambda invocation on AWS (a Retry names it).
+THROTTLE_ERROR = "Lambda.TooManyRequestsException"
+
+
 def with_error_types(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """Report a Python handler's exception class as ``errorType``, as AWS Lambda does.
 
     The engine reports every Python handler exception as ``Runtime.HandlerError``, so a Step
-    Functions Retry or Catch on an error name (``TransientStepError``) never matches.
+    Functions Retry or Catch on an error name (``TransientStepError``) never matches. A throttle
+    (no worker free within the queueing bound) carries no ``errorType`` at all, so Step Functions
+    saw ``Lambda.Unknown`` where AWS reports ``Lambda.TooManyRequestsException``, and the saga's
+    Retry on throttles never applied: under a long backlog, orders failed instead of retrying.
     """
 
     def run_with_error_type(*args: Any, **kwargs: Any) -> dict[str, Any]:
         result = run(*args, **kwargs)
         body = result.get("body")
+        if result.get("throttle") and isinstance(body, dict):
+            body.setdefault("errorType", THROTTLE_ERROR)
         if result.get("error") and isinstance(body, dict) and body.get("errorType") == "Runtime.HandlerError":
             name = exception_name(str(result.get("log") or ""))
             if name:

@@ -129,6 +129,17 @@ def test_other_results_are_left_alone(result: dict[str, Any]) -> None:
     assert repr(result) == before
 
 
+def test_a_throttle_is_reported_as_aws_names_it_so_the_sagas_retry_applies() -> None:
+    # GIVEN the engine's answer when no worker came free within the queueing bound
+    throttle = {"throttle": True, "error": True, "log": "",
+                "body": {"__type": "TooManyRequestsException", "message": "Rate Exceeded"}}  # fmt: skip
+    # THEN Step Functions sees Lambda.TooManyRequestsException (the saga's Retry lists it), the rest kept
+    out = with_error_types(fake_run(throttle))()
+    assert out["body"] == {"__type": "TooManyRequestsException", "message": "Rate Exceeded",
+                           "errorType": "Lambda.TooManyRequestsException"}  # fmt: skip
+    assert out["throttle"] is True
+
+
 def test_exception_name_reads_the_exception_line_not_a_message_continuation() -> None:
     # GIVEN a traceback whose exception message spans two lines, the last a single word
     log = 'Traceback (most recent call last):\n  File "h.py", line 1, in f\n    raise ValueError("bad\\ninput")\nValueError: bad\ninput'
