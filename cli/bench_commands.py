@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from cli.options import JsonFlag
-from cli.output import console, error_console, print_json, styled
+from cli.output import console, error_console, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
@@ -31,14 +31,7 @@ def _progress_bar(total: int, is_quiet: bool) -> Iterator[Any]:
         yield lambda _: None
         return
     if not error_console.is_terminal:
-        stages: set[str] = set()
-
-        def print_stage(progress: BenchProgress) -> None:
-            if progress.stage not in stages:
-                stages.add(progress.stage)
-                error_console.print(f"[dim]{progress.stage} {progress.total} orders…[/dim]")
-
-        yield print_stage
+        yield print_each_stage(lambda progress: f"{progress.stage} {progress.total} orders")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.options import JsonFlag
-from cli.output import console, error_console, print_json, styled
+from cli.output import console, error_console, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchProgress, Progress
 from sandbox.chaos import FAULT_KINDS, ChaosConfig, ChaosReport, parse_fault_kinds, run_chaos
 from sandbox.errors import SandboxError
@@ -25,14 +25,7 @@ def _progress(total: int, is_quiet: bool) -> Iterator[Progress]:
         yield lambda _: None
         return
     if not error_console.is_terminal:
-        said: list[str] = []
-
-        def say(progress: BenchProgress) -> None:
-            if progress.stage not in said:
-                said.append(progress.stage)
-                error_console.print(f"[dim]chaos: {progress.stage}…[/dim]")
-
-        yield say
+        yield print_each_stage(lambda progress: f"chaos: {progress.stage}")
         return
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bars

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -84,3 +85,15 @@ def print_key_values(rows: dict[str, Any]) -> None:
     width = max((len(key) for key in rows), default=0) + 2
     for key, value in rows.items():
         console.print(f"[bold]{key:<{width}}[/bold]{value}", soft_wrap=True, highlight=False)
+
+
+def print_each_stage(describe: Callable[[Any], str]) -> Callable[[Any], None]:
+    """A progress callback for logs and pipes: one dim line on stderr when the stage changes, no bars."""
+    seen: set[str] = set()
+
+    def say(progress: Any) -> None:
+        if progress.stage not in seen:
+            seen.add(progress.stage)
+            error_console.print(f"[dim]{describe(progress)}…[/dim]")
+
+    return say
