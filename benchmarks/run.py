@@ -34,7 +34,6 @@ from sandbox.reload import watch_and_reload
 from sandbox.settings import PROJECT_DIR, Settings
 from sandbox.stack import LocalStack, bring_up, deploy_local
 from sandbox.targets import (
-    LOCAL_PARAMETERS,
     LOCAL_POLL_SECONDS,
     PackagedStack,
     artifact_bucket,
@@ -79,7 +78,7 @@ def time_bare_engine_up(packaged: PackagedStack) -> float:
         for key, content in packaged.artifacts.items():
             upload(key, content)
         deploy_stack(
-            cfn, settings.stack_name, packaged.template, LOCAL_PARAMETERS, poll_seconds=LOCAL_POLL_SECONDS
+            cfn, settings.stack_name, packaged.template, packaged.parameters, poll_seconds=LOCAL_POLL_SECONDS
         )
         return time.perf_counter() - started
     finally:

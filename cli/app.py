@@ -53,7 +53,7 @@ def main_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug  # main() takes --debug from anywhere
 
 
 engine_commands.register(app)
@@ -106,6 +106,35 @@ def repeated_option(command: Any, args: list[str]) -> UsageError | None:
     return None
 
 
+# Options that take several Key=Value pairs after one flag, as the SAM CLI spells them.
+_PAIR_LIST_OPTIONS = ("--parameter-overrides", "--tags")
+
+
+def normalize_args(args: list[str]) -> tuple[list[str], bool]:
+    """``args`` as Click reads them, and whether ``--debug`` was given anywhere.
+
+    ``--debug`` works after the command too (`sandbox up --debug`), as the error hint suggests;
+    ``--parameter-overrides A=1 B=2`` (the SAM CLI's spelling) becomes one flag per pair.
+    """
+    normalized: list[str] = []
+    is_debug = False
+    pairs_of: str | None = None
+    for position, arg in enumerate(args):
+        if arg == "--":
+            normalized += args[position:]
+            break
+        if arg == "--debug":
+            is_debug = True
+            continue
+        if pairs_of and "=" in arg and not arg.startswith("-"):
+            normalized += [pairs_of, arg]
+            continue
+        pairs_of = arg if arg in _PAIR_LIST_OPTIONS else None
+        if pairs_of is None:
+            normalized.append(arg)
+    return normalized, is_debug
+
+
 def main() -> None:
     """Console entry point: the CLI's one error boundary.
 
@@ -113,7 +142,8 @@ def main() -> None:
     wrong type, a missing argument) reach this boundary too: one red line and exit code 1, like
     every other mistake, instead of Click's boxed panel and exit code 2.
     """
-    args = sys.argv[1:]
+    args, is_debug = normalize_args(sys.argv[1:])
+    _state["debug"] = is_debug
     try:
         command = typer.main.get_command(app)
         repeated = repeated_option(command, args)

@@ -18,6 +18,7 @@ from cli.options import (
     StageOption,
     Target,
     YesFlag,
+    project_command,
 )
 from cli.output import console, error_console, print_json, print_key_values, styled
 from sandbox import targets
@@ -215,8 +216,8 @@ def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
     app.command(
         epilog="Examples:  sandbox synth    sandbox synth --target aws --artifact-bucket my-bucket --output packaged.json"
-    )(synth)
+    )(project_command(deploys=True)(synth))
     app.command(epilog="Examples:  sandbox deploy --target aws --stage dev    sandbox deploy --target local")(
-        deploy
+        project_command(deploys=True)(deploy)
     )
-    app.command(epilog="Example:  sandbox destroy --target aws --stage dev")(destroy)
+    app.command(epilog="Example:  sandbox destroy --target aws --stage dev")(project_command()(destroy))

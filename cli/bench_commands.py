@@ -10,12 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.options import JsonFlag
+from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
-from sandbox.stack import find_stack
+from sandbox.stack import find_stack, require_demo
 
 
 class Mix(StrEnum):
@@ -151,6 +151,7 @@ def bench(
     config = BenchConfig(orders, concurrency, rate, mix.value, seed, wait_seconds)
     config.validate()
     settings = Settings.load()
+    require_demo(settings, "bench")
     stack = find_stack(settings)
     with _progress_bar(orders, json_output) as on_progress:
         report = run_bench(stack, settings.region, config, on_progress)
@@ -171,4 +172,4 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:  sandbox bench    sandbox bench --orders 300 --concurrency 8 --mix faults    "
         "sandbox bench --orders 100 --rate 20 --seed 7 --json"
-    )(bench)
+    )(project_command()(bench))

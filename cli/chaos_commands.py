@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.options import JsonFlag
+from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchProgress, Progress
 from sandbox.chaos import FAULT_KINDS, ChaosConfig, ChaosReport, parse_fault_kinds, run_chaos
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
-from sandbox.stack import find_stack
+from sandbox.stack import find_stack, require_demo
 
 
 @contextmanager
@@ -159,6 +159,7 @@ def chaos(
     )
     config.validate()
     settings = Settings.load()
+    require_demo(settings, "chaos")
     stack = find_stack(settings)
     with _progress(orders, json_output) as on_progress:
         report = run_chaos(stack, settings.region, config, on_progress)
@@ -179,4 +180,4 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:  sandbox chaos    sandbox chaos --orders 2000 --seed 7    "
         "sandbox chaos --orders 100 --faults fail,flaky,replay --duplicate-requests 0.2 --json"
-    )(chaos)
+    )(project_command()(chaos))

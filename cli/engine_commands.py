@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from cli import watch_commands
-from cli.options import JsonFlag, complete_engine
+from cli.options import JsonFlag, complete_engine, project_command
 from cli.output import console, error_console, print_json, print_key_values, styled
 from sandbox.engine import (
     EngineState,
@@ -22,7 +24,7 @@ from sandbox.engine import (
 )
 from sandbox.errors import EngineNotRunningError, StackNotFoundError
 from sandbox.settings import ENGINES, Settings
-from sandbox.stack import LocalStack, bring_up, find_stack
+from sandbox.stack import LocalStack, bring_up, find_stack, run_before_deploy
 
 T = TypeVar("T")
 
@@ -44,6 +46,14 @@ def _note(line: str) -> None:
     error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
+def _template_name(settings: Settings) -> str:
+    """The template, as the user would name it from here; the demo's says so."""
+    path = settings.template_path
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return f"{path} (the bundled order demo)" if settings.is_demo else str(path)
+
+
 def _local_outputs(stack: LocalStack) -> dict[str, str]:
     """The stack's outputs with ``ApiUrl`` the URL that answers on the local engine.
 
@@ -51,7 +61,7 @@ def _local_outputs(stack: LocalStack) -> dict[str, str]:
     resolve locally; a script reading ``.stack.outputs.ApiUrl`` gets the one that works (as
     ``.stack.apiUrl``).
     """
-    return {**stack.outputs, "ApiUrl": stack.api_url}
+    return {**stack.outputs, "ApiUrl": stack.api_url} if stack.has_api else dict(stack.outputs)
 
 
 def _engine_summary(state: EngineState) -> dict[str, Any]:
@@ -89,9 +99,24 @@ def up(
             "--ui", help="Then serve the web console on 127.0.0.1 (as `sandbox ui`; with --watch, beside it)."
         ),
     ] = False,
+    before_deploy: Annotated[
+        str | None,
+        typer.Option(
+            "--before-deploy",
+            metavar="CMD",
+            help="A shell command run once the engine answers, before the deploy, with AWS_ENDPOINT_URL, "
+            "AWS_REGION and dummy credentials set: create what the template expects from outside "
+            "(SSM parameters, another stack's table).",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Start the local engine and deploy the stack (a no-op when both are already up)."""
+    """Start the local engine and deploy the project's SAM template (a no-op when both are already up).
+
+    The project is the template given with -t, else template.yaml in this folder, else the bundled
+    order demo. Its functions are built as `sam build` builds them; parameters come from
+    --parameter-overrides over samconfig.toml over the template's defaults.
+    """
     settings = Settings.load(port=port, engine=engine)
     # One `up`, `down` or `reset` at a time per state folder: a second `up` waits, then finds
     # the engine running and the stack deployed.
@@ -99,14 +124,19 @@ def up(
         settings = adopt_running_engine(
             settings, is_chosen=engine is not None, is_port_chosen=port is not None
         )
-        result = _with_progress("starting", json_output, lambda progress: bring_up(settings, progress, _note))
+        hook = (lambda environment: run_before_deploy(before_deploy, environment)) if before_deploy else None
+        result = _with_progress(
+            "starting", json_output, lambda progress: bring_up(settings, progress, _note, before_deploy=hook)
+        )
     stack, deploy = result.stack, result.deploy
     summary = {
         "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
         "stack": {
             "name": settings.stack_name,
+            "template": str(settings.template_path),
+            "isDemo": settings.is_demo,
             "isChanged": bool(deploy and deploy.is_changed),
-            "apiUrl": stack.api_url,
+            "apiUrl": stack.api_url if stack.has_api else None,
             "outputs": _local_outputs(stack),
         },
         "seededProducts": result.seeded_products,
@@ -121,12 +151,16 @@ def up(
         f"[green]✓[/green] engine {stack.engine.engine} {engine_line} "
         f"({engine_of(settings, stack.engine).describe(stack.engine)}, {stack.engine.endpoint_url})"
     )
-    console.print(f"[green]✓[/green] stack {settings.stack_name} {stack_line}")
-    _print_stack(stack)
     console.print(
-        f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: "
-        "sandbox order, sandbox order --fail payment[/dim]"
+        f"[green]✓[/green] stack {settings.stack_name} {stack_line} from {_template_name(settings)}"
     )
+    _print_stack(stack)
+    tries = (
+        "sandbox order, sandbox order --fail payment"
+        if settings.is_demo
+        else "sandbox execute, sandbox trace --last"
+    )
+    console.print(f"[dim]ready in {result.timings_ms['total'] / 1000:.1f}s — try: {tries}[/dim]")
     if ui:
         from cli import console_commands  # it loads the web server when it serves: `up` alone never does
 
@@ -136,7 +170,7 @@ def up(
 
 
 def _print_stack(stack: LocalStack) -> None:
-    rows = {"API": stack.api_url}
+    rows = {"API": stack.api_url} if stack.has_api else {}
     rows.update({key: value for key, value in sorted(stack.outputs.items()) if key not in ("ApiUrl",)})
     print_key_values(rows)
 
@@ -191,7 +225,9 @@ def status(json_output: JsonFlag = False) -> None:
         report["stack"] = {
             "deployed": True,
             "name": settings.stack_name,
-            "apiUrl": stack.api_url,
+            "template": str(settings.template_path),
+            "isDemo": settings.is_demo,
+            "apiUrl": stack.api_url if stack.has_api else None,
             "outputs": _local_outputs(stack),
         }
     except (EngineNotRunningError, StackNotFoundError) as error:
@@ -211,8 +247,10 @@ def status(json_output: JsonFlag = False) -> None:
     else:
         console.print(f"engine  {styled('FAILED') if recorded else 'not running'}")
     if stack:
-        console.print(f"stack   {styled('SUCCEEDED')} {settings.stack_name}")
+        console.print(f"stack   {styled('SUCCEEDED')} {settings.stack_name} from {_template_name(settings)}")
         _print_stack(stack)
+    else:
+        console.print(f"stack   {settings.stack_name} from {_template_name(settings)}")
     if problem:
         console.print(f"[dim]{problem}[/dim]")
 
@@ -222,6 +260,6 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:  sandbox up    sandbox up --port 4570 --json    sandbox up --engine ministack-docker    "
         "LOCALSTACK_AUTH_TOKEN=... sandbox up --engine localstack"
-    )(up)
-    app.command(epilog="Example:  sandbox down")(down)
-    app.command(epilog="Examples:  sandbox status    sandbox status --json")(status)
+    )(project_command(deploys=True)(up))
+    app.command(epilog="Example:  sandbox down")(project_command()(down))
+    app.command(epilog="Examples:  sandbox status    sandbox status --json")(project_command()(status))

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cli.options import EndpointOption, JsonFlag, ProfileOption, RegionOption, StageOption, Target
+from cli.options import (
+    EndpointOption,
+    JsonFlag,
+    ProfileOption,
+    RegionOption,
+    StageOption,
+    Target,
+    project_command,
+)
 from cli.output import print_json
 from sandbox.aws import AwsTarget
 from sandbox.deploy import read_outputs
@@ -71,4 +79,4 @@ def register(app: typer.Typer) -> None:
     """Add this command to the CLI."""
     app.command(
         epilog='Examples:  eval "$(sandbox env)"    sandbox env --shell fish | source    sandbox env --json'
-    )(env)
+    )(project_command()(env))

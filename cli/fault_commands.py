@@ -7,13 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.options import JsonFlag, Target
+from cli.options import JsonFlag, Target, project_command
 from cli.output import console, error_console, print_json, styled
 from sandbox.dlq import list_dead_letters, redrive
 from sandbox.engine import locked_state_dir
 from sandbox.errors import UsageError
 from sandbox.settings import Settings
-from sandbox.stack import find_stack, physical_id, reset_stack
+from sandbox.stack import find_stack, physical_id, require_demo, reset_stack
 
 
 def dlq(
@@ -29,6 +29,7 @@ def dlq(
 ) -> None:
     """List the outbox records the publisher gave up on (the on-failure queue), or redrive them."""
     settings = Settings.load()
+    require_demo(settings, "dlq")
     stack = find_stack(settings)
     if redrive_letters:
         publisher = physical_id(stack, settings.region, settings.stack_name, "OutboxPublisherFunction")
@@ -73,6 +74,7 @@ def reset(
             "reset wipes data and never runs against AWS", hint="use `sandbox destroy --target aws`"
         )
     settings = Settings.load()
+    require_demo(settings, "reset")
 
     def say_waiting(line: str) -> None:
         error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
@@ -97,5 +99,7 @@ def describe_reset(summary: dict[str, Any]) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
-    app.command(epilog="Examples:  sandbox dlq    sandbox dlq --redrive    sandbox dlq --json")(dlq)
-    app.command(epilog="Example:  sandbox reset")(reset)
+    app.command(epilog="Examples:  sandbox dlq    sandbox dlq --redrive    sandbox dlq --json")(
+        project_command()(dlq)
+    )
+    app.command(epilog="Example:  sandbox reset")(project_command()(reset))

@@ -18,6 +18,7 @@ from cli.options import (
     Target,
     TargetOption,
     complete_step,
+    project_command,
 )
 from cli.order_options import parse_faults, parse_item
 from cli.output import console, format_step, print_json, styled
@@ -26,7 +27,7 @@ from sandbox.errors import SandboxError, UsageError
 from sandbox.orders import OrdersClient
 from sandbox.runs import DEFAULT_ITEMS, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, find_stack
+from sandbox.stack import LocalStack, find_stack, require_demo
 
 
 def orders_client(
@@ -40,6 +41,7 @@ def orders_client(
 ) -> OrdersClient:
     """The order API of the local stack, or of the AWS stack (requests signed when required)."""
     settings = Settings.load()
+    require_demo(settings, "order")
     if target is Target.local:
         return OrdersClient((local or find_stack(settings)).api_url)
     aws = AwsTarget.load(settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
@@ -120,6 +122,7 @@ def order(
     if (poison or replay) and target is not Target.local:
         raise UsageError("--poison and --replay work on the local stack only")
     settings = Settings.load()
+    require_demo(settings, "order")
     local = find_stack(settings) if target is Target.local else None
     client = orders_client(
         target, local, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url
@@ -271,8 +274,8 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:  sandbox order    sandbox order --fail payment    "
         "sandbox order --flaky shipping:2 --item grinder:1    sandbox order --idempotency-key k1 --json",
-    )(order)
+    )(project_command()(order))
     app.command(
         epilog="Examples:  sandbox orders    sandbox orders --status FAILED --limit 5    "
         "sandbox orders --target aws --json"
-    )(orders)
+    )(project_command()(orders))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typer import Typer
 
+from cli.options import project_command
 from cli.output import console, error_console
 from sandbox.reload import Update, watch_and_reload
 from sandbox.settings import Settings
@@ -37,4 +38,4 @@ def watch() -> None:
 
 def register(app: Typer) -> None:
     """Add this command to the CLI."""
-    app.command(epilog="Example:  sandbox watch    (or: sandbox up --watch)")(watch)
+    app.command(epilog="Example:  sandbox watch    (or: sandbox up --watch)")(project_command()(watch))

@@ -189,6 +189,8 @@ def plan_change_set(
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     timeout_seconds: float = 1800,
     with_changes: bool = True,
+    tags: dict[str, str] | None = None,
+    capabilities: list[str] | None = None,
 ) -> ChangeSetPlan | None:
     """Create a change set and wait until it is ready; None when the template changes nothing."""
     body = json.dumps(template)
@@ -214,7 +216,8 @@ def plan_change_set(
             ChangeSetType=change_set_type,
             TemplateBody=body,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=CAPABILITIES,
+            Capabilities=cast("list[CapabilityType]", capabilities) if capabilities else CAPABILITIES,
+            Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
         )
     except ClientError as error:
         raise DeployError(f"CloudFormation refused the template: {error}") from error

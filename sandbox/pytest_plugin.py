@@ -1,9 +1,14 @@
 """The saga sandbox as pytest fixtures, registered by `pip install` (the ``pytest11`` entry point).
 
-A test asks for ``sandbox_stack`` (a running engine with the stack deployed, for the session) or
-``place_order`` (an order with faults, followed to its end), then asserts with
-``sandbox.testing`` (``assert_completed``, ``assert_compensated``, ``assert_exactly_once``, ...).
-Nothing starts until a test asks for a fixture: this module imports only pytest at collection.
+A test asks for ``sandbox_stack`` (a running engine with your template deployed, for the
+session), runs a state machine with ``sandbox_stack.execute(...)`` and asserts on the result, its
+``states`` and the stack's records. On the bundled order demo, ``place_order`` places an order
+with faults and ``sandbox.testing`` asserts on it (``assert_completed``, ``assert_compensated``,
+...). Nothing starts until a test asks for a fixture: this module imports only pytest at collection.
+
+A project creates what its template expects from outside (SSM parameters, another stack's table)
+in a ``sandbox_before_deploy(environment)`` hook of its conftest.py: it runs once the engine
+answers, before the deploy, with the engine's endpoint, region and dummy credentials.
 """
 
 from __future__ import annotations
@@ -20,12 +25,32 @@ if TYPE_CHECKING:
 ENGINE_CHOICES = ("embedded", "localstack", "ministack-docker")
 
 
+class SandboxHooks:
+    """Hooks a project's conftest.py may implement."""
+
+    @pytest.hookspec(firstresult=False)
+    def sandbox_before_deploy(self, environment: dict[str, str]) -> None:
+        """Called once the engine answers, before the deploy: AWS_ENDPOINT_URL, AWS_REGION, keys."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(SandboxHooks)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sandbox", "saga sandbox: a local AWS engine with a stack deployed")
     group.addoption(
         "--sandbox-template",
-        help="Your project's template.yaml (its folder is the project: CodeUri paths are relative to it; "
-        "default: the sandbox's own).",
+        help="Your project's SAM template, any file name (its folder is the project: CodeUri paths are "
+        "relative to it; default: template.yaml of the current folder, else the bundled demo).",
+    )
+    group.addoption(
+        "--sandbox-config-env", help="The samconfig environment to read (default: local, else default)."
+    )
+    group.addoption(
+        "--sandbox-parameter-overrides",
+        action="append",
+        help="Template parameters as Name=Value pairs, merged over samconfig's (may repeat).",
     )
     group.addoption(
         "--sandbox-engine", choices=ENGINE_CHOICES, help="The engine to start (default: embedded)."
@@ -36,13 +61,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Use the engine `sandbox up` started (its state folder: SANDBOX_STATE_DIR) instead of "
         "starting one; it is left running.",
     )
-    parser.addini("sandbox_template", "The SAM template to deploy (default: the sandbox's own).")
+    parser.addini(
+        "sandbox_template", "The SAM template to deploy, relative to this file (default: as above)."
+    )
     parser.addini("sandbox_engine", "The engine to start: embedded, localstack or ministack-docker.")
+    parser.addini("sandbox_config_env", "The samconfig environment to read.")
+    parser.addini("sandbox_parameter_overrides", "Template parameters as Name=Value pairs.", type="args")
 
 
 def _option(config: pytest.Config, name: str) -> str | None:
-    value = config.getoption(f"--sandbox-{name}") or config.getini(f"sandbox_{name}")
+    value = config.getoption(f"--sandbox-{name}") or config.getini(f"sandbox_{name.replace('-', '_')}")
     return str(value) if value else None
+
+
+def _template(config: pytest.Config) -> Path | None:
+    """The template named on the command line (from the current folder) or in the ini file (from its folder)."""
+    named = config.getoption("--sandbox-template")
+    if named:
+        return Path(named).resolve()
+    ini = config.getini("sandbox_template")
+    if ini:
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / str(ini)).resolve()
+    return None
 
 
 @pytest.fixture(scope="session")
@@ -60,24 +101,38 @@ def sandbox_stack(
         settings = Settings.load()
         yield SandboxStack(settings, find_stack(settings))
         return
-    template = _option(config, "template")
-    if template and Path(template).name != "template.yaml":
-        raise pytest.UsageError(f"--sandbox-template {template}: name the project's template.yaml")
-    settings = Settings.load(
-        port=find_free_port(),
-        state_dir=tmp_path_factory.mktemp("sandbox-engine"),
-        engine=_option(config, "engine"),
-        project_dir=Path(template).resolve().parent if template else None,
+    from sandbox.errors import SandboxError
+    from sandbox.samconfig import parse_key_values
+
+    template = _template(config)
+    if template is not None and not template.is_file():
+        raise pytest.UsageError(f"--sandbox-template {template}: no such file")
+    overrides = config.getoption("--sandbox-parameter-overrides") or config.getini(
+        "sandbox_parameter_overrides"
     )
     try:
-        yield SandboxStack(settings, bring_up(settings).stack)
+        settings = Settings.load(
+            port=find_free_port(),
+            state_dir=tmp_path_factory.mktemp("sandbox-engine"),
+            engine=_option(config, "engine"),
+            template_file=template,
+            config_env=_option(config, "config-env"),
+            parameter_overrides=parse_key_values(overrides, what="sandbox parameter overrides") or None,
+        )
+    except SandboxError as error:
+        raise pytest.UsageError(f"{error}" + (f" ({error.hint})" if error.hint else "")) from error
+    hook = config.pluginmanager.hook.sandbox_before_deploy
+    try:
+        yield SandboxStack(
+            settings, bring_up(settings, before_deploy=lambda env: hook(environment=env)).stack
+        )
     finally:
         stop_engine(settings)
 
 
 @pytest.fixture
 def place_order(sandbox_stack: SandboxStack) -> Callable[..., OrderResult]:
-    """Place an order through the HTTP API (faults as the CLI's flags) and wait until its saga ends."""
+    """The order demo's: place an order (faults as the CLI's flags) and wait until its saga ends."""
     return sandbox_stack.place
 
 

@@ -14,6 +14,7 @@ from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
 from sandbox.deploy import DeployResult, read_outputs
 from sandbox.engine import EngineState, running_engine, start_engine
+from sandbox.errors import DeployError, UsageError
 from sandbox.settings import Settings
 from sandbox.targets import Deployment, LocalTarget, PackagedStack, deploy, local_api_url, package_artifacts
 
@@ -23,6 +24,20 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 Progress = Callable[[str], None]
+BeforeDeploy = Callable[[dict[str, str]], None]
+
+
+class DemoOnlyError(UsageError):
+    """A command of the bundled order demo was run on another stack."""
+
+
+def require_demo(settings: Settings, command: str) -> None:
+    """Refuse, in one line, a command that only makes sense on the bundled order demo."""
+    if not settings.is_demo:
+        raise DemoOnlyError(
+            f"`sandbox {command}` works on the bundled order demo; this project is {settings.template_path}",
+            hint="run your state machines with `sandbox execute`, see them with `sandbox trace` and `sandbox logs`",
+        )
 
 
 @dataclass(frozen=True)
@@ -33,7 +48,14 @@ class LocalStack:
     outputs: dict[str, str]
 
     @property
+    def has_api(self) -> bool:
+        """Whether the stack names its REST API in an ``ApiId`` output (the demo's order API does)."""
+        return "ApiId" in self.outputs
+
+    @property
     def api_url(self) -> str:
+        if not self.has_api:
+            raise DemoOnlyError("this stack has no ApiId output: it is not the order demo's stack")
         return local_api_url(self.engine.endpoint_url, self.outputs["ApiId"])
 
     def client(self, service: str, region: str) -> Any:
@@ -66,22 +88,54 @@ def deploy_local(
     return deploy(target, progress=progress)
 
 
-def bring_up(
-    settings: Settings, progress: Progress = lambda _: None, notify: Progress = lambda _: None
-) -> UpResult:
-    """Start the engine if needed, deploy the stack (a no-op when unchanged), seed inventory.
+def engine_environment_for_tools(settings: Settings, engine: EngineState) -> dict[str, str]:
+    """What a command run against the engine needs: its endpoint, region and dummy credentials."""
+    return LocalTarget(settings, engine.endpoint_url, engine.engine).environment({})
 
-    ``notify`` hears one line for each repair of the state folder (see sandbox.engine).
+
+def run_before_deploy(command: str, environment: dict[str, str]) -> None:
+    """Run a shell command against the started engine (SSM parameters, another stack's table, ...)."""
+    import os
+    import subprocess
+
+    result = subprocess.run(
+        command, shell=True, env={**os.environ, **environment}, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        details = "\n".join((result.stderr or result.stdout or "").strip().splitlines()[-8:])
+        raise DeployError(
+            f"--before-deploy command exited with {result.returncode}: {command}",
+            hint="it runs with AWS_ENDPOINT_URL, AWS_REGION and dummy credentials of the engine",
+            details=details or None,
+        )
+
+
+def bring_up(
+    settings: Settings,
+    progress: Progress = lambda _: None,
+    notify: Progress = lambda _: None,
+    before_deploy: BeforeDeploy | None = None,
+) -> UpResult:
+    """Start the engine if needed, deploy the stack (a no-op when unchanged), seed the demo's inventory.
+
+    ``notify`` hears one line for each repair of the state folder (see sandbox.engine) and each
+    note of the build; ``before_deploy`` gets the engine's environment once it answers.
     """
     timings: dict[str, int] = {}
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Packaging and loading boto3 need no engine: they run while the engine boots.
-        packaging = pool.submit(package_artifacts, settings, settings.engine)
+        packaging = pool.submit(package_artifacts, settings, settings.engine, notify)
         pool.submit(make_client, "cloudformation", endpoint_url=settings.endpoint_url, region=settings.region)
-        engine, is_new = start_engine(settings, progress=progress, notify=notify)
+        try:
+            engine, is_new = start_engine(settings, progress=progress, notify=notify)
+        finally:
+            if not packaging.done():
+                progress("building functions")
+            packaged = packaging.result()  # a packaging error outranks the engine's
         timings["engine"] = int((time.perf_counter() - started) * 1000)
-        packaged = packaging.result()
+    if before_deploy is not None:
+        before_deploy(engine_environment_for_tools(settings, engine))
     mark = time.perf_counter()
     deployment = deploy_local(settings, engine, progress, packaged=packaged)
     timings["deploy"] = int((time.perf_counter() - mark) * 1000)
@@ -156,7 +210,7 @@ def _delete_all_items(dynamodb: DynamoDBClient, table: str) -> int:
     return deleted
 
 
-def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
+def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:  # the demo's: its tables, queues, catalog
     """Empty every table and queue of a local stack and reseed the inventory, without redeploying."""
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     sqs: SQSClient = stack.client("sqs", region)

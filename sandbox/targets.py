@@ -40,6 +40,7 @@ from sandbox.deploy import (
 )
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
+from sandbox.samconfig import resolve_parameters
 from sandbox.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,13 +50,29 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 Upload = Callable[[str, bytes], None]
 
-# The only parameters in which a local stack differs from an AWS one (see `sandbox synth`).
-LOCAL_PARAMETERS = {"FaultInjection": "enabled", "ApiAuth": "none"}
 LOCAL_POLL_SECONDS = 0.1  # a local engine applies a change set in well under a second
 
 
 def artifact_bucket(stack_name: str) -> str:
     return f"{stack_name}-artifacts"
+
+
+def project_parameters(
+    settings: Settings, template: dict[str, Any], *, is_local: bool = True
+) -> dict[str, str]:
+    """The template's parameter values: the command line's over samconfig's (merged), checked."""
+    samconfig = settings.samconfig(is_local=is_local)
+    return resolve_parameters(
+        template,
+        samconfig.parameter_overrides,
+        settings.parameter_overrides,
+        source=settings.template_path.name,
+    )
+
+
+def project_tags(settings: Settings, *, is_local: bool = True) -> dict[str, str]:
+    """The stack's tags: the command line's over samconfig's."""
+    return {**settings.samconfig(is_local=is_local).tags, **settings.tags}
 
 
 def local_api_url(endpoint_url: str, api_id: str) -> str:
@@ -92,13 +109,18 @@ class PackagedStack:
 
     template: dict[str, Any]
     artifacts: dict[str, bytes]
+    parameters: dict[str, str]
 
 
-def package_artifacts(settings: Settings, engine: str) -> PackagedStack:
-    """Package the template without an engine: the artifacts are uploaded once one is there."""
+def package_artifacts(settings: Settings, engine: str, notify: Progress = lambda _: None) -> PackagedStack:
+    """Package the template without an engine: the artifacts are uploaded once one is there.
+
+    The parameters are resolved first, so a wrong one is refused before anything is built.
+    """
     artifacts: dict[str, bytes] = {}
+    parameters = project_parameters(settings, load_template(settings.template_path))
     template = package_local(settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine)
-    return PackagedStack(template, artifacts)
+    return PackagedStack(template, artifacts, parameters)
 
 
 def _no_upload(_key: str, _content: bytes) -> None:
@@ -125,10 +147,11 @@ class Target(Protocol):
     def client(self, service: str) -> Any: ...
     def artifact_store(self, progress: Progress) -> tuple[str, Upload]: ...
     def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]: ...
-    def parameters(self, options: StackOptions) -> dict[str, str]: ...
-    def api_url(self, outputs: dict[str, str]) -> str: ...
+    def parameters(self, options: StackOptions, template: dict[str, Any]) -> dict[str, str]: ...
+    def tags(self) -> dict[str, str]: ...
+    def api_url(self, outputs: dict[str, str]) -> str | None: ...
     def settle(self, outputs: dict[str, str], progress: Progress) -> int:
-        """After a deploy: seed the demo inventory (and remember the outputs); the products added."""
+        """After a deploy: remember the outputs (and seed the demo's inventory); the products added."""
         ...
 
     def environment(self, outputs: dict[str, str]) -> dict[str, str]:
@@ -144,7 +167,7 @@ class LocalTarget:
     endpoint_url: str
     engine_kind: str = "embedded"
     on_deployed: Callable[[dict[str, str]], None] = lambda _outputs: None
-    parameter_values: dict[str, str] | None = None  # None: LOCAL_PARAMETERS
+    parameter_values: dict[str, str] | None = None  # None: the project's (samconfig, overrides)
     prepackaged: PackagedStack | None = None  # packaged ahead (while the engine started)
 
     @property
@@ -176,15 +199,23 @@ class LocalTarget:
             upload(key, content)
         return self.prepackaged.template
 
-    def parameters(self, options: StackOptions) -> dict[str, str]:
-        # Locally faults are always allowed and the API needs no signature, unless told otherwise.
-        return self.parameter_values or LOCAL_PARAMETERS
+    def parameters(self, options: StackOptions, template: dict[str, Any]) -> dict[str, str]:
+        if self.parameter_values is not None:
+            return self.parameter_values
+        if self.prepackaged is not None:
+            return self.prepackaged.parameters
+        return project_parameters(self.settings, template)
 
-    def api_url(self, outputs: dict[str, str]) -> str:
-        return local_api_url(self.endpoint_url, outputs["ApiId"])
+    def tags(self) -> dict[str, str]:
+        return project_tags(self.settings)
+
+    def api_url(self, outputs: dict[str, str]) -> str | None:
+        return local_api_url(self.endpoint_url, outputs["ApiId"]) if "ApiId" in outputs else None
 
     def settle(self, outputs: dict[str, str], progress: Progress) -> int:
         self.on_deployed(outputs)
+        if not self.settings.is_demo:
+            return 0
         progress("seeding the demo inventory")
         return seed_inventory(self.client("dynamodb"), outputs["InventoryTableName"])
 
@@ -224,15 +255,24 @@ class AwsAccount:
     def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]:
         return package_for_aws(self.settings, bucket, upload, progress)
 
-    def parameters(self, options: StackOptions) -> dict[str, str]:
-        return aws_parameters(
+    def parameters(self, options: StackOptions, template: dict[str, Any]) -> dict[str, str]:
+        values = project_parameters(self.settings, template, is_local=False)
+        if not self.settings.is_demo:
+            return values
+        # The demo's own switches, as its deploy flags set them.
+        return {**values, **aws_parameters(
             is_fault_injection_enabled=options.is_fault_injection_enabled, is_api_open=options.is_api_open
-        )
+        )}  # fmt: skip
 
-    def api_url(self, outputs: dict[str, str]) -> str:
-        return api_url(self.aws.target, outputs)
+    def tags(self) -> dict[str, str]:
+        return project_tags(self.settings, is_local=False)
+
+    def api_url(self, outputs: dict[str, str]) -> str | None:
+        return api_url(self.aws.target, outputs) if "ApiId" in outputs else None
 
     def settle(self, outputs: dict[str, str], progress: Progress) -> int:
+        if not self.settings.is_demo:
+            return 0
         seeded = seed_aws_inventory(self.aws, outputs)
         progress(f"added {seeded} demo products to the inventory table (existing stock untouched)")
         return seeded
@@ -248,12 +288,12 @@ class AwsAccount:
         return self.aws.target.artifact_bucket or artifact_bucket_name(self.aws.account_id(), self.region)
 
 
-def stack_variables(outputs: dict[str, str], api_url: str) -> dict[str, str]:
+def stack_variables(outputs: dict[str, str], api_url: str | None) -> dict[str, str]:
     """The stack's outputs as SANDBOX_* variables: OrdersTableName -> SANDBOX_ORDERS_TABLE, ...
 
     ``SANDBOX_API_URL`` is the URL that answers from here (locally not the AWS-style ``ApiUrl``).
     """
-    variables = {"SANDBOX_API_URL": api_url}
+    variables = {"SANDBOX_API_URL": api_url} if api_url else {}
     for name, value in outputs.items():
         words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper().removesuffix("_NAME")
         variables.setdefault(f"SANDBOX_{words}", value)
@@ -279,7 +319,8 @@ def synth(
     target: Target, bucket: str, options: StackOptions, progress: Progress = lambda _: None
 ) -> Synthesis:
     """Package the template for ``target`` into ``bucket``'s keys, uploading nothing."""
-    return Synthesis(target.package(bucket, _no_upload, progress), target.parameters(options))
+    template = target.package(bucket, _no_upload, progress)
+    return Synthesis(template, target.parameters(options, template))
 
 
 class DeployCancelled(Exception):
@@ -291,7 +332,7 @@ class Deployment:
     """A finished deploy: the stack's result, its API URL and the changes that were applied."""
 
     result: DeployResult
-    api_url: str
+    api_url: str | None
     plan: ChangeSetPlan | None
     seeded_products: int = 0
 
@@ -324,8 +365,9 @@ def deploy(
     cfn: CloudFormationClient = target.client("cloudformation")
     progress(f"creating a change set for {target.stack_name} in {target.region}")
     plan = plan_change_set(
-        cfn, target.stack_name, template, target.parameters(options), poll_seconds=target.poll_seconds
-    )
+        cfn, target.stack_name, template, target.parameters(options, template),
+        poll_seconds=target.poll_seconds, tags=target.tags(),
+    )  # fmt: skip
     if plan is None:
         result = DeployResult(
             target.stack_name,

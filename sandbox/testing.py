@@ -1,8 +1,9 @@
-"""Saga tests of your own handlers: place an order with faults, then assert what happened.
+"""Saga tests of your own project: run a state machine (or, on the demo, place an order), then assert.
 
 The pytest plugin (``sandbox.pytest_plugin``) hands these out as fixtures: ``sandbox_stack`` is a
-``SandboxStack``, ``place_order`` calls ``SandboxStack.place``. The assertions fail with a message
-a person can act on, followed by the order's trace (the timeline `sandbox trace` prints).
+``SandboxStack`` of any template (``execute``, ``outputs``, ``client``, ``trace_text``);
+``place_order`` calls ``SandboxStack.place`` on the order demo. The order assertions fail with a
+message a person can act on, followed by the order's trace (the timeline `sandbox trace` prints).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from sandbox.orders import SAGA_STEPS, OrdersClient
 from sandbox.runs import OrderRequest, OrderRun, run_order
 from sandbox.saga import executions_of
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack, reset_stack
+from sandbox.stack import LocalStack, require_demo, reset_stack
 from sandbox.trace import Trace, render_text, trace_order
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from sandbox.executions import ExecutionResult
 
 # What each table's item says while the order holds it (a charge not refunded, ...).
 HELD = {"PaymentsTableName": "CHARGED", "ShipmentsTableName": "CREATED", "ReservationsTableName": "RESERVED"}
@@ -65,6 +68,36 @@ class SandboxStack:
         """A boto3 client of the engine (dummy credentials, the stack's region)."""
         return self.stack.client(service, self.region)
 
+    def execute(
+        self,
+        state_machine: str | None = None,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        wait_seconds: float = 60,
+    ) -> ExecutionResult:
+        """Start an execution of one of the stack's state machines (logical id, name or ARN; None: the
+        only one) and wait until it ends."""
+        from sandbox.executions import run_execution
+
+        return run_execution(
+            self.stack,
+            self.region,
+            self.settings.stack_name,
+            state_machine,
+            input,
+            name=name,
+            wait_seconds=wait_seconds,
+        )
+
+    def trace_text(self, execution_arn: str) -> str:
+        """The execution's trace as `sandbox trace` prints it (for assertion messages)."""
+        from sandbox.executions import render_execution_text, trace_execution
+
+        return render_execution_text(
+            trace_execution(self.stack, self.region, self.settings.stack_name, execution_arn)
+        )
+
     def make_product(self, stock: int = 10, price: str = "5.00") -> str:
         """A product of the caller's own (a unique id), so no other test's orders move its stock."""
         product_id = f"test-{uuid.uuid4().hex[:12]}"
@@ -101,6 +134,7 @@ class SandboxStack:
         ``items`` are (product id, quantity) pairs; by default one unit of a new product of its
         own, so its stock tells exactly what this order did. Faults take the CLI's vocabulary.
         """
+        require_demo(self.settings, "order")
         lines = items or [(self.make_product(), 1)]
         faults = _faults(fail, flaky, duplicate_delivery, crash_publisher, timeout, hang, poison)
         request = OrderRequest(

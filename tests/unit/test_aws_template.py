@@ -16,7 +16,8 @@ from samtranslator.translator.transform import transform
 
 from sandbox.aws import API_STAGE, aws_parameters
 from sandbox.packaging import package_template
-from sandbox.targets import LOCAL_PARAMETERS
+from sandbox.settings import Settings
+from sandbox.targets import project_parameters
 
 # Wildcards the template may keep, each with the reason AWS leaves no narrower choice.
 WILDCARD_ALLOW_LIST = {
@@ -203,8 +204,9 @@ def test_local_and_aws_renders_differ_only_in_artifacts_and_named_parameters(
     )
     # AND the parameters differ only in the named ones, all of them declared by the template
     aws_values = aws_parameters(is_fault_injection_enabled=False, is_api_open=False)
-    assert set(LOCAL_PARAMETERS) == set(aws_values) <= set(template["Parameters"])
-    differing = {name for name in LOCAL_PARAMETERS if LOCAL_PARAMETERS[name] != aws_values[name]}
+    local_values = project_parameters(Settings.load(project_dir=project_dir), template)  # samconfig's local env
+    assert set(local_values) == set(aws_values) <= set(template["Parameters"])
+    differing = {name for name in local_values if local_values[name] != aws_values[name]}
     assert differing == {"FaultInjection", "ApiAuth"}
 
 
