@@ -122,9 +122,34 @@ def deploy(
         bool, typer.Option("--open-api", help="Opt out of IAM auth: anyone with the URL may call the API.")
     ] = False,
     endpoint_url: EndpointOption = None,
+    no_execute_changeset: Annotated[
+        bool,
+        typer.Option(
+            "--no-execute-changeset",
+            help="Create the change set and leave it for review (name and ARN printed).",
+        ),
+    ] = False,
+    execute_changeset: Annotated[
+        str | None,
+        typer.Option(
+            "--execute-changeset", metavar="NAME", help="Execute a change set left for review earlier."
+        ),
+    ] = None,
+    guided: Annotated[
+        bool,
+        typer.Option(
+            "--guided", help="Ask for the stack name, region and parameters, and save them to samconfig.toml."
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Package, upload and deploy the template by change set: to the local engine or to AWS."""
+    if no_execute_changeset and execute_changeset:
+        raise UsageError("--no-execute-changeset and --execute-changeset exclude each other")
+    if guided:
+        from cli.guided import run_guided  # asks on the terminal; writes samconfig.toml
+
+        run_guided(Settings.load(), is_local=target is Target.local)
     settings = Settings.load()
     progress = _progress(json_output)
     where: targets.Target
@@ -133,7 +158,8 @@ def deploy(
         where = LocalTarget(settings, engine.endpoint_url, engine.engine,
                             lambda outputs: remember_outputs(settings, engine, outputs))  # fmt: skip
     else:
-        _require_someone_to_confirm(yes)
+        if not no_execute_changeset:
+            _require_someone_to_confirm(yes)
         where = aws_account(settings, AwsTarget.load(
             settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url,
             artifact_bucket=artifact_bucket_option,
@@ -151,11 +177,21 @@ def deploy(
             f"Deploy these {len(plan.changes)} changes to {where.region}?", yes
         )
 
+    on_event = (lambda _: None) if json_output else _print_event
+    if no_execute_changeset:
+        _leave_change_set(where, targets.plan_deploy(where, StackOptions(enable_fault_injection, open_api), progress),
+                          json_output)  # fmt: skip
+        return
     try:
-        deployment = targets.deploy(
-            where, StackOptions(enable_fault_injection, open_api), confirm=confirm,
-            on_event=(lambda _: None) if json_output else _print_event, progress=progress,
-        )  # fmt: skip
+        if execute_changeset:
+            deployment = targets.execute_change_set(
+                where, execute_changeset, on_event=on_event, progress=progress
+            )
+        else:
+            deployment = targets.deploy(
+                where, StackOptions(enable_fault_injection, open_api), confirm=confirm, on_event=on_event,
+                progress=progress,
+            )  # fmt: skip
     except DeployCancelled:
         error_console.print("cancelled; the change set was deleted and nothing was deployed")
         raise typer.Exit(code=1) from None
@@ -165,7 +201,29 @@ def deploy(
     result = deployment.result
     verdict = "deployed" if result.is_changed else "unchanged: no changes to deploy"
     console.print(f"[green]✓[/green] stack {result.stack_name} {verdict} ({result.status})")
-    print_key_values({"API": deployment.api_url, **dict(sorted(result.outputs.items()))})
+    api = {"API": deployment.api_url} if deployment.api_url else {}
+    print_key_values({**api, **dict(sorted(result.outputs.items()))})
+
+
+def _leave_change_set(where: targets.Target, plan: ChangeSetPlan | None, json_output: bool) -> None:
+    """Print the change set left for review, and how to execute it."""
+    if plan is None:
+        if json_output:
+            print_json({"stack": where.stack_name, "changeSet": None, "changes": []})
+        else:
+            console.print(f"stack {where.stack_name} is already as the template says: no change set left")
+        return
+    arn = targets.change_set_arn(where, plan)
+    if json_output:
+        print_json({"stack": plan.stack_name, "changeSet": plan.name, "changeSetArn": arn,
+                    "changes": [change.__dict__ for change in plan.changes]})  # fmt: skip
+        return
+    table = Table("action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}")
+    for change in plan.changes:
+        table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
+    console.print(table)
+    console.print(f"change set {plan.name} left for review; the stack is unchanged\n  {arn}")
+    console.print(f"[dim]execute it: sandbox deploy --target ... --execute-changeset {plan.name}[/dim]")
 
 
 def destroy(

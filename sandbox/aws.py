@@ -1,4 +1,4 @@
-"""The AWS target: credentials, the artifact bucket, packaging with dependencies, signed API calls.
+"""The AWS target: credentials, the artifact bucket, packaging for Lambda, signed API calls.
 
 Nothing here runs unless a command names ``--target aws``; local engines never see the user's
 credentials. ``endpoint_url`` points the same code at an AWS-compatible endpoint so the AWS path
@@ -17,10 +17,9 @@ from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, Pr
 from sandbox.catalog import seed_inventory
 from sandbox.deploy import DEFAULT_POLL_SECONDS, ensure_artifact_bucket, make_uploader, read_outputs
 from sandbox.errors import AwsCredentialsError, UsageError
-from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.orders import OrdersClient, Signer
-from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
-from sandbox.settings import Settings
+from sandbox.packaging import load_template, package_template
+from sandbox.settings import Settings, command_flags
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -39,6 +38,8 @@ class AwsTarget:
     profile: str | None = None
     endpoint_url: str | None = None
     artifact_bucket: str | None = None
+    # A project's own stack name (samconfig's stack_name, --stack-name); None: the demo's per stage.
+    stack: str | None = None
 
     @classmethod
     def load(
@@ -51,11 +52,22 @@ class AwsTarget:
         endpoint_url: str | None = None,
         artifact_bucket: str | None = None,
     ) -> AwsTarget:
-        """Flags (None = unset) over the settings' stage and AWS endpoint (SANDBOX_STAGE, ...)."""
+        """Flags (None = unset) over the settings' stage and AWS endpoint (SANDBOX_STAGE, ...).
+
+        A project other than the demo takes its stack name, region, profile and bucket from its
+        samconfig file's environment (``default`` unless --config-env names another), as `sam deploy`.
+        """
         settings = settings or Settings.load()
         flags = {"stage": stage, "region": region, "profile": profile, "endpoint_url": endpoint_url,
                  "artifact_bucket": artifact_bucket}  # fmt: skip
         values: dict[str, Any] = {"stage": settings.stage, "endpoint_url": settings.aws_endpoint_url}
+        if not settings.is_demo:
+            samconfig = settings.samconfig(is_local=False)
+            named = (command_flags.get() or {}).get("stack_name") or os.environ.get("SANDBOX_STACK_NAME")
+            values["stack"] = named or samconfig.text("stack_name") or settings.stack_name
+            for key, name in (("region", "region"), ("profile", "profile"), ("artifact_bucket", "s3_bucket")):
+                if samconfig.text(name):
+                    values[key] = samconfig.text(name)
         values.update({key: value for key, value in flags.items() if value is not None})
         target = cls(**values)
         if not target.stage.replace("-", "").isalnum():
@@ -64,7 +76,7 @@ class AwsTarget:
 
     @property
     def stack_name(self) -> str:
-        return f"saga-sandbox-{self.stage}"
+        return self.stack or f"saga-sandbox-{self.stage}"
 
     @property
     def poll_seconds(self) -> float:
@@ -223,15 +235,12 @@ def aws_parameters(*, is_fault_injection_enabled: bool, is_api_open: bool) -> di
 def package_for_aws(
     settings: Settings, bucket: str, upload: Callable[[str, bytes], None], progress: Callable[[str], None]
 ) -> dict[str, Any]:
-    """The template packaged for Lambda: each function zip carries its dependencies."""
+    """The template built as `sam build` builds it: each function for its runtime's Python and architecture."""
     template = load_template(settings.template_path)
-    python_version, platform = lambda_platform(template)
-    progress(f"building dependencies for Python {python_version} ({platform})")
-    dependencies = build_dependencies(
-        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
+    progress("building functions and layers")
+    return package_template(
+        template, settings.template_path.parent, bucket, upload, cache_dir=settings.cache_dir, notify=progress
     )
-    progress("packaging functions and state machine")
-    return package_template(template, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
 
 
 def prepare_artifacts(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from sandbox.aws import (
     API_STAGE,
     AwsSession,
@@ -35,9 +37,11 @@ from sandbox.deploy import (
     execute_plan,
     make_uploader,
     plan_change_set,
+    read_changes,
     read_outputs,
     stack_status,
 )
+from sandbox.errors import DeployError
 from sandbox.images import HANDLER_REQUIREMENTS
 from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
 from sandbox.samconfig import resolve_parameters
@@ -347,6 +351,20 @@ class Deployment:
                 "apiUrl": self.api_url, "changes": changes, "outputs": result.outputs}  # fmt: skip
 
 
+def plan_deploy(
+    target: Target, options: StackOptions = StackOptions(), progress: Progress = lambda _: None
+) -> ChangeSetPlan | None:
+    """Package, upload and create a change set; None when the stack is already as the template says."""
+    bucket, upload = target.artifact_store(progress)
+    template = target.package(bucket, upload, progress)
+    cfn: CloudFormationClient = target.client("cloudformation")
+    progress(f"creating a change set for {target.stack_name} in {target.region}")
+    return plan_change_set(
+        cfn, target.stack_name, template, target.parameters(options, template),
+        poll_seconds=target.poll_seconds, tags=target.tags(),
+    )  # fmt: skip
+
+
 def deploy(
     target: Target,
     options: StackOptions = StackOptions(),
@@ -355,19 +373,13 @@ def deploy(
     on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
     progress: Progress = lambda _: None,
 ) -> Deployment:
-    """Package, upload, plan a change set, let ``confirm`` see it, execute it, seed the inventory.
+    """Package, upload, plan a change set, let ``confirm`` see it, execute it, settle the stack.
 
     A stack that is already as the template says is not changed (and ``confirm`` is not asked).
     Raises ``DeployCancelled`` when ``confirm`` says no, after deleting the change set.
     """
-    bucket, upload = target.artifact_store(progress)
-    template = target.package(bucket, upload, progress)
+    plan = plan_deploy(target, options, progress)
     cfn: CloudFormationClient = target.client("cloudformation")
-    progress(f"creating a change set for {target.stack_name} in {target.region}")
-    plan = plan_change_set(
-        cfn, target.stack_name, template, target.parameters(options, template),
-        poll_seconds=target.poll_seconds, tags=target.tags(),
-    )  # fmt: skip
     if plan is None:
         result = DeployResult(
             target.stack_name,
@@ -380,6 +392,43 @@ def deploy(
         raise DeployCancelled(f"the change set for {target.stack_name} was deleted and nothing was deployed")
     else:
         result = execute_plan(cfn, plan, on_event=on_event, poll_seconds=target.poll_seconds)
+    seeded = target.settle(result.outputs, progress)
+    return Deployment(result, target.api_url(result.outputs), plan, seeded)
+
+
+def change_set_arn(target: Target, plan: ChangeSetPlan) -> str:
+    """The ARN of a change set left for review."""
+    cfn: CloudFormationClient = target.client("cloudformation")
+    return str(
+        cfn.describe_change_set(StackName=plan.stack_name, ChangeSetName=plan.name).get("ChangeSetId", "")
+    )
+
+
+def execute_change_set(
+    target: Target,
+    name: str,
+    *,
+    on_event: Callable[[dict[str, Any]], None] = lambda _event: None,
+    progress: Progress = lambda _: None,
+) -> Deployment:
+    """Execute a change set created earlier (`--no-execute-changeset`) and settle the stack."""
+    cfn: CloudFormationClient = target.client("cloudformation")
+    try:
+        change_set = cfn.describe_change_set(StackName=target.stack_name, ChangeSetName=name)
+    except ClientError as error:
+        raise DeployError(
+            f"no change set {name} on stack {target.stack_name}: {error.response['Error'].get('Message', error)}",
+            hint="`sandbox deploy --no-execute-changeset` prints the name of the one it leaves",
+        ) from error
+    if change_set.get("ExecutionStatus") != "AVAILABLE":
+        raise DeployError(
+            f"change set {name} cannot be executed: {change_set.get('ExecutionStatus')} "
+            f"({change_set.get('StatusReason') or change_set.get('Status')})"
+        )
+    kind = "CREATE" if stack_status(cfn, target.stack_name) == "REVIEW_IN_PROGRESS" else "UPDATE"
+    plan = ChangeSetPlan(target.stack_name, name, kind, read_changes(cfn, target.stack_name, name))
+    progress(f"executing change set {name}")
+    result = execute_plan(cfn, plan, on_event=on_event, poll_seconds=target.poll_seconds)
     seeded = target.settle(result.outputs, progress)
     return Deployment(result, target.api_url(result.outputs), plan, seeded)
 
