@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up down test test-unit test-integration test-containers engine-image lint format bench screenshots clean
+.PHONY: help install demo up down test test-example test-unit test-integration test-containers engine-image lint format bench screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -31,8 +31,12 @@ up: install ## Start the engine and deploy the stack
 down: install ## Stop the engine
 	$(BIN)/sandbox down
 
-test: install ## Run every test (unit, integration; container tests run where Docker does)
+test: install ## Run every test (unit, integration, the example project; container tests run where Docker does)
 	$(BIN)/pytest
+	cd examples/trip-booking && $(abspath $(BIN))/pytest
+
+test-example: install ## The example project's tests only (examples/trip-booking, its own engine)
+	cd examples/trip-booking && $(abspath $(BIN))/pytest
 
 test-unit: install ## Unit tests only (no network)
 	$(BIN)/pytest tests/unit
