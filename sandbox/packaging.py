@@ -1,92 +1,97 @@
-"""Packaging: function code and the state machine definition become S3 artifacts the template names."""
+"""Packaging: a template's local artifacts, built as `sam build` builds them, become S3 locations.
+
+Functions (``CodeUri``/``Code``) and layers (``ContentUri``/``Content``) are built by
+``sandbox.build``; state machine and API definitions are uploaded as they are, as ``sam
+package`` and ``aws cloudformation package`` do.
+"""
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import io
-import os
-import shutil
+import json
 import subprocess
-import sys
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox.build import Build, Notify, Run, build_zip, install_python_requirements, is_node, is_python
 from sandbox.errors import DeployError
 
-SHARED_PACKAGE = "shared"
-_FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # zip entries carry no mtime, so equal code -> equal hash
-_SKIPPED_FOLDERS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
-# pip's console scripts and our completion marker are not part of a function's package.
-_SKIPPED_DEPENDENCY_ROOTS = {"bin", ".complete"}
-_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 Upload = Callable[[str, bytes], None]
+
+FUNCTION_TYPES = {"AWS::Serverless::Function": "CodeUri", "AWS::Lambda::Function": "Code"}
+_LAYER_TYPES = {"AWS::Serverless::LayerVersion": "ContentUri", "AWS::Lambda::LayerVersion": "Content"}
+# Definitions uploaded as they are: resource type -> (property, name of the bucket/key fields).
+_DEFINITION_TYPES = {
+    "AWS::Serverless::StateMachine": ("DefinitionUri", "Bucket", "Key"),
+    "AWS::Serverless::Api": ("DefinitionUri", "Bucket", "Key"),
+    "AWS::Serverless::HttpApi": ("DefinitionUri", "Bucket", "Key"),
+    "AWS::StepFunctions::StateMachine": ("DefinitionS3Location", "Bucket", "Key"),
+}
+_DEFINITION_FOLDERS = {"AWS::Serverless::Api": "apis", "AWS::Serverless::HttpApi": "apis"}
+_UNBUILT_HINT = "build it with `sam build` and point {key} at .aws-sam/build/{lid} (or at a .zip)"
+
+
+# ---------------------------------------------------------------- reading templates
+
+
+def _template_loader() -> type[Any]:
+    """PyYAML's safe loader with CloudFormation's reading: short-form intrinsics, dates as strings."""
+    import yaml  # PyYAML: only where a template is read
+    from samtranslator.yaml_helper import intrinsics_multi_constructor
+
+    base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class TemplateLoader(base):  # type: ignore[misc]
+        """A loader of its own, so PyYAML's shared SafeLoader is left as other code expects it."""
+
+    TemplateLoader.add_multi_constructor("!", intrinsics_multi_constructor)
+    # CloudFormation has no timestamp type: `AWSTemplateFormatVersion: 2010-09-09` is a string.
+    TemplateLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+    return TemplateLoader
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """The SAM template as a dict (short-form intrinsics such as !Ref expanded)."""
-    try:
-        from samtranslator.yaml_helper import yaml_parse  # PyYAML: only where a template is read
+    """The template as CloudFormation reads it (short-form intrinsics expanded, dates kept as text)."""
+    import yaml
 
-        return dict(yaml_parse(path.read_text()))
+    try:
+        text = path.read_text()
     except FileNotFoundError as error:
         raise DeployError(f"template not found: {path}") from error
-    except Exception as error:  # yaml's errors have no common base worth naming here
-        raise DeployError(f"{path.name} is not valid YAML: {error}") from error
+    try:
+        loaded = json.loads(text) if text.lstrip().startswith("{") else yaml.load(text, _template_loader())
+    except (yaml.YAMLError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeployError(f"{path.name} is not valid YAML: {first_line}", details=str(error)) from error
+    if not isinstance(loaded, dict):
+        raise DeployError(f"{path.name} is not a template: its top level is not a mapping")
+    return loaded
 
 
-def _package_files(folder: Path, arc_root: str) -> Iterator[tuple[str, Path]]:
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and path.suffix != ".pyc" and not _SKIPPED_FOLDERS & set(relative.parts):
-            yield f"{arc_root}/{relative.as_posix()}" if arc_root else relative.as_posix(), path
+def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """A function's properties with SAM's Globals.Function applied (a serverless function's only)."""
+    resource = template.get("Resources", {})[logical_id]
+    properties = dict(resource.get("Properties") or {})
+    if resource.get("Type") == "AWS::Serverless::Function":
+        return {**(template.get("Globals", {}).get("Function") or {}), **properties}
+    return properties
 
 
-def build_function_zip(code_dir: Path, dependencies_dir: Path | None = None) -> bytes:
-    """A deterministic zip of the function's package plus the shared package beside it.
-
-    With ``dependencies_dir`` (see ``build_dependencies``), its packages go at the zip's root,
-    where a Lambda runtime imports them from. Such zips take a while to compress, so they are
-    kept beside the dependency build, keyed by a hash of the function's code.
-    """
-    if not code_dir.is_dir():
-        raise DeployError(f"function code folder not found: {code_dir}")
-    entries = list(_package_files(code_dir, code_dir.name))
-    shared = code_dir.parent / SHARED_PACKAGE
-    if shared.is_dir():
-        entries += list(_package_files(shared, SHARED_PACKAGE))
-    if dependencies_dir is None:
-        return _zip(entries)
-    digest = hashlib.sha256()
-    for name, path in entries:
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    cached = dependencies_dir.with_name(f"{dependencies_dir.name}-zips") / f"{digest.hexdigest()[:24]}.zip"
-    if cached.is_file():
-        return cached.read_bytes()
-    entries += [
-        (name, path)
-        for name, path in _package_files(dependencies_dir, "")
-        if name.split("/", 1)[0] not in _SKIPPED_DEPENDENCY_ROOTS
-    ]
-    content = _zip(entries)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    staging = cached.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_bytes(content)
-    staging.replace(cached)
-    return content
+def function_runtimes(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> Runtime of every function of the template that names one (Globals applied)."""
+    runtimes: dict[str, str] = {}
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        if isinstance(resource, dict) and resource.get("Type") in FUNCTION_TYPES:
+            runtime = function_properties(template, logical_id).get("Runtime")
+            if isinstance(runtime, str):
+                runtimes[logical_id] = runtime
+    return runtimes
 
 
-def _zip(entries: list[tuple[str, Path]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, path in entries:
-            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
+# ---------------------------------------------------------------- what each resource builds
 
 
 def content_key(prefix: str, name: str, content: bytes, suffix: str) -> str:
@@ -95,98 +100,143 @@ def content_key(prefix: str, name: str, content: bytes, suffix: str) -> str:
     return f"{prefix}/{name}-{digest}{suffix}"
 
 
-def lambda_platform(template: dict[str, Any]) -> tuple[str, str]:
-    """The Python version and pip platform tag the template's functions run on (Globals)."""
-    function = template.get("Globals", {}).get("Function", {})
-    runtime = str(function.get("Runtime", ""))
-    architectures = function.get("Architectures") or ["x86_64"]
-    if not runtime.startswith("python3.") or len(architectures) != 1:
-        raise DeployError(
-            f"cannot tell the functions' platform from Globals.Function (Runtime {runtime!r}, "
-            f"Architectures {architectures!r})",
-            hint="set one pythonX.Y Runtime and one architecture under Globals.Function",
-        )
-    try:
-        platform = _PLATFORMS[architectures[0]]
-    except KeyError as error:
-        raise DeployError(f"unknown Lambda architecture {architectures[0]!r}") from error
-    return runtime.removeprefix("python"), platform
+def _is_local(value: Any) -> bool:
+    return isinstance(value, str) and not value.startswith("s3://")
 
 
-def dependencies_key(requirements: Path, python_version: str, platform: str) -> str:
-    """What a dependency build depends on, as a short hash (the cache key)."""
-    digest = hashlib.sha256()
-    for part in (requirements.read_bytes(), python_version.encode(), platform.encode()):
-        digest.update(part + b"\0")
-    return digest.hexdigest()[:16]
+def function_build(
+    template: dict[str, Any], logical_id: str, project_dir: Path, architecture: str | None = None
+) -> Build | Path | None:
+    """How a function's code is built: a Build, a ready .zip to upload, or None (nothing local).
 
-
-def pip_install_command(target: Path, requirements: Path, python_version: str, platform: str) -> list[str]:
-    """pip, installing wheels built for the Lambda platform (never this machine's) into ``target``."""
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",
-        "--target",
-        str(target),
-        "--platform",
-        platform,
-        "--implementation",
-        "cp",
-        "--python-version",
-        python_version,
-        "--only-binary=:all:",
-        "-r",
-        str(requirements),
-    ]
-
-
-def build_dependencies(
-    requirements: Path,
-    python_version: str,
-    platform: str,
-    cache_dir: Path,
-    *,
-    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
-) -> Path:
-    """A folder holding ``requirements`` built for a Lambda platform; cached by content hash.
-
-    For engines whose Lambdas run in real Lambda runtimes (LocalStack, AWS): the functions do
-    not see this project's venv there, so each zip must carry its dependencies.
+    What the sandbox cannot build is refused in one line naming the function and the way out.
     """
-    if not requirements.is_file():
-        raise DeployError(f"requirements file not found: {requirements}")
-    target = (
-        cache_dir
-        / f"dependencies-py{python_version}-{platform}-{dependencies_key(requirements, python_version, platform)}"
-    )
-    if (target / ".complete").is_file():
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = cache_dir / f".{target.name}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    result = run(
-        pip_install_command(staging, requirements, python_version, platform),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        details = "\n".join((result.stderr or result.stdout or "").strip().splitlines()[-8:])
+    resource = template["Resources"][logical_id]
+    properties = function_properties(template, logical_id)
+    key = FUNCTION_TYPES[resource["Type"]]
+    if properties.get("PackageType") == "Image":
         raise DeployError(
-            f"could not build the functions' dependencies for Python {python_version} on {platform}",
-            hint=f"pip needs to reach the package index for {requirements.name}; see pip's message below",
-            details=details,
+            f"{logical_id}: PackageType Image (a container image) is not built by the sandbox",
+            hint="package the function as a zip (CodeUri and Handler) to run it in the sandbox",
         )
-    (staging / ".complete").write_text(requirements.read_text())
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    return target
+    if "InlineCode" in properties:
+        return None
+    code = properties.get(
+        key, "." if key == "CodeUri" else None
+    )  # SAM's CodeUri defaults to the template's folder
+    if not isinstance(code, str) or code.startswith("s3://"):
+        return None
+    path = project_dir / code
+    if path.is_file() and path.suffix in (".zip", ".jar"):
+        return path
+    if not path.is_dir():
+        raise DeployError(
+            f"{logical_id}: {key} {code} does not exist (paths are relative to the template's folder)",
+            hint=f"create {code} or correct the function's {key}",
+        )
+    runtime = properties.get("Runtime")
+    metadata = resource.get("Metadata") or {}
+    method = metadata.get("BuildMethod")
+    hint = _UNBUILT_HINT.format(key=key, lid=logical_id)
+    if method is not None and method != runtime:
+        raise DeployError(
+            f"{logical_id}: Metadata BuildMethod {method} is not built by the sandbox", hint=hint
+        )
+    if not isinstance(runtime, str):
+        raise DeployError(
+            f"{logical_id} has no Runtime (nor one under Globals.Function)",
+            hint="add Runtime: python3.x or nodejsNN.x to the function or to Globals.Function",
+        )
+    if not (is_python(runtime) or is_node(runtime)):
+        raise DeployError(
+            f"{logical_id}: runtime {runtime} is not built by the sandbox (it builds python3.x and nodejs*)",
+            hint=hint,
+        )
+    architectures = properties.get("Architectures") or ["x86_64"]
+    return Build(path.resolve(), runtime, architecture or str(architectures[0]))
+
+
+def layer_build(
+    template: dict[str, Any], logical_id: str, project_dir: Path, architecture: str | None = None
+) -> Build | Path | None:
+    """How a layer's content is built: as it is, or by runtime with ``Metadata: BuildMethod``."""
+    resource = template["Resources"][logical_id]
+    properties = resource.get("Properties") or {}
+    key = _LAYER_TYPES[resource["Type"]]
+    content = properties.get(key)
+    if not isinstance(content, str) or content.startswith("s3://"):
+        return None
+    path = project_dir / content
+    if path.is_file() and path.suffix == ".zip":
+        return path
+    if not path.is_dir():
+        raise DeployError(
+            f"{logical_id}: {key} {content} does not exist (paths are relative to the template's folder)",
+            hint=f"create {content} or correct the layer's {key}",
+        )
+    metadata = resource.get("Metadata") or {}
+    method = metadata.get("BuildMethod") if resource["Type"] == "AWS::Serverless::LayerVersion" else None
+    compatible = properties.get("CompatibleArchitectures") or ["x86_64"]
+    arch = architecture or str(metadata.get("BuildArchitecture") or compatible[0])
+    if method is None:
+        return Build(path.resolve(), "", arch)
+    if isinstance(method, str) and is_python(method):
+        return Build(path.resolve(), method, arch, "python/")
+    if isinstance(method, str) and is_node(method):
+        return Build(path.resolve(), method, arch, "nodejs/")
+    raise DeployError(
+        f"{logical_id}: Metadata BuildMethod {method} is not built by the sandbox (it builds python3.x and nodejs*)",
+        hint=f"build the layer with `sam build` and point {key} at .aws-sam/build/{logical_id}",
+    )
+
+
+# ---------------------------------------------------------------- package_template
+
+
+@dataclass
+class _Packager:
+    """One packaging run: builds each distinct zip once and uploads each key once."""
+
+    project_dir: Path
+    bucket: str
+    upload: Upload
+    cache_dir: Path
+    python_version_for: Callable[[str], str] | None
+    notify: Notify
+    run: Run
+    _built: dict[Build | Path, str] = field(default_factory=dict)  # what was built -> its S3 key
+    _uploaded: set[str] = field(default_factory=set)
+
+    def put(self, key: str, content: bytes) -> str:
+        if key not in self._uploaded:
+            self.upload(key, content)
+            self._uploaded.add(key)
+        return key
+
+    def key_of(self, build: Build | Path, prefix: str, name: str) -> str:
+        """The S3 key of a build's zip, building it on first use (functions sharing code share it)."""
+        if build not in self._built:
+            if isinstance(build, Path):
+                content, suffix = build.read_bytes(), build.suffix
+            else:
+                version = None
+                if is_python(build.runtime) and self.python_version_for is not None:
+                    version = self.python_version_for(build.runtime)
+                content, suffix = build_zip(build, self.cache_dir, python_version=version, run=self.run,
+                                            notify=self.notify), ".zip"  # fmt: skip
+            self._built[build] = self.put(content_key(prefix, name, content, suffix), content)
+        return self._built[build]
+
+    def definition_key(self, prefix: str, logical_id: str, relative: str) -> str:
+        path = self.project_dir / relative
+        try:
+            content = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as error:
+            raise DeployError(
+                f"{logical_id}: definition file not found: {path}",
+                hint="correct the DefinitionUri (relative to the template's folder)",
+            ) from error
+        return self.put(content_key(prefix, logical_id, content, "".join(path.suffixes) or ".json"), content)
 
 
 def package_template(
@@ -195,31 +245,78 @@ def package_template(
     bucket: str,
     upload: Upload,
     *,
+    cache_dir: Path | None = None,
+    python_version_for: Callable[[str], str] | None = None,
+    architecture: str | None = None,
+    notify: Notify = lambda _: None,
+    run: Run = subprocess.run,
     dependencies_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The template with local CodeUri/DefinitionUri paths replaced by uploaded S3 artifacts.
+    """The template with its local artifacts built, uploaded and replaced by S3 locations.
 
-    ``dependencies_dir`` (from ``build_dependencies``) is added to every function's zip; leave
-    it out for engines that run the handlers on an interpreter that has them already.
+    ``python_version_for(runtime)`` is the Python a function's dependencies are installed for
+    (default: the runtime's own); ``architecture`` overrides every function's and layer's.
+    ``cache_dir`` holds installs and zips between runs (default: ``.sandbox/cache`` beside the
+    template). ``dependencies_dir`` is ignored: dependencies come from each code folder now (it
+    stays until every caller stops passing it).
     """
+    del dependencies_dir
+    packager = _Packager(project_dir, bucket, upload, cache_dir or project_dir / ".sandbox" / "cache",
+                         python_version_for, notify, run)  # fmt: skip
     packaged = copy.deepcopy(template)
-    for logical_id, resource in packaged.get("Resources", {}).items():
-        properties = resource.get("Properties", {})
-        kind = resource.get("Type")
-        if kind == "AWS::Serverless::Function" and isinstance(properties.get("CodeUri"), str):
-            if properties["CodeUri"].startswith("s3://"):
+    resources: dict[str, Any] = packaged.get("Resources") or {}
+    for logical_id, resource in resources.items():
+        kind = resource.get("Type") if isinstance(resource, dict) else None
+        properties = resource.setdefault("Properties", {}) if kind else {}
+        if kind in FUNCTION_TYPES:
+            build = function_build(packaged, logical_id, project_dir, architecture)
+            if build is None:
                 continue
-            content = build_function_zip(project_dir / properties["CodeUri"], dependencies_dir)
-            key = content_key("functions", logical_id, content, ".zip")
-            upload(key, content)
-            properties["CodeUri"] = f"s3://{bucket}/{key}"
-        elif kind == "AWS::Serverless::StateMachine" and isinstance(properties.get("DefinitionUri"), str):
-            path = project_dir / properties["DefinitionUri"]
-            try:
-                content = path.read_bytes()
-            except FileNotFoundError as error:
-                raise DeployError(f"state machine definition not found: {path}") from error
-            key = content_key("state_machines", logical_id, content, ".asl.json")
-            upload(key, content)
-            properties["DefinitionUri"] = {"Bucket": bucket, "Key": key}
+            name = build.name if isinstance(build, Path) else (build.source.name or logical_id)
+            key = packager.key_of(build, "functions", name)
+            if kind == "AWS::Serverless::Function":
+                properties["CodeUri"] = f"s3://{bucket}/{key}"
+            else:
+                properties["Code"] = {"S3Bucket": bucket, "S3Key": key}
+        elif kind in _LAYER_TYPES:
+            layer = layer_build(packaged, logical_id, project_dir, architecture)
+            if layer is None:
+                continue
+            key = packager.key_of(layer, "layers", logical_id)
+            if kind == "AWS::Serverless::LayerVersion":
+                properties["ContentUri"] = f"s3://{bucket}/{key}"
+            else:
+                properties["Content"] = {"S3Bucket": bucket, "S3Key": key}
+        elif kind in _DEFINITION_TYPES:
+            prop, bucket_field, key_field = _DEFINITION_TYPES[kind]
+            if _is_local(properties.get(prop)):
+                folder = _DEFINITION_FOLDERS.get(kind, "state_machines")
+                key = packager.definition_key(folder, logical_id, properties[prop])
+                properties[prop] = {bucket_field: bucket, key_field: key}
+    # Every function that inherited a local Globals CodeUri now names its own upload.
+    function_globals = (packaged.get("Globals") or {}).get("Function") or {}
+    if _is_local(function_globals.get("CodeUri")):
+        del function_globals["CodeUri"]
     return packaged
+
+
+# ---------------------------------------------------------------- kept for callers not yet moved
+
+
+_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+
+
+def lambda_platform(template: dict[str, Any]) -> tuple[str, str]:
+    """The Python version and pip platform tag of Globals.Function (callers moving to the builder)."""
+    function = template.get("Globals", {}).get("Function", {})
+    runtime = str(function.get("Runtime", ""))
+    architectures = function.get("Architectures") or ["x86_64"]
+    if not runtime.startswith("python3.") or len(architectures) != 1 or architectures[0] not in _PLATFORMS:
+        raise DeployError(f"cannot tell the functions' platform from Globals.Function (Runtime {runtime!r})")
+    return runtime.removeprefix("python"), _PLATFORMS[architectures[0]]
+
+
+def build_dependencies(requirements: Path, python_version: str, platform: str, cache_dir: Path) -> Path:
+    """``requirements`` installed for a Lambda platform (callers moving to the builder)."""
+    architecture = next(arch for arch, tag in _PLATFORMS.items() if tag == platform)
+    return install_python_requirements(requirements, python_version, architecture, cache_dir)

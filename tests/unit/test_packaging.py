@@ -1,204 +1,115 @@
-"""Packaging: deterministic function zips and a template that names uploaded S3 artifacts."""
+"""Packaging: templates read as CloudFormation reads them, artifacts built as sam build builds them."""
 
 from __future__ import annotations
 
 import copy
 import io
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox.errors import DeployError
-from sandbox.packaging import (
-    build_dependencies,
-    build_function_zip,
-    content_key,
-    lambda_platform,
-    load_template,
-    package_template,
-)
+from sandbox.packaging import content_key, function_runtimes, load_template, package_template
 
 
 def names_in(content: bytes) -> list[str]:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        assert archive.testzip() is None
         return archive.namelist()
 
 
-@pytest.fixture
-def services(tmp_path: Path) -> Path:
-    """A small services tree with compiled-file litter in it."""
-    root = tmp_path / "services"
-    for relative, text in {
-        "fn/__init__.py": "",
-        "fn/handler.py": "def lambda_handler(event, context):\n    return event\n",
-        "fn/__pycache__/handler.cpython-311.pyc": "compiled",
-        "fn/stale.pyc": "compiled",
-        "shared/__init__.py": "",
-        "shared/faults.py": "X = 1\n",
-        "shared/__pycache__/faults.cpython-311.pyc": "compiled",
-        "other/handler.py": "not shipped with fn\n",
-    }.items():
+def write(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
 
 
-def test_zip_holds_the_function_and_shared_packages_only(services: Path) -> None:
-    names = names_in(build_function_zip(services / "fn"))
-    assert sorted(names) == ["fn/__init__.py", "fn/handler.py", "shared/__init__.py", "shared/faults.py"]
+class FakePip:
+    """Stands in for pip: writes one package into --target, and counts its runs."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        self.calls.append(command)
+        write(Path(command[command.index("--target") + 1]), {"pydantic/__init__.py": ""})
+        return subprocess.CompletedProcess(command, 0, "", "")
 
 
-def test_zip_is_byte_for_byte_deterministic(services: Path) -> None:
-    # GIVEN the same code zipped twice, the second time with newer mtimes
-    first = build_function_zip(services / "fn")
-    (services / "fn" / "handler.py").touch()
-    second = build_function_zip(services / "fn")
-    # THEN the bytes (and so the content key) are identical
-    assert first == second
-    assert content_key("functions", "Fn", first, ".zip") == content_key("functions", "Fn", second, ".zip")
+class Packaged:
+    """One package_template run on a template: the result and what was uploaded."""
+
+    def __init__(self, template: dict[str, Any], project_dir: Path, **options: Any):
+        self.uploads: dict[str, bytes] = {}
+        self.upload_calls = 0
+        self.pip = FakePip()
+
+        def upload(key: str, content: bytes) -> None:
+            self.upload_calls += 1
+            self.uploads[key] = content
+
+        options.setdefault("cache_dir", project_dir / ".cache")
+        self.template = package_template(template, project_dir, "bucket", upload, run=self.pip, **options)
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        return dict(self.template["Resources"][logical_id]["Properties"])
+
+    def zip_of(self, uri: str) -> list[str]:
+        return names_in(self.uploads[uri.removeprefix("s3://bucket/")])
 
 
-def test_zip_changes_when_the_code_does(services: Path) -> None:
-    before = build_function_zip(services / "fn")
-    (services / "shared" / "faults.py").write_text("X = 2\n")
-    after = build_function_zip(services / "fn")
-    assert before != after
-    assert content_key("functions", "Fn", before, ".zip") != content_key("functions", "Fn", after, ".zip")
+def sam(resources: dict[str, Any], **globals_function: Any) -> dict[str, Any]:
+    template: dict[str, Any] = {"Transform": "AWS::Serverless-2016-10-31", "Resources": resources}
+    if globals_function:
+        template["Globals"] = {"Function": globals_function}
+    return template
 
 
-def test_zip_of_a_real_function_ships_its_handler_and_the_shared_package(project_dir: Path) -> None:
-    code_dir = project_dir / "services" / "inventory"
-    content = build_function_zip(code_dir)
-    names = names_in(content)
-    assert "inventory/handler.py" in names
-    assert "inventory/stock.py" in names
-    assert "shared/faults.py" in names
-    assert "shared/errors.py" in names
-    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
-    assert content == build_function_zip(code_dir)
-
-
-def test_zip_of_a_missing_folder_is_a_deploy_error(tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="function code folder not found"):
-        build_function_zip(tmp_path / "nope")
-
-
-def test_content_key_shape() -> None:
-    key = content_key("functions", "InventoryFunction", b"abc", ".zip")
-    assert key.startswith("functions/InventoryFunction-")
-    assert key.endswith(".zip")
-    assert len(key.removeprefix("functions/InventoryFunction-").removesuffix(".zip")) == 16
-
-
-def test_zip_skips_by_file_not_by_an_ancestor_folder_name(tmp_path: Path) -> None:
-    # GIVEN a project checked out under a folder named like "tools.pycon"
-    code_dir = tmp_path / "tools.pycon" / "services" / "fn"
-    code_dir.mkdir(parents=True)
-    (code_dir / "handler.py").write_text("X = 1\n")
-    # THEN the handler is still packaged
-    assert "fn/handler.py" in names_in(build_function_zip(code_dir))
-
-
-# ---------------------------------------------------------------- package_template
+def function(**properties: Any) -> dict[str, Any]:
+    return {"Type": "AWS::Serverless::Function", "Properties": properties}
 
 
 @pytest.fixture
-def packaged(template: dict[str, Any], project_dir: Path) -> tuple[dict[str, Any], dict[str, Any], list]:
-    original = copy.deepcopy(template)
-    uploads: list[tuple[str, bytes]] = []
-    result = package_template(template, project_dir, "bucket", lambda key, body: uploads.append((key, body)))
-    return original, result, uploads
+def project(tmp_path: Path) -> Path:
+    """A standard SAM project: payments/ with its requirements, shipping/, a python/ layer."""
+    return write(tmp_path, {
+        "payments/charge.py": "def lambda_handler(event, context):\n    return 1\n",
+        "payments/refund.py": "def lambda_handler(event, context):\n    return 2\n",
+        "payments/requirements.txt": "pydantic==2.13.5\n",
+        "shipping/ship.py": "def lambda_handler(event, context):\n    return 3\n",
+        "layers/helpers/python/helpers.py": "X = 1\n",
+        "layers/built/helpers2.py": "Y = 1\n",
+        "layers/built/requirements.txt": "pydantic\n",
+        "saga.asl.json": '{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}',
+        "api.yaml": "openapi: 3.0.1\n",
+    })  # fmt: skip
 
 
-def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+# ---------------------------------------------------------------- reading templates
 
 
-def test_every_function_code_uri_becomes_an_uploaded_zip(packaged: Any) -> None:
-    _, result, uploads = packaged
-    functions = resources_of(result, "AWS::Serverless::Function")
-    assert len(functions) == 7
-    uploaded = dict(uploads)
-    for logical_id, resource in functions.items():
-        uri = resource["Properties"]["CodeUri"]
-        assert uri.startswith(f"s3://bucket/functions/{logical_id}-"), uri
-        assert uri.endswith(".zip")
-        key = uri.removeprefix("s3://bucket/")
-        assert key in uploaded
-        assert names_in(uploaded[key])
-
-
-def test_state_machine_definition_becomes_a_bucket_and_key(packaged: Any, project_dir: Path) -> None:
-    _, result, uploads = packaged
-    (machine,) = resources_of(result, "AWS::Serverless::StateMachine").values()
-    location = machine["Properties"]["DefinitionUri"]
-    assert location["Bucket"] == "bucket"
-    assert location["Key"].startswith("state_machines/OrderSagaStateMachine-")
-    assert location["Key"].endswith(".asl.json")
-    assert dict(uploads)[location["Key"]] == (project_dir / "state_machines/order_saga.asl.json").read_bytes()
-    # AND the substitutions stay for CloudFormation to resolve
-    assert set(machine["Properties"]["DefinitionSubstitutions"]) == {
-        "InventoryFunctionArn",
-        "PaymentFunctionArn",
-        "ShippingFunctionArn",
-        "OrderStatusFunctionArn",
-    }
-
-
-def test_upload_is_called_once_per_artifact(packaged: Any) -> None:
-    _, result, uploads = packaged
-    artifacts = len(resources_of(result, "AWS::Serverless::Function")) + len(
-        resources_of(result, "AWS::Serverless::StateMachine")
+def test_unquoted_dates_stay_strings_as_cloudformation_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        "AWSTemplateFormatVersion: 2010-09-09\n"
+        "Resources:\n  P:\n    Type: AWS::IAM::ManagedPolicy\n    Properties:\n"
+        "      PolicyDocument: {Version: 2012-10-17, Statement: []}\n"
+        "      Arn: !GetAtt Fn.Arn\n      Name: !Sub '${AWS::StackName}-p'\n      Count: 3\n"
     )
-    assert len(uploads) == artifacts == 8
-    assert len({key for key, _ in uploads}) == 8
-
-
-def test_package_template_does_not_mutate_its_input(packaged: Any, template: dict[str, Any]) -> None:
-    original, result, _ = packaged
-    assert template == original
-    assert template["Resources"]["InventoryFunction"]["Properties"]["CodeUri"] == "services/inventory"
-    assert result is not template
-    # everything but the artifact locations is unchanged
-    for name, resource in original["Resources"].items():
-        if resource["Type"] not in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
-            assert result["Resources"][name] == resource
-
-
-def test_packaging_twice_gives_the_same_keys(template: dict[str, Any], project_dir: Path) -> None:
-    keys: list[list[str]] = [[], []]
-    for uploads in keys:
-        package_template(template, project_dir, "b", lambda key, body, into=uploads: into.append(key))
-    assert keys[0] == keys[1]
-
-
-def test_already_uploaded_code_is_left_alone(tmp_path: Path) -> None:
-    template = {
-        "Resources": {
-            "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "s3://other/fn.zip"}}
-        }
-    }
-    uploads: list[str] = []
-    result = package_template(template, tmp_path, "bucket", lambda key, body: uploads.append(key))
-    assert result == template
-    assert uploads == []
-
-
-def test_missing_state_machine_definition_is_a_deploy_error(tmp_path: Path) -> None:
-    template = {
-        "Resources": {
-            "Saga": {
-                "Type": "AWS::Serverless::StateMachine",
-                "Properties": {"DefinitionUri": "missing.asl.json"},
-            }
-        }
-    }
-    with pytest.raises(DeployError, match="state machine definition not found"):
-        package_template(template, tmp_path, "bucket", lambda key, body: None)
+    template = load_template(path)
+    assert template["AWSTemplateFormatVersion"] == "2010-09-09"
+    properties = template["Resources"]["P"]["Properties"]
+    assert properties["PolicyDocument"]["Version"] == "2012-10-17"
+    assert properties["Arn"] == {"Fn::GetAtt": ["Fn", "Arn"]}
+    assert properties["Name"] == {"Fn::Sub": "${AWS::StackName}-p"}
+    assert properties["Count"] == 3
+    # AND PyYAML's shared loader is left as other code expects it
+    assert not isinstance(yaml.safe_load("d: 2010-09-09")["d"], str)
 
 
 def test_load_template_expands_short_form_intrinsics(template: dict[str, Any]) -> None:
@@ -206,184 +117,245 @@ def test_load_template_expands_short_form_intrinsics(template: dict[str, Any]) -
     assert env["INVENTORY_TABLE"] == {"Ref": "InventoryTable"}
 
 
-def test_load_template_errors_are_deploy_errors(tmp_path: Path) -> None:
+def test_a_json_template_is_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "template.json"
+    path.write_text('{\n\t"AWSTemplateFormatVersion": "2010-09-09", "Resources": {}}')
+    assert load_template(path)["Resources"] == {}
+
+
+def test_load_template_errors_are_one_line_deploy_errors_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="template not found"):
         load_template(tmp_path / "template.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("Resources: [unclosed\n")
-    with pytest.raises(DeployError, match=r"broken\.yaml is not valid YAML"):
+    with pytest.raises(DeployError, match=r"broken\.yaml is not valid YAML") as caught:
         load_template(broken)
+    assert "\n" not in str(caught.value)
+    (tmp_path / "list.yaml").write_text("- a\n")
+    with pytest.raises(DeployError, match=r"list\.yaml is not a template"):
+        load_template(tmp_path / "list.yaml")
 
 
-# ---------------------------------------------------------------- dependencies for Lambda runtimes
-
-
-def fake_pip(calls: list[list[str]], files: dict[str, str]) -> Any:
-    """Stands in for `pip install --target`: writes ``files`` into the target folder."""
-    import subprocess
-
-    def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        calls.append(command)
-        target = Path(command[command.index("--target") + 1])
-        for relative, text in files.items():
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            (target / relative).write_text(text)
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    return run
-
-
-@pytest.fixture
-def requirements(tmp_path: Path) -> Path:
-    path = tmp_path / "requirements.txt"
-    path.write_text("pydantic==2.13.5\n")
-    return path
-
-
-def test_dependencies_are_built_for_the_lambda_platform_not_this_machine(
-    requirements: Path, tmp_path: Path
-) -> None:
-    calls: list[list[str]] = []
-    folder = build_dependencies(
-        requirements,
-        "3.11",
-        "manylinux2014_x86_64",
-        tmp_path / "cache",
-        run=fake_pip(calls, {"pydantic/__init__.py": ""}),
+def test_function_runtimes_apply_globals() -> None:
+    template = sam(
+        {
+            "Inherits": function(CodeUri="a/"),
+            "Own": function(CodeUri="a/", Runtime="nodejs20.x"),
+            "Plain": {"Type": "AWS::Lambda::Function", "Properties": {"Runtime": "python3.13"}},
+            "Image": function(PackageType="Image", ImageUri="x"),
+            "Table": {"Type": "AWS::DynamoDB::Table"},
+        },
+        Runtime="python3.12",
     )
-    (command,) = calls
-    assert command[1:4] == ["-m", "pip", "install"]
-    flags = " ".join(command)
-    assert "--platform manylinux2014_x86_64" in flags
-    assert "--implementation cp" in flags
-    assert "--python-version 3.11" in flags
-    assert "--only-binary=:all:" in flags
-    assert f"-r {requirements}" in flags
-    assert (folder / "pydantic" / "__init__.py").is_file()
-    assert "py3.11-manylinux2014_x86_64" in folder.name
+    template["Resources"]["Image"]["Properties"]["Runtime"] = None
+    assert function_runtimes(template) == {
+        "Inherits": "python3.12",
+        "Own": "nodejs20.x",
+        "Plain": "python3.13",
+    }
 
 
-def test_a_second_build_is_a_cache_hit_until_the_requirements_change(
-    requirements: Path, tmp_path: Path
-) -> None:
-    calls: list[list[str]] = []
-    run = fake_pip(calls, {"pydantic/__init__.py": ""})
-    first = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
-    again = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
-    assert again == first
-    assert len(calls) == 1
-    requirements.write_text("pydantic==2.13.4\n")
-    changed = build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=run)
-    assert changed != first
-    assert len(calls) == 2
-    other_python = build_dependencies(
-        requirements, "3.13", "manylinux2014_x86_64", tmp_path / "cache", run=run
-    )
-    assert other_python != changed
+# ---------------------------------------------------------------- functions
 
 
-def test_a_failed_pip_is_a_deploy_error_with_pips_message(requirements: Path, tmp_path: Path) -> None:
-    import subprocess
-
-    def failing(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.CompletedProcess(
-            command, 1, "", "ERROR: No matching distribution found for pydantic"
-        )
-
-    with pytest.raises(DeployError, match=r"dependencies for Python 3\.11") as caught:
-        build_dependencies(requirements, "3.11", "manylinux2014_x86_64", tmp_path / "cache", run=failing)
-    assert "No matching distribution" in str(caught.value.details)
-    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left to be mistaken for a hit
+def test_a_function_zip_holds_its_code_uri_contents_at_the_root_and_its_requirements(project: Path) -> None:
+    # GIVEN CodeUri: payments/ and Handler: charge.lambda_handler, as sam init writes them
+    template = sam({"Charge": function(CodeUri="payments/", Handler="charge.lambda_handler")},
+                   Runtime="python3.12")  # fmt: skip
+    packaged = Packaged(template, project)
+    uri = packaged.properties("Charge")["CodeUri"]
+    # THEN the zip has charge.py at its root and pydantic beside it
+    assert uri.startswith("s3://bucket/functions/payments-") and uri.endswith(".zip")
+    assert {"charge.py", "refund.py", "requirements.txt", "pydantic/__init__.py"} <= set(packaged.zip_of(uri))
+    assert not [name for name in packaged.zip_of(uri) if name.startswith(("payments/", ".cache"))]
 
 
-def test_zip_with_dependencies_puts_them_at_the_root(services: Path, tmp_path: Path) -> None:
-    deps = tmp_path / "deps"
-    for relative in ("pydantic/__init__.py", "pydantic-2.dist-info/METADATA", "bin/some-script", ".complete"):
-        (deps / relative).parent.mkdir(parents=True, exist_ok=True)
-        (deps / relative).write_text("x")
-    names = names_in(build_function_zip(services / "fn", deps))
-    assert "pydantic/__init__.py" in names
-    assert "pydantic-2.dist-info/METADATA" in names
-    assert "fn/handler.py" in names and "shared/faults.py" in names
-    assert not [name for name in names if name.startswith(("bin/", ".complete"))]
-    assert build_function_zip(services / "fn", deps) == build_function_zip(services / "fn", deps)
+def test_a_second_package_installs_nothing(project: Path) -> None:
+    template = sam({"Charge": function(CodeUri="payments/")}, Runtime="python3.12")
+    first = Packaged(template, project)
+    second = Packaged(template, project)
+    assert len(first.pip.calls) == 1 and second.pip.calls == []
+    assert first.uploads == second.uploads
 
 
-def test_package_template_without_dependencies_ships_none(
-    template: dict[str, Any], project_dir: Path
-) -> None:
-    uploads: list[tuple[str, bytes]] = []
-    package_template(template, project_dir, "b", lambda key, body: uploads.append((key, body)))
-    for key, body in uploads:
-        if key.endswith(".zip"):
-            assert not [
-                name for name in names_in(body) if name.startswith(("pydantic", "aws_lambda_powertools"))
-            ]
+def test_functions_sharing_code_build_once_and_upload_once(project: Path) -> None:
+    template = sam({
+        "Charge": function(CodeUri="payments/", Handler="charge.lambda_handler"),
+        "Refund": function(CodeUri="payments", Handler="refund.lambda_handler"),
+        "Ship": function(CodeUri="shipping/", Handler="ship.lambda_handler"),
+    }, Runtime="python3.12")  # fmt: skip
+    packaged = Packaged(template, project)
+    assert packaged.properties("Charge")["CodeUri"] == packaged.properties("Refund")["CodeUri"]
+    assert packaged.properties("Ship")["CodeUri"] != packaged.properties("Charge")["CodeUri"]
+    assert len(packaged.pip.calls) == 1
+    assert packaged.upload_calls == len(packaged.uploads) == 2
+    assert packaged.zip_of(packaged.properties("Ship")["CodeUri"]) == ["ship.py"]
 
 
-def test_package_template_with_dependencies_ships_them_in_every_function(
-    template: dict[str, Any], project_dir: Path, tmp_path: Path
-) -> None:
-    deps = tmp_path / "deps"
-    (deps / "pydantic").mkdir(parents=True)
-    (deps / "pydantic" / "__init__.py").write_text("")
-    uploads: list[tuple[str, bytes]] = []
-    package_template(
-        template, project_dir, "b", lambda key, body: uploads.append((key, body)), dependencies_dir=deps
-    )
-    zips = [body for key, body in uploads if key.endswith(".zip")]
-    assert len(zips) == 7
-    assert all("pydantic/__init__.py" in names_in(body) for body in zips)
+def test_code_uri_handler_runtime_and_architectures_inherit_from_globals(project: Path) -> None:
+    template = sam({"Charge": function()}, Runtime="python3.12", CodeUri="payments/",
+                   Handler="charge.lambda_handler", Architectures=["arm64"])  # fmt: skip
+    packaged = Packaged(template, project)
+    assert "charge.py" in packaged.zip_of(packaged.properties("Charge")["CodeUri"])
+    assert "manylinux2014_aarch64" in packaged.pip.calls[0] and "3.12" in packaged.pip.calls[0]
+    # AND the local Globals CodeUri is gone: each function names its upload
+    assert "CodeUri" not in packaged.template["Globals"]["Function"]
 
 
-def test_lambda_platform_comes_from_the_templates_globals(template: dict[str, Any]) -> None:
-    assert lambda_platform(template) == ("3.11", "manylinux2014_x86_64")
-    arm = {"Globals": {"Function": {"Runtime": "python3.13", "Architectures": ["arm64"]}}}
-    assert lambda_platform(arm) == ("3.13", "manylinux2014_aarch64")
-    with pytest.raises(DeployError, match="cannot tell the functions' platform"):
-        lambda_platform({"Globals": {"Function": {"Runtime": "nodejs20.x"}}})
+def test_the_python_version_and_architecture_can_be_chosen_for_where_it_runs(project: Path) -> None:
+    template = sam({"Charge": function(CodeUri="payments/", Architectures=["arm64"])}, Runtime="python3.12")
+    packaged = Packaged(template, project, python_version_for=lambda runtime: "3.11", architecture="x86_64")
+    flags = " ".join(packaged.pip.calls[0])
+    assert "--python-version 3.11" in flags and "manylinux2014_x86_64" in flags
+
+
+def test_what_is_not_local_passes_through_unchanged(project: Path) -> None:
+    template = sam({
+        "Inline": function(InlineCode="def h(e, c): pass", Handler="index.h"),
+        "Uploaded": function(CodeUri="s3://other/fn.zip"),
+        "Located": function(CodeUri={"Bucket": "b", "Key": "k"}),
+    }, Runtime="python3.12", CodeUri="payments/")  # fmt: skip
+    original = copy.deepcopy(template)
+    packaged = Packaged(template, project)
+    assert template == original  # the input is not mutated
+    for logical_id in ("Inline", "Uploaded", "Located"):
+        assert packaged.properties(logical_id) == original["Resources"][logical_id]["Properties"]
+    assert packaged.uploads == {}
+
+
+def test_a_ready_zip_is_uploaded_as_it_is(project: Path) -> None:
+    (project / "dist.zip").write_bytes(b"PK-a-zip")
+    packaged = Packaged(sam({"Fn": function(CodeUri="dist.zip", Runtime="java21")}), project)
+    (key,) = packaged.uploads
+    assert packaged.uploads[key] == b"PK-a-zip" and key.endswith(".zip")
+
+
+def test_a_plain_lambda_function_is_built_too(project: Path) -> None:
+    template = {"Resources": {"Fn": {"Type": "AWS::Lambda::Function",
+                                     "Properties": {"Code": "shipping", "Runtime": "python3.12"}}}}  # fmt: skip
+    packaged = Packaged(template, project)
+    code = packaged.properties("Fn")["Code"]
+    assert code["S3Bucket"] == "bucket"
+    assert names_in(packaged.uploads[code["S3Key"]]) == ["ship.py"]
 
 
 @pytest.mark.parametrize(
-    ("engine", "has_dependencies"), [("embedded", False), ("ministack-docker", False), ("localstack", True)]
-)
-def test_only_lambda_runtime_engines_get_dependencies_in_their_zips(
-    engine: str,
-    has_dependencies: bool,
-    template: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    ("resource", "message"),
+    [
+        (function(CodeUri="payments/", Runtime="java21"), r"Fn: runtime java21 is not built by the sandbox"),
+        (function(CodeUri="payments/", Runtime="provided.al2023"), r"Fn: runtime provided\.al2023 is not built"),
+        (function(CodeUri="missing/", Runtime="python3.12"), r"Fn: CodeUri missing/ does not exist"),
+        (function(CodeUri="payments/"), r"Fn has no Runtime"),
+        (function(PackageType="Image", ImageUri="repo:tag"), r"Fn: PackageType Image .* is not built"),
+        ({**function(CodeUri="payments/", Runtime="nodejs20.x"), "Metadata": {"BuildMethod": "esbuild"}},
+         r"Fn: Metadata BuildMethod esbuild is not built by the sandbox"),
+        ({**function(CodeUri="payments/", Runtime="python3.12"), "Metadata": {"BuildMethod": "makefile"}},
+         r"Fn: Metadata BuildMethod makefile is not built by the sandbox"),
+    ],
+)  # fmt: skip
+def test_what_the_sandbox_cannot_build_is_one_line_naming_the_function(
+    project: Path, resource: dict[str, Any], message: str
 ) -> None:
-    # MiniStack (embedded or in Docker) runs handlers on its own Python 3.11, which has them;
-    # cp312 wheels in its zips would shadow them and fail to import.
-    from sandbox import targets
-    from sandbox.settings import Settings
-
-    built: list[tuple[str, str]] = []
-
-    def fake_build(requirements: Path, python_version: str, platform: str, cache_dir: Path) -> Path:
-        built.append((python_version, platform))
-        assert requirements.name == "requirements.txt" and cache_dir == settings.cache_dir
-        return tmp_path / "deps"
-
-    monkeypatch.setattr(targets, "build_dependencies", fake_build)
-    settings = Settings.load(state_dir=tmp_path, engine=engine)
-    result = targets.function_dependencies(settings, engine, template)
-    assert (result is not None) == has_dependencies
-    assert built == ([("3.11", "manylinux2014_x86_64")] if has_dependencies else [])
+    with pytest.raises(DeployError, match=message) as caught:
+        Packaged(sam({"Fn": resource}), project)
+    assert "\n" not in str(caught.value) and caught.value.hint
 
 
-def test_zips_with_dependencies_are_reused_until_the_code_changes(services: Path, tmp_path: Path) -> None:
-    # GIVEN a dependency build and a zip made with it
-    deps = tmp_path / "deps"
-    (deps / "pydantic").mkdir(parents=True)
-    (deps / "pydantic" / "__init__.py").write_text("")
-    first = build_function_zip(services / "fn", deps)
-    # WHEN the same code is zipped again THEN the kept zip is returned as it was
-    (cached,) = (tmp_path / "deps-zips").iterdir()
-    assert build_function_zip(services / "fn", deps) == first == cached.read_bytes()
-    # AND a change to the code makes a new zip
-    (services / "fn" / "handler.py").write_text("X = 2\n")
-    changed = build_function_zip(services / "fn", deps)
-    assert changed != first
-    assert len(list((tmp_path / "deps-zips").iterdir())) == 2
+def test_a_build_method_naming_the_runtime_builds_as_usual(project: Path) -> None:
+    resource = {
+        **function(CodeUri="shipping/", Runtime="python3.12"),
+        "Metadata": {"BuildMethod": "python3.12"},
+    }
+    packaged = Packaged(sam({"Fn": resource}), project)
+    assert packaged.zip_of(packaged.properties("Fn")["CodeUri"]) == ["ship.py"]
+
+
+# ---------------------------------------------------------------- layers and definitions
+
+
+def test_a_layer_is_zipped_as_it_is_and_with_a_build_method_built_under_python(project: Path) -> None:
+    template = sam({
+        "Helpers": {"Type": "AWS::Serverless::LayerVersion", "Properties": {"ContentUri": "layers/helpers/"}},
+        "Built": {"Type": "AWS::Serverless::LayerVersion", "Properties": {"ContentUri": "layers/built"},
+                  "Metadata": {"BuildMethod": "python3.12"}},
+        "Plain": {"Type": "AWS::Lambda::LayerVersion", "Properties": {"Content": "layers/helpers"}},
+        "Fn": function(CodeUri="shipping/", Runtime="python3.12", Layers=[{"Ref": "Helpers"}]),
+    })  # fmt: skip
+    packaged = Packaged(template, project)
+    helpers = packaged.properties("Helpers")["ContentUri"]
+    assert helpers.startswith("s3://bucket/layers/Helpers-")
+    assert packaged.zip_of(helpers) == ["python/helpers.py"]
+    assert set(packaged.zip_of(packaged.properties("Built")["ContentUri"])) == {
+        "python/helpers2.py", "python/requirements.txt", "python/pydantic/__init__.py"
+    }  # fmt: skip
+    plain = packaged.properties("Plain")["Content"]
+    assert (
+        names_in(packaged.uploads[plain["S3Key"]]) == ["python/helpers.py"] and plain["S3Bucket"] == "bucket"
+    )
+    assert packaged.properties("Fn")["Layers"] == [{"Ref": "Helpers"}]
+
+
+def test_a_layer_build_method_the_sandbox_cannot_build_is_refused(project: Path) -> None:
+    layer = {"Type": "AWS::Serverless::LayerVersion", "Properties": {"ContentUri": "layers/built"},
+             "Metadata": {"BuildMethod": "makefile"}}  # fmt: skip
+    with pytest.raises(DeployError, match="Layer: Metadata BuildMethod makefile is not built"):
+        Packaged(sam({"Layer": layer}), project)
+
+
+def test_definitions_become_bucket_and_key(project: Path) -> None:
+    template = sam({
+        "Saga": {"Type": "AWS::Serverless::StateMachine", "Properties": {"DefinitionUri": "saga.asl.json"}},
+        "Api": {"Type": "AWS::Serverless::Api", "Properties": {"DefinitionUri": "api.yaml"}},
+        "Plain": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {"DefinitionS3Location": "saga.asl.json"}},
+    })  # fmt: skip
+    packaged = Packaged(template, project)
+    saga = packaged.properties("Saga")["DefinitionUri"]
+    assert saga["Bucket"] == "bucket" and saga["Key"].startswith("state_machines/Saga-")
+    assert saga["Key"].endswith(".asl.json")
+    assert packaged.uploads[saga["Key"]] == (project / "saga.asl.json").read_bytes()
+    api = packaged.properties("Api")["DefinitionUri"]
+    assert api["Key"].startswith("apis/Api-") and api["Key"].endswith(".yaml")
+    assert packaged.properties("Plain")["DefinitionS3Location"]["Key"].startswith("state_machines/Plain-")
+
+
+def test_a_missing_definition_is_a_deploy_error(tmp_path: Path) -> None:
+    template = sam(
+        {"Saga": {"Type": "AWS::Serverless::StateMachine", "Properties": {"DefinitionUri": "x.json"}}}
+    )
+    with pytest.raises(DeployError, match="Saga: definition file not found"):
+        Packaged(template, tmp_path)
+
+
+def test_content_key_shape() -> None:
+    key = content_key("functions", "payments", b"abc", ".zip")
+    assert key.startswith("functions/payments-") and key.endswith(".zip")
+    assert len(key.removeprefix("functions/payments-").removesuffix(".zip")) == 16
+
+
+# ---------------------------------------------------------------- the demo, built the same way
+
+
+def test_the_demos_seven_functions_share_one_build_of_services(
+    template: dict[str, Any], project_dir: Path, tmp_path: Path
+) -> None:
+    packaged = Packaged(template, project_dir, cache_dir=tmp_path / "cache")
+    functions = {lid: r for lid, r in packaged.template["Resources"].items()
+                 if r["Type"] == "AWS::Serverless::Function"}  # fmt: skip
+    assert len(functions) == 7
+    (uri,) = {r["Properties"]["CodeUri"] for r in functions.values()}
+    names = packaged.zip_of(uri)
+    # Each Handler (order_api.handler.lambda_handler, ...) and the shared package import from the root.
+    for resource in functions.values():
+        module = resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        assert f"{module.replace('.', '/')}.py" in names
+    assert "shared/faults.py" in names and "pydantic/__init__.py" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    (command,) = packaged.pip.calls
+    assert f"-r {project_dir / 'services' / 'requirements.txt'}" in " ".join(command)
+    # AND the state machine's substitutions stay for CloudFormation to resolve
+    (machine,) = [
+        r for r in packaged.template["Resources"].values() if r["Type"] == "AWS::Serverless::StateMachine"
+    ]
+    assert machine["Properties"]["DefinitionUri"]["Key"].startswith("state_machines/OrderSagaStateMachine-")
+    assert "PaymentFunctionArn" in machine["Properties"]["DefinitionSubstitutions"]
+    assert packaged.upload_calls == 2
