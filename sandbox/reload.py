@@ -1,8 +1,10 @@
 """Hot reload: on save, push only what changed to the running engine (the fast path).
 
-Function code goes in by UpdateFunctionCode and the state machine by UpdateStateMachine,
-straight to the resources the stack created; a full `sandbox deploy --target local` remains the
-way to apply template changes.
+What is watched is what the template names: each function's ``CodeUri`` folder and each state
+machine's ``DefinitionUri`` file. A saved file rebuilds the functions whose code folder holds it
+(through the same builder and cache as a deploy, so a changed ``requirements.txt`` reinstalls)
+and pushes UpdateFunctionCode to each; a saved definition pushes UpdateStateMachine. A full
+`sandbox up` remains the way to apply template changes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from watchfiles import watch
 
-from sandbox.packaging import SHARED_PACKAGE, build_function_zip, load_template
+from sandbox.build import Build, build_zip, is_python, is_skipped_path
+from sandbox.errors import DeployError
+from sandbox.packaging import FUNCTION_TYPES, function_build, load_template
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
-from sandbox.targets import function_dependencies
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_lambda.type_defs import WaiterConfigTypeDef
     from mypy_boto3_stepfunctions import SFNClient
@@ -41,56 +45,93 @@ class Update:
 
 @dataclass(frozen=True)
 class ReloadPlan:
-    """What each watched path feeds: function folders and the state machine definition."""
+    """What each watched path feeds: function builds and state machine definitions."""
 
-    functions: dict[str, str]  # code folder (relative) -> logical id
-    state_machine: tuple[str, str] | None  # (definition path, logical id)
-    substitutions: dict[str, str]  # ${Name} -> logical id of the function whose ARN it is
+    builds: dict[str, Build]  # function logical id -> how its code is built
+    definitions: dict[str, str]  # state machine logical id -> its definition file (relative)
+    substitutions: dict[str, dict[str, Any]]  # state machine logical id -> DefinitionSubstitutions
+    project_dir: Path
 
     @classmethod
-    def from_template(cls, template: dict[str, Any]) -> ReloadPlan:
-        functions: dict[str, str] = {}
-        state_machine = None
-        substitutions: dict[str, str] = {}
-        for logical_id, resource in template.get("Resources", {}).items():
-            properties = resource.get("Properties", {})
-            if resource.get("Type") == "AWS::Serverless::Function" and isinstance(
-                properties.get("CodeUri"), str
-            ):
-                functions[properties["CodeUri"].rstrip("/")] = logical_id
-            elif resource.get("Type") == "AWS::Serverless::StateMachine":
-                state_machine = (properties["DefinitionUri"], logical_id)
-                for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
-                    substitutions[key] = value["Fn::GetAtt"][0]
-        return cls(functions, state_machine, substitutions)
+    def from_template(
+        cls, template: dict[str, Any], project_dir: Path, architecture: str | None = None
+    ) -> ReloadPlan:
+        builds: dict[str, Build] = {}
+        definitions: dict[str, str] = {}
+        substitutions: dict[str, dict[str, Any]] = {}
+        for logical_id, resource in (template.get("Resources") or {}).items():
+            kind = resource.get("Type") if isinstance(resource, dict) else None
+            properties = (resource.get("Properties") or {}) if kind else {}
+            if kind in FUNCTION_TYPES:
+                try:
+                    build = function_build(template, logical_id, project_dir, architecture)
+                except DeployError:
+                    continue  # a function the sandbox cannot build was refused by the deploy already
+                if isinstance(build, Build):
+                    builds[logical_id] = build
+            elif kind == "AWS::Serverless::StateMachine" and isinstance(properties.get("DefinitionUri"), str):
+                definitions[logical_id] = Path(properties["DefinitionUri"]).as_posix()
+                substitutions[logical_id] = dict(properties.get("DefinitionSubstitutions") or {})
+        return cls(builds, definitions, substitutions, project_dir.resolve())
 
-    def affected(self, project_dir: Path, changed: Iterable[Path]) -> tuple[set[str], bool]:
-        """The function logical ids to update, and whether the state machine changed."""
+    def folder_of(self, logical_id: str) -> str:
+        """A function's code folder, relative to the project, as the template names it."""
+        source = self.builds[logical_id].source
+        return (
+            source.relative_to(self.project_dir).as_posix()
+            if source.is_relative_to(self.project_dir)
+            else str(source)
+        )
+
+    def watched_paths(self) -> list[Path]:
+        """The folders to watch: every code folder and every definition's folder, none inside another."""
+        paths = {build.source for build in self.builds.values()}
+        paths |= {(self.project_dir / definition).parent for definition in self.definitions.values()}
+        return sorted(
+            p for p in paths if p.is_dir() and not any(o != p and p.is_relative_to(o) for o in paths)
+        )
+
+    def affected(self, changed: Iterable[Path]) -> tuple[set[str], set[str]]:
+        """The function and state machine logical ids that the changed files feed."""
         functions: set[str] = set()
-        is_state_machine = False
+        machines: set[str] = set()
         for path in changed:
-            relative = path.resolve().relative_to(project_dir.resolve()).as_posix()
-            if self.state_machine and relative == self.state_machine[0]:
-                is_state_machine = True
-            elif relative.startswith(f"services/{SHARED_PACKAGE}/"):
-                functions |= set(self.functions.values())  # every function packages the shared code
-            else:
-                functions |= {
-                    lid for folder, lid in self.functions.items() if relative.startswith(folder + "/")
-                }
-        return functions, is_state_machine
+            resolved = path.resolve()
+            for logical_id, build in self.builds.items():
+                if resolved.is_relative_to(build.source) and not is_skipped_path(
+                    resolved.relative_to(build.source).parts
+                ):
+                    functions.add(logical_id)
+            for logical_id, definition in self.definitions.items():
+                if resolved == (self.project_dir / definition).resolve():
+                    machines.add(logical_id)
+        return functions, machines
 
 
 class Reloader:
-    """Pushes changed code and definitions into one local stack."""
+    """Pushes changed code and definitions into one local stack.
 
-    def __init__(self, settings: Settings, stack: LocalStack):
+    ``python_version_for`` and ``architecture`` are the deploy's (see ``package_template``), so
+    a reloaded function is built exactly as the deployed one was.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        stack: LocalStack,
+        *,
+        python_version_for: Callable[[str], str] | None = None,
+        architecture: str | None = None,
+        notify: Callable[[str], None] = lambda _: None,
+    ):
         self.settings = settings
         self.stack = stack
+        self.project_dir = settings.template_path.parent
         template = load_template(settings.template_path)
-        self.plan = ReloadPlan.from_template(template)
-        # An engine that runs real Lambda runtimes (LocalStack) needs the dependencies in each zip.
-        self.dependencies = function_dependencies(settings, stack.engine.engine, template)
+        self.plan = ReloadPlan.from_template(template, self.project_dir, architecture)
+        self.resources = template.get("Resources") or {}
+        self.python_version_for = python_version_for
+        self.notify = notify
         self.lambda_client: LambdaClient = stack.client("lambda", settings.region)
         self.sfn: SFNClient = stack.client("stepfunctions", settings.region)
         self._names: dict[str, str] = {}
@@ -102,38 +143,88 @@ class Reloader:
             )
         return self._names[logical_id]
 
-    def update_function(self, logical_id: str) -> Update:
-        started = time.perf_counter()
-        folder = next(folder for folder, lid in self.plan.functions.items() if lid == logical_id)
-        name = self.name_of(logical_id)
-        self.lambda_client.update_function_code(
-            FunctionName=name, ZipFile=build_function_zip(self.settings.project_dir / folder)
-        )
+    def _zip(self, build: Build) -> bytes:
+        version = None
+        if is_python(build.runtime) and self.python_version_for is not None:
+            version = self.python_version_for(build.runtime)
+        return build_zip(build, self.settings.cache_dir, python_version=version, notify=self.notify)
+
+    def update_functions(self, logical_ids: Iterable[str]) -> list[Update]:
+        """Build each distinct code folder once and push it to every function built from it."""
+        updates: list[Update] = []
+        by_build: dict[Build, list[str]] = {}
+        for logical_id in sorted(logical_ids):
+            by_build.setdefault(self.plan.builds[logical_id], []).append(logical_id)
         # A 50 ms pace: botocore sleeps a float Delay as given, though the stubs type it an int.
         pace = cast("WaiterConfigTypeDef", {"Delay": 0.05, "MaxAttempts": 200})
-        self.lambda_client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=pace)
-        return Update(logical_id, folder, int((time.perf_counter() - started) * 1000))
+        for build, logical_ids_of_build in by_build.items():
+            started = time.perf_counter()
+            content = self._zip(build)
+            for logical_id in logical_ids_of_build:
+                name = self.name_of(logical_id)
+                self.lambda_client.update_function_code(FunctionName=name, ZipFile=content)
+                self.lambda_client.get_waiter("function_updated_v2").wait(
+                    FunctionName=name, WaiterConfig=pace
+                )
+                elapsed = int((time.perf_counter() - started) * 1000)
+                updates.append(Update(logical_id, self.plan.folder_of(logical_id), elapsed))
+        return updates
 
-    def update_state_machine(self) -> Update:
-        started = time.perf_counter()
-        assert self.plan.state_machine is not None
-        path, logical_id = self.plan.state_machine
-        arns = {key: self.lambda_client.get_function(FunctionName=self.name_of(lid))["Configuration"]["FunctionArn"]
-                for key, lid in self.plan.substitutions.items()}  # fmt: skip
-        text = (self.settings.project_dir / path).read_text()
-        definition = re.sub(r"\$\{(\w+)\}", lambda m: arns.get(m.group(1), m.group(0)), text)
-        json.loads(definition)  # refuse to push a definition that is not JSON
-        self.sfn.update_state_machine(
-            stateMachineArn=self.stack.outputs["StateMachineArn"], definition=definition
+    def update_function(self, logical_id: str) -> Update:
+        (update,) = self.update_functions([logical_id])
+        return update
+
+    def _substitution(self, machine: str, key: str, value: Any) -> str:
+        """The value CloudFormation gave a DefinitionSubstitutions entry, read from the live stack."""
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
+            kind = (self.resources.get(logical_id) or {}).get("Type")
+            if attribute == "Arn" and kind in FUNCTION_TYPES:
+                function = self.lambda_client.get_function(FunctionName=self.name_of(logical_id))
+                return function["Configuration"]["FunctionArn"]
+            if attribute == "Arn" and self.name_of(logical_id).startswith("arn:"):
+                return self.name_of(logical_id)
+        if isinstance(value, dict) and isinstance(value.get("Ref"), str):
+            if value["Ref"] in self.resources:
+                return self.name_of(value["Ref"])
+            cfn: CloudFormationClient = self.stack.client("cloudformation", self.settings.region)
+            (described,) = cfn.describe_stacks(StackName=self.settings.stack_name)["Stacks"]
+            parameters = {
+                p["ParameterKey"]: p.get("ParameterValue", "") for p in described.get("Parameters", [])
+            }
+            if value["Ref"] in parameters:
+                return parameters[value["Ref"]]
+        raise DeployError(
+            f"cannot hot-reload {machine}: its substitution ${{{key}}} is {json.dumps(value)}, which the reloader does not resolve",
+            hint="run `sandbox up` to apply this definition",
         )
+
+    def update_state_machine(self, logical_id: str | None = None) -> Update:
+        """Push a state machine's definition file, its substitutions resolved as the stack has them."""
+        logical_id = logical_id or next(iter(self.plan.definitions))
+        started = time.perf_counter()
+        path = self.plan.definitions[logical_id]
+        text = (self.project_dir / path).read_text()
+        values = {key: self._substitution(logical_id, key, value)
+                  for key, value in self.plan.substitutions[logical_id].items() if f"${{{key}}}" in text}  # fmt: skip
+        definition = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
+        try:
+            json.loads(definition)
+        except json.JSONDecodeError as error:  # refuse to push a definition that is not JSON
+            raise DeployError(
+                f"{path} is not valid JSON: {error}", hint="fix the file and save again"
+            ) from error
+        self.sfn.update_state_machine(stateMachineArn=self.name_of(logical_id), definition=definition)
         return Update(logical_id, path, int((time.perf_counter() - started) * 1000))
 
     def apply(self, changed: Iterable[Path], saved_at: float | None = None) -> list[Update]:
         """Update whatever the changed paths feed; returns one Update per pushed resource."""
-        functions, is_state_machine = self.plan.affected(self.settings.project_dir, changed)
-        updates = [self.update_function(lid) for lid in sorted(functions)]
-        if is_state_machine:
-            updates.append(self.update_state_machine())
+        functions, machines = self.plan.affected(changed)
+        updates = self.update_functions(functions)
+        updates += [self.update_state_machine(logical_id) for logical_id in sorted(machines)]
         if saved_at is not None:
             live = int((time.time() - saved_at) * 1000)
             updates = [Update(u.logical_id, u.source, u.duration_ms, live) for u in updates]
@@ -146,16 +237,23 @@ def watch_and_reload(
     on_update: Callable[[Update], None],
     on_error: Callable[[Exception], None],
     stop: threading.Event | None = None,
+    *,
+    python_version_for: Callable[[str], str] | None = None,
+    architecture: str | None = None,
+    on_ready: Callable[[list[Path]], None] = lambda _: None,
 ) -> None:
-    """Watch services/ and state_machines/ until ``stop`` is set (or Ctrl-C); push each save."""
-    reloader = Reloader(settings, stack)
-    roots = [settings.project_dir / "services", settings.project_dir / "state_machines"]
+    """Watch what the template names until ``stop`` is set (or Ctrl-C); push each save.
+
+    ``on_ready`` hears the watched folders once the watch is set up.
+    """
+    reloader = Reloader(settings, stack, python_version_for=python_version_for, architecture=architecture)
+    roots = reloader.plan.watched_paths()
+    on_ready(roots)
+    if not roots:
+        return
     for changes in watch(*roots, stop_event=stop, debounce=50, step=20, raise_interrupt=False):
-        paths = [
-            Path(path)
-            for _change, path in changes
-            if not path.endswith((".pyc", "~")) and "__pycache__" not in path
-        ]
+        # Editors' backups are no save; what the packages leave out is dropped by plan.affected.
+        paths = [Path(path) for _change, path in changes if not path.endswith("~")]
         if not paths:
             continue
         saved_at = max((p.stat().st_mtime for p in paths if p.exists()), default=time.time())

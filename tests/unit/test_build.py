@@ -244,3 +244,48 @@ def test_content_without_a_runtime_is_zipped_as_it_is(tmp_path: Path) -> None:
 def test_a_missing_code_folder_is_a_deploy_error(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="code folder not found"):
         build_zip(Build(tmp_path / "nope", "python3.12"), tmp_path / "c")
+
+
+# ---------------------------------------------------------------- what a save rebuilds (sandbox watch)
+
+
+def test_a_save_rebuilds_the_functions_whose_code_uri_holds_it(tmp_path: Path) -> None:
+    from sandbox.reload import ReloadPlan
+
+    write(tmp_path, {"payments/charge.py": "", "payments/requirements.txt": "", "shipping/ship.py": "",
+                     "sm/saga.asl.json": "{}"})  # fmt: skip
+    resources = {
+        "Charge": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "payments/"}},
+        "Refund": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "payments"}},
+        "Ship": {"Type": "AWS::Serverless::Function", "Properties": {"CodeUri": "shipping/"}},
+        "Inline": {"Type": "AWS::Serverless::Function", "Properties": {"InlineCode": "x"}},
+        "Saga": {
+            "Type": "AWS::Serverless::StateMachine",
+            "Properties": {"DefinitionUri": "sm/saga.asl.json"},
+        },
+    }
+    template = {"Globals": {"Function": {"Runtime": "python3.12"}}, "Resources": resources}
+    plan = ReloadPlan.from_template(template, tmp_path)
+    # A requirements change rebuilds (and so reinstalls) every function built from that folder.
+    assert plan.affected([tmp_path / "payments" / "requirements.txt"]) == ({"Charge", "Refund"}, set())
+    assert plan.affected([tmp_path / "shipping" / "ship.py", tmp_path / "sm" / "saga.asl.json"]) == (
+        {"Ship"}, {"Saga"},
+    )  # fmt: skip
+    assert plan.affected([tmp_path / "payments" / "__pycache__" / "charge.cpython-311.pyc"]) == (set(), set())
+    assert plan.affected([tmp_path / "template.yaml"]) == (set(), set())
+    root = tmp_path.resolve()
+    assert plan.watched_paths() == [root / "payments", root / "shipping", root / "sm"]
+
+
+def test_a_code_uri_of_the_whole_folder_is_watched_alone(tmp_path: Path) -> None:
+    from sandbox.reload import ReloadPlan
+
+    write(tmp_path, {"app.py": "", "sm/saga.asl.json": "{}"})
+    template = {"Resources": {
+        "Fn": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": "python3.12"}},
+        "Saga": {"Type": "AWS::Serverless::StateMachine", "Properties": {"DefinitionUri": "sm/saga.asl.json"}},
+    }}  # fmt: skip
+    plan = ReloadPlan.from_template(template, tmp_path)
+    assert plan.watched_paths() == [tmp_path.resolve()]
+    assert plan.affected([tmp_path / ".sandbox" / "state.json"]) == (set(), set())
+    assert plan.affected([tmp_path / "sm" / "saga.asl.json"]) == ({"Fn"}, {"Saga"})
