@@ -17,6 +17,7 @@ from cli import (
     console_commands,
     engine_commands,
     env_commands,
+    execute_commands,
     fault_commands,
     order_commands,
     trace_commands,
@@ -62,6 +63,7 @@ aws_commands.register(app)
 fault_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)
+execute_commands.register(app)
 bench_commands.register(app)
 chaos_commands.register(app)
 env_commands.register(app)

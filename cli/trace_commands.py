@@ -1,4 +1,4 @@
-"""`sandbox trace` and `sandbox logs`: what happened to an order, and what the functions said."""
+"""`sandbox trace` and `sandbox logs`: what happened to an execution or an order, and what the functions said."""
 
 from __future__ import annotations
 
@@ -18,12 +18,28 @@ from rich.markup import escape
 from cli.options import JsonFlag, complete_order_id
 from cli.output import STATUS_STYLES, console, error_console, print_json
 from sandbox.errors import UsageError
+from sandbox.executions import find_execution, is_execution_arn
 from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
 from sandbox.logs import PLATFORM, LogLine, from_millis, parse_since
 from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.trace import Trace, TraceEntry, render_mermaid, trace_order
+from sandbox.stack import LocalStack, find_stack
+from sandbox.trace import (
+    ExecutionTrace,
+    StateVisit,
+    Trace,
+    TraceEntry,
+    render_mermaid,
+    trace_execution,
+    trace_order,
+)
+from sandbox.trace.execution import cause_message
+from sandbox.trace.model import millis_between
+from sandbox.trace.reading import read_order_items
+
+# The outputs only the bundled demo's stack has: there an order id is traced as an order.
+DEMO_OUTPUTS = frozenset({"ApiId", "OrdersTableName", "StateMachineArn", "AuditQueueUrl", "EventBusName"})
+MAX_LOG_LINES = 20  # a task attempt's log lines shown in a trace; `sandbox logs` shows them all
 
 LEVEL_STYLES = {
     "DEBUG": "dim",
@@ -102,38 +118,160 @@ def print_trace(trace: Trace) -> None:
     console.print(f"[dim]as a diagram: {trace_command(trace.order_id)} --mermaid[/dim]", highlight=False)
 
 
+def is_demo_stack(stack: LocalStack) -> bool:
+    """Whether the stack is the bundled demo's (it has the order API, tables and bus the demo outputs)."""
+    return set(stack.outputs) >= DEMO_OUTPUTS
+
+
+def _failure(error: str | None, cause: object) -> str:
+    message = cause_message(cause)
+    return f"{error or 'failed'}: {message}" if message else str(error or "failed")
+
+
+def _state_line(state: StateVisit, started: datetime) -> str:
+    offset = millis_between(started, state.entered_at)
+    marker = "↩" if state.is_compensation else ("✗" if state.status == "FAILED" else "→")
+    name = f"{'  ' * state.depth}{marker} {state.name}"
+    tries = (
+        f"{len(state.attempts)} attempt{'s' if len(state.attempts) != 1 else ''}"
+        if state.attempts
+        else state.type
+    )
+    took = f"{state.duration_ms} ms" if state.duration_ms is not None else ""
+    notes = ["compensation"] if state.is_compensation else []
+    notes += [state.function] if state.function else []
+    return (
+        f"  {_clock(state.entered_at)} {offset:>+7} ms  {escape(f'{name:<32}')} "
+        f"{_styled(state.status, state.status, 10)} {tries:<11} {took:>8}  [dim]{escape(', '.join(notes))}[/dim]"
+    )
+
+
+def print_execution_trace(trace: ExecutionTrace) -> None:
+    """An execution's trace for people: a line per state, its attempts, Catch routes and log lines."""
+    took = f" over {trace.duration_ms / 1000:.2f}s" if trace.duration_ms is not None else ""
+    console.print(
+        f"execution [bold]{escape(trace.name)}[/bold] of [bold]{escape(trace.state_machine)}[/bold]{took}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    pad = " " * 32
+    for state in trace.states:
+        console.print(_state_line(state, trace.started_at), highlight=False, soft_wrap=True)
+        indent = pad[: 2 * state.depth]
+        for attempt in state.attempts:
+            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED":
+                style = "green" if attempt.status == "SUCCEEDED" else "red"
+                outcome = (
+                    attempt.status
+                    if attempt.status == "SUCCEEDED"
+                    else _failure(attempt.error, attempt.cause)
+                )
+                then = "; retried" if attempt.number < len(state.attempts) else ""
+                console.print(
+                    f"{pad}{indent}attempt {attempt.number}: [{style}]{escape(outcome)}[/{style}]{then}",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+            shown = [line for line in attempt.log_lines if line.level != PLATFORM]
+            for line in shown[:MAX_LOG_LINES]:
+                level_style = LEVEL_STYLES.get(line.level, "white")
+                console.print(
+                    f"{pad}{indent}  [dim]│[/dim] [{level_style}]{line.level:<8}[/{level_style}] "
+                    f"{escape(line.message)}",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
+            if len(shown) > MAX_LOG_LINES:
+                console.print(f"{pad}{indent}  [dim]│ … {len(shown) - MAX_LOG_LINES} more lines[/dim]")
+        if state.catch:
+            matched = f" (matched {state.catch.matched})" if state.catch.matched else ""
+            console.print(
+                f"{pad}{indent}[yellow]⤷ Catch {escape(state.catch.error or 'error')}{escape(matched)} → "
+                f"{escape(state.catch.next)}[/yellow]",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+        elif state.status == "FAILED" and state.type != "Fail" and not state.attempts and state.error:
+            console.print(
+                f"{pad}{indent}[red]{escape(_failure(state.error, state.cause))}[/red]", highlight=False
+            )
+    ending = f" — {escape(_failure(trace.error, trace.cause))}" if trace.error or trace.cause else ""
+    style = STATUS_STYLES.get(trace.status, "white")
+    console.print(f"execution [{style}]{trace.status}[/{style}]{ending}", highlight=False, soft_wrap=True)
+    for note in trace.notes:
+        console.print(f"[dim]note: {escape(note)}[/dim]", highlight=False, soft_wrap=True)
+
+
+def _is_order(stack: LocalStack, settings: Settings, ref: str) -> bool:
+    """Whether ``ref`` is an order of the demo's stack (its ORDER# item exists)."""
+    if not is_demo_stack(stack) or is_execution_arn(ref):
+        return False
+    order, _ = read_order_items(
+        stack.client("dynamodb", settings.region), stack.outputs["OrdersTableName"], ref
+    )
+    return order is not None
+
+
 def trace(
-    order_id: Annotated[
+    execution: Annotated[
         str | None,
         typer.Argument(
-            help="The order id (`sandbox orders` lists them); without one, the latest order.",
+            help="An execution's ARN or name (with --last: a state machine); on the demo's stack, an order id "
+            "(`sandbox orders` lists them). Without one: the latest execution (the latest order on the demo).",
             autocompletion=complete_order_id,
+            show_default=False,
         ),
     ] = None,
     last: Annotated[
-        bool, typer.Option("--last", help="Trace the latest order (what no ORDER_ID does too).")
+        bool,
+        typer.Option(
+            "--last",
+            help="Trace the latest execution, of the state machine given as the argument (logical id, name "
+            "or ARN) or of any; on the demo's stack without an argument, the latest order.",
+        ),
     ] = False,
     mermaid: Annotated[
         bool,
-        typer.Option("--mermaid", help="Print a mermaid sequence diagram (paste it into a README or PR)."),
+        typer.Option(
+            "--mermaid", help="An order's trace as a mermaid sequence diagram (paste it into a README or PR)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """One causal timeline of an order: request, outbox, stream, events, saga, compensations, notifications."""
-    if order_id and last:
-        raise UsageError(f"give an ORDER_ID or --last, not both (got {order_id} and --last)")
+    """What one execution of any state machine of the stack did, state by state; on the demo's stack, an order's whole timeline.
+
+    An execution's trace: the states in order with their times, each task's attempts (retries) with errors and causes, which Catch sent a failed state where, the states run after the failure marked as compensation, and each Lambda task's log lines (by request id).
+
+    On the demo's stack an order id (an order with an ORDER# item) is traced as the order: request, outbox, stream, events, saga, compensations, notifications. Anything else is looked up as an execution.
+    """
     settings = Settings.load()
     stack = find_stack(settings)
-    result = trace_order(stack, settings, order_id or OrdersClient(stack.api_url).latest_order_id())
-    if json_output:
-        document = result.to_json()
-        if mermaid:
-            document["mermaid"] = render_mermaid(result)
-        print_json(document)
-    elif mermaid:
-        sys.stdout.write(render_mermaid(result))
+    is_demo = is_demo_stack(stack)
+    if execution is None and is_demo:  # today's `sandbox trace` (and --last): the latest order
+        order_id: str | None = OrdersClient(stack.api_url).latest_order_id()
+    elif execution is not None and not last and _is_order(stack, settings, execution):
+        order_id = execution
     else:
-        print_trace(result)
+        order_id = None
+    if order_id is not None:
+        result = trace_order(stack, settings, order_id)
+        if json_output:
+            document = result.to_json()
+            if mermaid:
+                document["mermaid"] = render_mermaid(result)
+            print_json(document)
+        elif mermaid:
+            sys.stdout.write(render_mermaid(result))
+        else:
+            print_trace(result)
+        return
+    if mermaid:
+        raise UsageError(
+            "--mermaid draws an order's trace; an execution's trace is text or --json",
+            hint="drop --mermaid",
+        )
+    arn = find_execution(stack, settings.region, settings.stack_name, execution, last=last)
+    traced = trace_execution(stack, settings.region, settings.stack_name, arn)
+    if json_output:
+        print_json(traced.to_json())
+    else:
+        print_execution_trace(traced)
 
 
 def format_line(line: LogLine, width: int) -> str:
@@ -154,14 +292,17 @@ def logs(
     function: Annotated[
         str | None,
         typer.Argument(
-            help="order-api, outbox-publisher, inventory, payment, shipping, order-status or notifications "
-            "(default: all)."
+            help="A function of the stack: its logical id (PaymentFunction), its name, or its short name "
+            "(the demo's payment, order-api, ...); default: all of them.",
+            show_default=False,
         ),
     ] = None,
     order: Annotated[
         str | None,
         typer.Option(
-            "--order", help="Only the requests that handled this order.", autocompletion=complete_order_id
+            "--order",
+            help="Only the requests whose lines name this text (an order id on the demo).",
+            autocompletion=complete_order_id,
         ),
     ] = None,
     follow: Annotated[
@@ -184,7 +325,7 @@ def logs(
         bool, typer.Option("--json", help="One JSON document (with --follow: one JSON object per line).")
     ] = False,
 ) -> None:
-    """The functions' logs from the engine, colored by level, optionally for one order."""
+    """The stack's function logs from the engine, colored by level; one function, or the requests naming an order."""
     window = parse_since(since) if since else None
     with remembered_ctrl_c() as ctrl_c:
         settings = Settings.load()
@@ -194,11 +335,11 @@ def logs(
             since=window, is_quiet_included=all_requests,
         )  # fmt: skip
         width = max((len(name) for name in logs.functions), default=10)
-        if order and follow:
+        if order and follow and is_demo_stack(stack):
             OrdersClient(stack.api_url).check_order_exists(order)  # an unknown id would never log a line
         if not follow:
             lines = logs.read()
-            if order and not lines:  # a reset order's lines are still shown; an unknown id is an error
+            if order and not lines and is_demo_stack(stack):  # a reset order's lines are still shown
                 OrdersClient(stack.api_url).check_order_exists(order)
             if json_output:
                 print_json({"lines": [line.to_json() for line in lines]})
@@ -285,10 +426,11 @@ def follow_lines(
 def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
     app.command(
-        epilog="Examples:  sandbox trace ORDER_ID    sandbox trace --last    sandbox trace ORDER_ID --mermaid    "
-        "sandbox trace ORDER_ID --json"
+        epilog="Examples:  sandbox trace EXECUTION_NAME    sandbox trace --last    "
+        "sandbox trace --last MyStateMachine    sandbox trace EXECUTION_ARN --json    "
+        "sandbox trace ORDER_ID --mermaid (demo)"
     )(trace)
     app.command(
-        epilog="Examples:  sandbox logs    sandbox logs payment --order ORDER_ID    "
-        "sandbox logs --follow    sandbox logs order-api --since 5m"
+        epilog="Examples:  sandbox logs    sandbox logs PaymentFunction    sandbox logs payment --order ORDER_ID    "
+        "sandbox logs --follow    sandbox logs MyFunction --since 5m"
     )(logs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sandbox.logs import LogFollower, LogLine, choose_functions, function_names, read_lines
+from sandbox.logs import LogFollower, LogLine, choose_functions, read_lines, stack_functions
 from sandbox.stack import LocalStack
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ class FunctionLogs:
     """The log groups of some of a stack's functions, narrowed to one order and a time window."""
 
     client: CloudWatchLogsClient
-    functions: dict[str, str]  # short name -> physical function name
+    functions: dict[str, str]  # label (short name, else logical id) -> physical function name
     start_ms: int | None = None
     order_id: str | None = None
     is_quiet_included: bool = False  # also requests that logged only START/END/REPORT
@@ -42,12 +42,12 @@ class FunctionLogs:
         since: timedelta | None = None,
         is_quiet_included: bool = False,
     ) -> FunctionLogs:
-        """The stack's functions (or the one named by its short name), from ``since`` ago on."""
-        names = function_names(
+        """The stack's functions (or the one named by its logical id, name or short name), from ``since`` ago on."""
+        functions = stack_functions(
             stack.client("cloudformation", region), stack.client("lambda", region), stack_name
         )
         start_ms = int((time.time() - since.total_seconds()) * 1000) if since else None
-        return cls(stack.client("logs", region), choose_functions(names, function), start_ms, order_id,
+        return cls(stack.client("logs", region), choose_functions(functions, function), start_ms, order_id,
                    is_quiet_included)  # fmt: skip
 
     def read(self) -> list[LogLine]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -272,39 +273,80 @@ def sort_lines(lines: Iterable[LogLine]) -> list[LogLine]:
 # ------------------------------------------------------------------ engine
 
 
-def function_names(cfn: CloudFormationClient, lambda_client: LambdaClient, stack_name: str) -> dict[str, str]:
-    """The stack's functions: short name (POWERTOOLS_SERVICE_NAME) -> physical function name."""
-    in_stack: set[str] = set()
+@dataclass(frozen=True)
+class StackFunction:
+    """One Lambda function of the stack: its logical id, its (physical) name, its short name."""
+
+    logical_id: str
+    name: str
+    short_name: str | None = None  # POWERTOOLS_SERVICE_NAME, when no other function of the stack has it
+
+    @property
+    def label(self) -> str:
+        """How its lines are labelled: the short name (the demo's ``payment``), else the logical id."""
+        return self.short_name or self.logical_id
+
+    def is_named(self, wanted: str) -> bool:
+        return wanted in (self.logical_id, self.name, self.short_name)
+
+
+def stack_functions(
+    cfn: CloudFormationClient, lambda_client: LambdaClient, stack_name: str
+) -> list[StackFunction]:
+    """Every Lambda function of the stack, the demo's in the order an order meets them."""
+    logical_of: dict[str, str] = {}
     for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
-        in_stack.update(
-            resource["PhysicalResourceId"]
-            for resource in page["StackResourceSummaries"]
-            if resource["ResourceType"] == "AWS::Lambda::Function"
+        for resource in page["StackResourceSummaries"]:
+            physical = resource.get("PhysicalResourceId")
+            if resource["ResourceType"] == "AWS::Lambda::Function" and physical:
+                logical_of[physical] = resource["LogicalResourceId"]
+    services: dict[str, str] = {}
+    if logical_of:
+        for listing in lambda_client.get_paginator("list_functions").paginate():
+            for function in listing["Functions"]:
+                variables = (function.get("Environment") or {}).get("Variables") or {}
+                service = variables.get("POWERTOOLS_SERVICE_NAME")
+                if function["FunctionName"] in logical_of and service:
+                    services[function["FunctionName"]] = service
+    # Projects often give every function the same service name: a shared one names none of them.
+    counts = Counter(services.values())
+    functions = [
+        StackFunction(
+            logical,
+            physical,
+            services[physical] if physical in services and counts[services[physical]] == 1 else None,
         )
-    names: dict[str, str] = {}
-    for listing in lambda_client.get_paginator("list_functions").paginate():
-        for function in listing["Functions"]:
-            variables = (function.get("Environment") or {}).get("Variables") or {}
-            service = variables.get("POWERTOOLS_SERVICE_NAME")
-            if function["FunctionName"] in in_stack and service:
-                names[service] = function["FunctionName"]
-    return dict(sorted(names.items(), key=lambda item: _service_rank(item[0])))
+        for physical, logical in logical_of.items()
+    ]
+    return sorted(functions, key=lambda function: (_service_rank(function.short_name), function.label))
 
 
-def _service_rank(service: str) -> int:
+def function_names(cfn: CloudFormationClient, lambda_client: LambdaClient, stack_name: str) -> dict[str, str]:
+    """The stack's functions: label (short name, else logical id) -> physical function name."""
+    return {function.label: function.name for function in stack_functions(cfn, lambda_client, stack_name)}
+
+
+def _service_rank(service: str | None) -> int:
     return SERVICE_NAMES.index(service) if service in SERVICE_NAMES else len(SERVICE_NAMES)
 
 
-def choose_functions(names: dict[str, str], wanted: str | None) -> dict[str, str]:
-    """All functions, or the one asked for by its short name."""
+def choose_functions(functions: list[StackFunction], wanted: str | None) -> dict[str, str]:
+    """All the stack's functions (label -> name), or the one asked for by logical id, name or short name."""
     if wanted is None:
-        return names
-    if wanted not in names:
-        raise LogsError(
-            f"unknown function {wanted!r}",
-            hint=f"choose one of: {', '.join(names) or ', '.join(SERVICE_NAMES)}",
-        )
-    return {wanted: names[wanted]}
+        return {function.label: function.name for function in functions}
+    for function in functions:
+        if function.is_named(wanted):
+            return {function.label: function.name}
+    known = ", ".join(
+        f"{function.logical_id} ({function.short_name})" if function.short_name else function.logical_id
+        for function in functions
+    )
+    raise LogsError(
+        f"the stack has no function {wanted!r}",
+        hint=f"give a logical id, a function name or a short name: {known}"
+        if known
+        else "the stack has no Lambda function",
+    )
 
 
 def fetch_events(

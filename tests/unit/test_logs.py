@@ -21,6 +21,7 @@ from sandbox.logs import (
     LogFollower,
     LogLine,
     LogsError,
+    StackFunction,
     choose_functions,
     drop_quiet_requests,
     fetch_events,
@@ -31,6 +32,7 @@ from sandbox.logs import (
     read_lines,
     select_order,
     sort_lines,
+    stack_functions,
 )
 
 ORDER = "7969a884-02dd-4548-8493-516227f2c5b4"
@@ -210,13 +212,61 @@ def test_function_names_map_service_names_to_the_stack_s_functions(client_factor
     ]
 
 
-def test_an_unknown_function_name_lists_the_known_ones() -> None:
-    names = {"order-api": "a", "payment": "b"}
-    assert choose_functions(names, None) == names
-    assert choose_functions(names, "payment") == {"payment": "b"}
-    with pytest.raises(LogsError, match="unknown function 'billing'") as raised:
-        choose_functions(names, "billing")
-    assert raised.value.hint == "choose one of: order-api, payment"
+def test_functions_without_a_unique_service_name_are_labelled_by_logical_id(client_factory: Any) -> None:
+    # GIVEN a project whose functions share one service name, and one with none
+    cfn, lambda_client = client_factory("cloudformation"), client_factory("lambda")
+    resources = [
+        {"LogicalResourceId": logical, "PhysicalResourceId": f"shop-{logical}-X",
+         "ResourceType": "AWS::Lambda::Function", "LastUpdatedTimestamp": datetime(2026, 1, 1),
+         "ResourceStatus": "CREATE_COMPLETE"}
+        for logical in ("ReserveFunction", "ChargeFunction", "PlainFunction")
+    ]  # fmt: skip
+    functions = [
+        {"FunctionName": "shop-ReserveFunction-X", "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "shop"}}},
+        {"FunctionName": "shop-ChargeFunction-X", "Environment": {"Variables": {"POWERTOOLS_SERVICE_NAME": "shop"}}},
+        {"FunctionName": "shop-PlainFunction-X"},
+    ]  # fmt: skip
+    with Stubber(cfn) as cfn_stub, Stubber(lambda_client) as lambda_stub:
+        cfn_stub.add_response(
+            "list_stack_resources", {"StackResourceSummaries": resources}, {"StackName": "shop"}
+        )
+        lambda_stub.add_response("list_functions", {"Functions": functions}, {})
+        found = stack_functions(cfn, lambda_client, "shop")
+    # THEN every function is there, under its logical id
+    assert [(f.label, f.name) for f in found] == [
+        ("ChargeFunction", "shop-ChargeFunction-X"),
+        ("PlainFunction", "shop-PlainFunction-X"),
+        ("ReserveFunction", "shop-ReserveFunction-X"),
+    ]
+
+
+DEMO_FUNCTIONS = [
+    StackFunction("OrderApiFunction", "stack-OrderApiFunction-GHI", "order-api"),
+    StackFunction("PaymentFunction", "stack-PaymentFunction-ABC", "payment"),
+    StackFunction("PlainFunction", "stack-PlainFunction-JKL"),
+]
+
+
+@pytest.mark.parametrize("wanted", ["payment", "PaymentFunction", "stack-PaymentFunction-ABC"])
+def test_a_function_is_chosen_by_short_name_logical_id_or_name(wanted: str) -> None:
+    assert choose_functions(DEMO_FUNCTIONS, wanted) == {"payment": "stack-PaymentFunction-ABC"}
+
+
+def test_all_functions_are_chosen_by_default_and_an_unknown_one_lists_the_stack_s() -> None:
+    assert choose_functions(DEMO_FUNCTIONS, None) == {
+        "order-api": "stack-OrderApiFunction-GHI",
+        "payment": "stack-PaymentFunction-ABC",
+        "PlainFunction": "stack-PlainFunction-JKL",
+    }
+    with pytest.raises(LogsError, match="the stack has no function 'billing'") as raised:
+        choose_functions(DEMO_FUNCTIONS, "billing")
+    assert raised.value.hint == (
+        "give a logical id, a function name or a short name: "
+        "OrderApiFunction (order-api), PaymentFunction (payment), PlainFunction"
+    )
+    with pytest.raises(LogsError) as raised:
+        choose_functions([], "payment")
+    assert raised.value.hint == "the stack has no Lambda function"
 
 
 def test_fetch_follows_next_tokens_and_a_missing_group_means_no_lines(client_factory: Any) -> None:

@@ -7,18 +7,22 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sandbox.logs import LogLine, parse_events
+from sandbox.logs import LogLine, group_invocations, parse_events
 from sandbox.saga import execution_arn
 from sandbox.trace import (
     AuditMessage,
+    CatchRoute,
     TraceEntry,
     TraceEvent,
     TraceSources,
+    build_execution_trace,
     build_trace,
+    render_execution_text,
     render_mermaid,
     saga_entries,
     sort_entries,
 )
+from sandbox.trace.execution import function_name_of, function_of_state
 from shared.trace_events import TraceEvent as FunctionsTraceEvent
 
 ORDER = "7969a884-02dd-4548-8493-516227f2c5b4"
@@ -450,3 +454,286 @@ def test_mermaid_text_never_breaks_a_statement() -> None:
         # THEN no ; ends a message early, and every # is an entity code
         assert ";" not in message.replace("#35;", "")
         assert "#" not in message.replace("#35;", "")
+
+
+# ---------------------------------------------------------------- any execution's trace
+
+ARN = "arn:aws:states:us-east-1:000000000000:execution:shop-saga:run-1"
+FN = "arn:aws:lambda:us-east-1:000000000000:function:"
+
+
+def lambda_task(function: str, *, catch: list[tuple[list[str], str]] = (), **extra: Any) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": f"{FN}{function}", "Payload.$": "$"},
+        "Catch": [{"ErrorEquals": errors, "Next": target} for errors, target in catch],
+        **extra,
+    }
+
+
+# Book -> Pay -> done; Pay's Catch: Declined -> Unbook (compensation) -> Failed; anything else too.
+SHOP_SAGA = {
+    "StartAt": "Book",
+    "States": {
+        "Book": lambda_task("shop-book", Next="Pay"),
+        "Pay": lambda_task(
+            "shop-pay", catch=[(["Declined"], "Unbook"), (["States.ALL"], "Unbook")], Next="Done"
+        ),
+        "Unbook": lambda_task("shop-unbook", Next="Failed"),
+        "Done": {"Type": "Succeed"},
+        "Failed": {"Type": "Fail", "Error": "ShopFailed"},
+    },
+}
+
+
+def described(status: str, stopped: int | None, **extra: Any) -> dict[str, Any]:
+    return {
+        "executionArn": ARN,
+        "name": "run-1",
+        "status": status,
+        "startDate": at(0),
+        "stopDate": at(stopped) if stopped is not None else None,
+        "input": json.dumps({"cartId": "cart-123456"}),
+        **extra,
+    }
+
+
+def declined_history() -> list[dict[str, Any]]:
+    """Book succeeds; Pay fails twice on a transient error, then Declined, caught; Unbook; Fail."""
+    return (
+        History()
+        .add("ExecutionStarted", 0)
+        .task("Book", 10, (40, None), result="BOOKED")
+        .task("Pay", 40, (60, "Transient"), (90, "Transient"), (120, "Declined"))
+        .task("Unbook", 121, (150, None), result="UNBOOKED")
+        .add("FailStateEntered", 151, stateEnteredEventDetails={"name": "Failed"})
+        .add("ExecutionFailed", 152, executionFailedEventDetails={"error": "ShopFailed", "cause": "no money"})
+        .events
+    )
+
+
+def test_an_execution_trace_has_states_attempts_catch_and_compensation() -> None:
+    # GIVEN a history where Pay is retried, then declined and caught, and Book is undone
+    trace = build_execution_trace(
+        described("FAILED", 152), declined_history(), state_machine="ShopSaga", definition=SHOP_SAGA
+    )
+    # THEN the states are in order, each with its status
+    assert [(s.name, s.status) for s in trace.states] == [
+        ("Book", "SUCCEEDED"), ("Pay", "FAILED"), ("Unbook", "SUCCEEDED"), ("Failed", "FAILED"),
+    ]  # fmt: skip
+    pay = trace.states[1]
+    # AND Pay's three attempts carry their errors and causes
+    assert [(a.number, a.status, a.error) for a in pay.attempts] == [
+        (1, "FAILED", "Transient"), (2, "FAILED", "Transient"), (3, "FAILED", "Declined"),
+    ]  # fmt: skip
+    assert pay.retries == 2 and pay.error == "Declined" and "Declined in Pay" in str(pay.cause)
+    assert pay.function == "shop-pay" and pay.duration_ms == 80
+    # AND the Catch that matched sent it to Unbook
+    assert trace.catches == [CatchRoute("Pay", "Declined", "Declined", "Unbook")]
+    # AND what ran after the failure is compensation (the Fail state is not)
+    assert trace.compensations == ["Unbook"]
+    assert (trace.status, trace.error, trace.cause) == ("FAILED", "ShopFailed", "no money")
+    assert trace.input == {"cartId": "cart-123456"} and trace.duration_ms == 152
+
+
+def test_catch_all_is_named_as_matched_when_no_specific_error_is_listed() -> None:
+    history = (
+        History()
+        .task("Book", 0, (10, None))
+        .task("Pay", 10, (20, "Lambda.Unknown"))
+        .task("Unbook", 21, (30, None))
+        .add("FailStateEntered", 31, stateEnteredEventDetails={"name": "Failed"})
+        .add("ExecutionFailed", 32, executionFailedEventDetails={"error": "ShopFailed"})
+        .events
+    )
+    trace = build_execution_trace(described("FAILED", 32), history, state_machine="S", definition=SHOP_SAGA)
+    assert trace.catches == [CatchRoute("Pay", "Lambda.Unknown", "States.ALL", "Unbook")]
+
+
+def test_a_succeeded_execution_has_no_catch_and_no_compensation() -> None:
+    history = (
+        History()
+        .task("Book", 0, (10, None))
+        .task("Pay", 10, (20, "Transient"), (30, None))
+        .add("SucceedStateEntered", 31, stateEnteredEventDetails={"name": "Done"})
+        .add("SucceedStateExited", 31, stateExitedEventDetails={"name": "Done"})
+        .add("ExecutionSucceeded", 32, executionSucceededEventDetails={"output": "{}"})
+        .events
+    )
+    trace = build_execution_trace(
+        described("SUCCEEDED", 32), history, state_machine="S", definition=SHOP_SAGA
+    )
+    assert trace.is_succeeded and trace.catches == [] and trace.compensations == []
+    assert [(s.name, s.status, len(s.attempts)) for s in trace.states] == [
+        ("Book", "SUCCEEDED", 1), ("Pay", "SUCCEEDED", 2), ("Done", "SUCCEEDED", 0),
+    ]  # fmt: skip
+
+
+def test_an_uncaught_failure_fails_the_state_and_the_execution() -> None:
+    # GIVEN a task that fails with no Catch: the engine ends the execution without exiting the state
+    history = (
+        History()
+        .add("TaskStateEntered", 0, stateEnteredEventDetails={"name": "Book"})
+        .add("TaskScheduled", 0)
+        .add("TaskFailed", 10, taskFailedEventDetails={"error": "Boom", "cause": "bad"})
+        .add("ExecutionFailed", 11, executionFailedEventDetails={"error": "Boom", "cause": "bad"})
+        .events
+    )
+    trace = build_execution_trace(described("FAILED", 11), history, state_machine="S", definition=SHOP_SAGA)
+    (book,) = trace.states
+    assert (book.status, book.error, book.catch, book.exited_at) == ("FAILED", "Boom", None, at(11))
+    assert trace.compensations == []
+
+
+def test_nested_states_of_a_parallel_are_kept_with_their_depth_by_previous_event_ids() -> None:
+    # GIVEN an AWS-shaped history: a Parallel whose two branches interleave (previousEventId threads them)
+    events = [
+        {"id": 1, "type": "ExecutionStarted", "timestamp": at(0)},
+        {"id": 2, "type": "ParallelStateEntered", "previousEventId": 1, "timestamp": at(1),
+         "stateEnteredEventDetails": {"name": "Both"}},
+        {"id": 3, "type": "ParallelStateStarted", "previousEventId": 2, "timestamp": at(1)},
+        {"id": 4, "type": "TaskStateEntered", "previousEventId": 3, "timestamp": at(2),
+         "stateEnteredEventDetails": {"name": "Left"}},
+        {"id": 5, "type": "TaskStateEntered", "previousEventId": 3, "timestamp": at(2),
+         "stateEnteredEventDetails": {"name": "Right"}},
+        {"id": 6, "type": "TaskScheduled", "previousEventId": 4, "timestamp": at(3)},
+        {"id": 7, "type": "TaskScheduled", "previousEventId": 5, "timestamp": at(3)},
+        {"id": 8, "type": "TaskFailed", "previousEventId": 7, "timestamp": at(5),
+         "taskFailedEventDetails": {"error": "Oops", "cause": "right broke"}},
+        {"id": 9, "type": "TaskScheduled", "previousEventId": 8, "timestamp": at(6)},
+        {"id": 10, "type": "TaskSucceeded", "previousEventId": 6, "timestamp": at(7),
+         "taskSucceededEventDetails": {"output": "{}"}},
+        {"id": 11, "type": "TaskStateExited", "previousEventId": 10, "timestamp": at(7),
+         "stateExitedEventDetails": {"name": "Left"}},
+        {"id": 12, "type": "TaskSucceeded", "previousEventId": 9, "timestamp": at(8),
+         "taskSucceededEventDetails": {"output": "{}"}},
+        {"id": 13, "type": "TaskStateExited", "previousEventId": 12, "timestamp": at(8),
+         "stateExitedEventDetails": {"name": "Right"}},
+        {"id": 14, "type": "ParallelStateSucceeded", "previousEventId": 13, "timestamp": at(9)},
+        {"id": 15, "type": "ParallelStateExited", "previousEventId": 14, "timestamp": at(9),
+         "stateExitedEventDetails": {"name": "Both"}},
+        {"id": 16, "type": "SucceedStateEntered", "previousEventId": 15, "timestamp": at(10),
+         "stateEnteredEventDetails": {"name": "Done"}},
+        {"id": 17, "type": "ExecutionSucceeded", "previousEventId": 16, "timestamp": at(10)},
+    ]  # fmt: skip
+    trace = build_execution_trace(described("SUCCEEDED", 10), events, state_machine="S")
+    # THEN each branch's state sits under the Parallel, and Right's retry is its own
+    assert [(s.name, s.depth, s.status, len(s.attempts)) for s in trace.states] == [
+        ("Both", 0, "SUCCEEDED", 0), ("Left", 1, "SUCCEEDED", 1), ("Right", 1, "SUCCEEDED", 2),
+        ("Done", 0, "SUCCEEDED", 0),
+    ]  # fmt: skip
+    assert trace.states[2].attempts[0].error == "Oops"
+    assert trace.notes == ["the state machine's definition could not be read: Catch entries are not named"]
+
+
+def test_a_caught_parallel_without_failure_events_is_told_by_where_it_went() -> None:
+    # GIVEN an engine that writes no failure event for a Parallel: only its exit to a Catch's Next
+    definition = {
+        "StartAt": "Both",
+        "States": {
+            "Both": {"Type": "Parallel", "Branches": [], "Next": "Done",
+                     "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Undo"}]},
+            "Undo": {"Type": "Pass", "End": True},
+            "Done": {"Type": "Succeed"},
+        },
+    }  # fmt: skip
+    output = json.dumps({"error": {"Error": "Oops", "Cause": "a branch broke"}})
+    history = (
+        History()
+        .add("ParallelStateEntered", 0, stateEnteredEventDetails={"name": "Both"})
+        .add("TaskScheduled", 1)
+        .add("TaskFailed", 2, taskFailedEventDetails={"error": "Oops", "cause": "a branch broke"})
+        .add("ParallelStateExited", 3, stateExitedEventDetails={"name": "Both", "output": output})
+        .add("PassStateEntered", 4, stateEnteredEventDetails={"name": "Undo"})
+        .add("PassStateExited", 4, stateExitedEventDetails={"name": "Undo"})
+        .add("ExecutionSucceeded", 5)
+        .events
+    )
+    trace = build_execution_trace(
+        described("SUCCEEDED", 5), history, state_machine="S", definition=definition
+    )
+    assert trace.catches == [CatchRoute("Both", "Oops", "States.ALL", "Undo")]
+    assert trace.compensations == ["Undo"]
+
+
+def test_each_attempt_gets_its_function_run_by_time_and_the_request_id_the_history_gives() -> None:
+    # GIVEN Book's run, named by the request id its task output carries (as AWS returns it), logged
+    # late; and Pay's three runs, found by when they ran
+    history = declined_history()
+    book_success = json.dumps({"SdkResponseMetadata": {"RequestId": "book-1"}, "Payload": {}})
+    next(e for e in history if e["type"] == "TaskSucceeded")["taskSucceededEventDetails"]["output"] = (
+        book_success
+    )
+    invocations = group_invocations([
+        *request("shop-book", "book-1", [powertools("booked", 500, "book-1", cart="cart-123456")], ended=505,
+                 duration=5),
+        *request("shop-pay", "pay-1", ["Traceback (most recent call last):", "Transient: try again"],
+                 ended=58, duration=10),
+        *request("shop-pay", "pay-2", [], ended=88, duration=10),
+        *request("shop-pay", "pay-3", [powertools("declined", 110, "pay-3")], ended=115, duration=5),
+    ])  # fmt: skip
+    trace = build_execution_trace(
+        described("FAILED", 152), history, state_machine="S", definition=SHOP_SAGA, invocations=invocations
+    )
+    book, pay = trace.states[0], trace.states[1]
+    assert book.attempts[0].request_id == "book-1"
+    assert [line.message for line in book.attempts[0].log_lines if line.level != "PLATFORM"] == ["booked"]
+    assert [a.request_id for a in pay.attempts] == ["pay-1", "pay-2", "pay-3"]
+    assert [line.level for line in pay.attempts[0].log_lines if line.level != "PLATFORM"] == [
+        "ERROR",
+        "ERROR",
+    ]
+    # AND the rendered text shows the retries, the Catch, the compensation and the log lines
+    text = render_execution_text(trace)
+    assert "execution run-1 of S: FAILED in 0.15s" in text
+    assert "attempt 1: Transient: Transient in Pay; retried" in text
+    assert "Catch Declined (matched Declined) → Unbook" in text
+    assert "↩ Unbook" in text and "| INFO     booked" in text
+    assert text.rstrip().endswith("execution FAILED — ShopFailed: no money")
+
+
+def test_runs_of_other_executions_at_the_same_time_are_told_apart_by_the_input_they_name() -> None:
+    # GIVEN two runs of shop-book while Book ran: only one names this execution's cart
+    history = History().task("Book", 0, (100, None)).add("ExecutionSucceeded", 101).events
+    invocations = group_invocations([
+        *request("shop-book", "other", [powertools("booked", 50, "other", cart="cart-999999")], ended=60,
+                 duration=50),
+        *request("shop-book", "ours", [powertools("booked", 50, "ours", cart="cart-123456")], ended=61,
+                 duration=50),
+    ])  # fmt: skip
+    trace = build_execution_trace(
+        described("SUCCEEDED", 101), history, state_machine="S", definition=SHOP_SAGA, invocations=invocations
+    )
+    assert trace.states[0].attempts[0].request_id == "ours"
+    # AND when nothing tells them apart, no lines are shown, and a note says why
+    invocations = [replace(i, lines=i.lines[:1]) for i in invocations]  # START lines only
+    trace = build_execution_trace(
+        described("SUCCEEDED", 101), history, state_machine="S", definition=SHOP_SAGA, invocations=invocations
+    )
+    assert trace.states[0].attempts[0].request_id is None
+    assert "overlap runs of the same function" in trace.notes[0]
+
+
+def test_function_names_come_from_arns_names_and_qualified_arns() -> None:
+    assert function_name_of(f"{FN}shop-pay") == "shop-pay"
+    assert function_name_of(f"{FN}shop-pay:live") == "shop-pay"
+    assert function_name_of("shop-pay") == "shop-pay"
+    assert function_name_of("$.fn") is None
+    assert function_of_state({"Type": "Task", "Resource": f"{FN}direct"}) == "direct"
+    assert function_of_state({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage"}) is None
+    assert function_of_state(lambda_task("x"), {"FunctionName": "from-history"}) == "from-history"
+
+
+def test_the_json_form_names_states_attempts_catches_and_compensations() -> None:
+    trace = build_execution_trace(
+        described("FAILED", 152), declined_history(), state_machine="ShopSaga", definition=SHOP_SAGA
+    )
+    document = json.loads(json.dumps(trace.to_json()))
+    assert document["stateMachine"] == "ShopSaga" and document["status"] == "FAILED"
+    assert [state["name"] for state in document["states"]] == ["Book", "Pay", "Unbook", "Failed"]
+    assert document["states"][1]["attempts"][2]["error"] == "Declined"
+    assert document["catches"] == [
+        {"state": "Pay", "error": "Declined", "matched": "Declined", "next": "Unbook"}
+    ]
+    assert document["compensations"] == ["Unbook"]
