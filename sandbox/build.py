@@ -264,8 +264,11 @@ def install_node_dependencies(
             hint="npm must reach the registry; see npm's message below",
             details=_failure(result),
         )
-    for path in present:  # only node_modules goes into the package; the manifests come from source
-        (staging / path.name).unlink()
+    for path in staging.iterdir():  # only node_modules goes into the package; the rest comes from source
+        if path.is_dir() and path.name != "node_modules":
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
     _publish(staging, target, key)
     return target
 

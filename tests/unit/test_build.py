@@ -43,7 +43,9 @@ class FakeRunner:
         if len(self.calls) <= self.fail:
             return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for x")
         if command[0] == "npm":
-            write(Path(kwargs["cwd"]), {"node_modules/leftpad/index.js": "module.exports = 1;\n"})
+            # npm install also writes a lockfile: the package's own manifests come from its source.
+            write(Path(kwargs["cwd"]), {"node_modules/leftpad/index.js": "module.exports = 1;\n",
+                                        "package-lock.json": "{}"})  # fmt: skip
         else:
             write(Path(command[command.index("--target") + 1]), self.files)
         return subprocess.CompletedProcess(command, 0, "", "")
