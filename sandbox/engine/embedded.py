@@ -17,8 +17,9 @@ from typing import Any
 
 from sandbox.engine import probes
 from sandbox.engine.state import LOG_FILE, EngineState, remove_engine_state, write_engine_state
-from sandbox.engine_patches import WORKERS_ENV
+from sandbox.engine_patches import RUNTIMES_ENV, WORKERS_ENV
 from sandbox.errors import EngineError, EngineNotRunningError, WaitTimeoutError
+from sandbox.runtimes import RUNTIMES_FOLDER
 from sandbox.settings import Settings
 from sandbox.waiting import wait_until
 
@@ -34,14 +35,20 @@ START_TIMEOUT = 30.0
 STOP_GRACE = 0.3
 
 
-def engine_environment(port: int, lambda_workers: int | None = None) -> dict[str, str]:
+def engine_environment(
+    port: int, lambda_workers: int | None = None, runtimes_dir: Path | None = None
+) -> dict[str, str]:
     """The engine's environment: loopback only, dummy credentials, compressed saga waits.
 
-    ``lambda_workers`` caps each function's warm workers (sandbox.engine_patches reads it).
+    ``lambda_workers`` caps each function's warm workers (sandbox.engine_patches reads it);
+    ``runtimes_dir`` holds the Lambda runtimes' launchers (sandbox.runtimes), which start each
+    worker seeing what it would see on AWS.
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SANDBOX_"))}
     if lambda_workers is not None:
         env[WORKERS_ENV] = str(lambda_workers)
+    if runtimes_dir is not None:
+        env[RUNTIMES_ENV] = str(runtimes_dir)
     env.update(
         GATEWAY_PORT=str(port),
         BIND_HOST="127.0.0.1",  # an unauthenticated emulator must not listen on the network
@@ -88,7 +95,9 @@ class EmbeddedEngine:
                 stdin=subprocess.DEVNULL,
                 cwd=settings.state_dir,
                 env={
-                    **engine_environment(settings.port, settings.lambda_workers),
+                    **engine_environment(
+                        settings.port, settings.lambda_workers, settings.cache_dir / RUNTIMES_FOLDER
+                    ),
                     "TMPDIR": str(self.temp_dir),
                 },
                 start_new_session=True,  # its own process group: `down` stops it and its workers

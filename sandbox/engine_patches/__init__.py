@@ -5,10 +5,13 @@ patch closes a measured gap between the engine and AWS that the saga depends on;
 version but the one they were written against is refused at start, as is one lacking a name
 they replace or read (``REPLACED``, ``READ``).
 
-One module per patch: ``errors`` (exception names as errorType), ``streams`` (DynamoDB stream
-batch semantics), ``workers`` (bounded worker pools, the reaper, workers kept after handler
-errors, the log-end marker), ``timeouts`` (Task timeouts from the handler's start, no delay
-before an execution); ``pin`` holds the version and the engine names. This module applies them.
+One module per patch: ``errors`` (errorType as AWS's runtimes name it: exception classes, init
+failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics), ``workers``
+(bounded worker pools, the reaper, workers kept after handler errors, the log-end marker),
+``timeouts`` (Task timeouts from the handler's start, no delay before an execution),
+``runtimes`` (workers started by the sandbox's per-runtime launchers: the function sees what it
+would see on AWS), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes);
+``pin`` holds the version and the engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -23,7 +26,16 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import exception_name, with_error_types
+from .errors import (
+    INIT_ERROR_PREFIX,
+    exception_name,
+    init_error_report,
+    recording_error_reports,
+    reporting_node_errors,
+    reporting_python_init_errors,
+    with_error_types,
+)
+from .integrations import SNS_PUBLISH, query_message_attributes, with_message_attributes
 from .pin import (
     PINNED_ENGINE_VERSION,
     READ,
@@ -33,6 +45,7 @@ from .pin import (
     missing_engine_names,
     resolve,
 )
+from .runtimes import LAUNCH_FILE, RUNTIMES_ENV, runtime_launcher, with_runtime_launchers
 from .streams import polling_streams, with_stream_batch_semantics
 from .timeouts import (
     HANDLER_START_WAIT_SECONDS,
@@ -67,11 +80,15 @@ __all__ = [
     "DEFAULT_WORKER_TTL_SECONDS",
     "HANDLER_STARTED",
     "HANDLER_START_WAIT_SECONDS",
+    "INIT_ERROR_PREFIX",
+    "LAUNCH_FILE",
     "LOG_END_MARKER",
     "PINNED_ENGINE_VERSION",
     "READ",
     "REAP_INTERVAL_SECONDS",
     "REPLACED",
+    "RUNTIMES_ENV",
+    "SNS_PUBLISH",
     "WORKERS_ENV",
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
@@ -81,6 +98,7 @@ __all__ = [
     "check_engine",
     "draining_to_log_end_marker",
     "exception_name",
+    "init_error_report",
     "is_lambda_resource",
     "keep_worker_on_handler_error",
     "lambda_workers",
@@ -88,15 +106,22 @@ __all__ = [
     "mark_end_of_logs",
     "missing_engine_names",
     "polling_streams",
+    "query_message_attributes",
     "reap_periodically",
+    "recording_error_reports",
     "replace_constant",
+    "reporting_node_errors",
+    "reporting_python_init_errors",
     "resolve",
+    "runtime_launcher",
     "signal_handler_start",
     "signalling_start",
     "start_worker_reaper",
     "timing_from_handler_start",
     "with_error_types",
     "with_handler_errors_kept",
+    "with_message_attributes",
+    "with_runtime_launchers",
     "with_start_signal",
     "with_stream_batch_semantics",
     "with_worker_queue",
@@ -130,6 +155,7 @@ def apply_patches() -> str:
     lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
     _patch_worker_pools(os.environ)
     _patch_task_timeouts()
+    _patch_runtimes()
     return installed
 
 
@@ -148,8 +174,9 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         module.acquire_worker = acquire
         module.release_worker = release
     lambda_runtime._PYTHON_WORKER_SCRIPT = mark_end_of_logs(
-        keep_worker_on_handler_error(lambda_runtime._PYTHON_WORKER_SCRIPT)
+        keep_worker_on_handler_error(reporting_python_init_errors(lambda_runtime._PYTHON_WORKER_SCRIPT))
     )
+    lambda_runtime._NODEJS_WORKER_SCRIPT = reporting_node_errors(lambda_runtime._NODEJS_WORKER_SCRIPT)
     worker = lambda_runtime.Worker
     worker._drain_stderr_bounded = draining_to_log_end_marker(
         worker._drain_stderr_bounded,
@@ -158,7 +185,9 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         # runtime's worker is drained the engine's way.
         is_marked=lambda w: w._proc is not None and str(w.config.get("Runtime", "")).startswith("python"),
     )
-    worker.invoke = with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+    worker.invoke = recording_error_reports(
+        with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+    )
     provided = lambda_runtime.ProvidedWorker
     provided.invoke = signalling_start(provided.invoke)
     for name in ("_execute_function_docker", "_execute_function_proxy", "_execute_function_provided"):
@@ -175,6 +204,17 @@ def _patch_task_timeouts() -> None:
     # execution record and its ExecutionStarted event are stored before its thread starts, so
     # DescribeExecution and GetExecutionHistory are complete without the delay.
     replace_constant(stepfunctions._run_execution, 0.15, 0.0)
+
+
+def _patch_runtimes() -> None:
+    from ministack.core import lambda_runtime
+    from ministack.services import stepfunctions
+
+    lambda_runtime._detect_runtime_binary = with_runtime_launchers(lambda_runtime._detect_runtime_binary)
+    # The dispatch table holds the function itself, looked up by resource prefix.
+    publish = with_message_attributes(stepfunctions._invoke_sns_publish)
+    stepfunctions._invoke_sns_publish = publish
+    stepfunctions._SERVICE_DISPATCH[SNS_PUBLISH] = publish
 
 
 def _warm_imports() -> None:

@@ -29,11 +29,14 @@ REPLACED = (
     "ministack.core.lambda_runtime.acquire_worker",
     "ministack.core.lambda_runtime.release_worker",
     "ministack.core.lambda_runtime._PYTHON_WORKER_SCRIPT",
+    "ministack.core.lambda_runtime._NODEJS_WORKER_SCRIPT",
+    "ministack.core.lambda_runtime._detect_runtime_binary",
     "ministack.core.lambda_runtime.Worker._drain_stderr_bounded",
     "ministack.core.lambda_runtime.Worker.invoke",
     "ministack.core.lambda_runtime.ProvidedWorker.invoke",
     "ministack.services.stepfunctions._invoke_resource_with_timeout",
     "ministack.services.stepfunctions._run_execution",  # its code, in place
+    "ministack.services.stepfunctions._invoke_sns_publish",
 )
 READ = (
     "ministack.services.lambda_svc._iter_all_esms",
@@ -42,6 +45,7 @@ READ = (
     "ministack.core.lambda_runtime.reap_idle_workers",
     "ministack.services.stepfunctions._invoke_resource",
     "ministack.services.stepfunctions._ExecutionError",
+    "ministack.services.stepfunctions._SERVICE_DISPATCH",  # its sns:publish entry is replaced in place
 )
 
 

@@ -126,8 +126,10 @@ def start_worker_reaper(reap: Callable[[], int], interval: float = REAP_INTERVAL
 # kills any worker whose answer has status "error"; reporting the exception as an "ok" answer
 # that carries it keeps the worker, and with_handler_errors_kept turns it back into an error.
 _HANDLER_ERROR_ANSWER = 'json.dumps({"status": "error", "error": str(e), "trace": traceback.format_exc()})'
+# It also names the exception's class, as AWS's errorType does (errors.with_error_types).
 _KEPT_HANDLER_ERROR_ANSWER = (
-    'json.dumps({"status": "ok", "handler_error": {"error": str(e), "trace": traceback.format_exc()}})'
+    'json.dumps({"status": "ok", "handler_error": {"error": str(e), "trace": traceback.format_exc(),'
+    ' "errorType": type(e).__name__}})'
 )
 
 
@@ -156,6 +158,8 @@ def with_handler_errors_kept(invoke: Callable[..., dict[str, Any]]) -> Callable[
         answer = {key: value for key, value in result.items() if key not in ("handler_error", "result")}
         answer.update(status="error", error=str(handler_error.get("error", "")),
                       trace=str(handler_error.get("trace", "")))  # fmt: skip
+        if isinstance(handler_error.get("errorType"), str):
+            answer["errorType"] = handler_error["errorType"]
         return answer
 
     return invoke_keeping_worker
