@@ -18,7 +18,7 @@ from rich.markup import escape
 from cli.options import JsonFlag, complete_order_id
 from cli.output import STATUS_STYLES, console, error_console, print_json
 from sandbox.errors import UsageError
-from sandbox.executions import find_execution, is_execution_arn
+from sandbox.executions import ExecutionNotFoundError, find_execution, is_execution_arn
 from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
 from sandbox.logs import PLATFORM, LogLine, from_millis, parse_since
 from sandbox.orders import OrdersClient
@@ -266,7 +266,15 @@ def trace(
             "--mermaid draws an order's trace; an execution's trace is text or --json",
             hint="drop --mermaid",
         )
-    arn = find_execution(stack, settings.region, settings.stack_name, execution, last=last)
+    try:
+        arn = find_execution(stack, settings.region, settings.stack_name, execution, last=last)
+    except ExecutionNotFoundError as error:
+        if not is_demo or last or execution is None or is_execution_arn(execution):
+            raise
+        raise ExecutionNotFoundError(
+            f"order {execution} not found, and no execution is named {execution}",
+            hint="list recent orders with `sandbox orders`, or give an execution's name or ARN",
+        ) from error
     traced = trace_execution(stack, settings.region, settings.stack_name, arn)
     if json_output:
         print_json(traced.to_json())

@@ -273,7 +273,7 @@ def test_execute_json_and_input_from_a_file_exit_0_on_success(
         (("execute", "Nope"), f"has no state machine 'Nope' hint: choose one of: {SAGA}"),
         (("execute", "--input", "{bad"), "--input is not JSON"),
         (("execute", "--input", "@/no/such/file.json"), "--input @/no/such/file.json: cannot read"),
-        (("trace", "never-ran-execution"), "no execution named 'never-ran-execution'"),
+        (("trace", "never-ran-execution"), "no execution is named never-ran-execution"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_1(run_cli: Any, args: tuple[str, ...], message: str):

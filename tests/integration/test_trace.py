@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from sandbox.orders import OrdersClient
+from sandbox.saga import execution_arn
 from sandbox.settings import Settings
-from sandbox.stack import LocalStack
+from sandbox.stack import LocalStack, physical_id
 from sandbox.trace import Trace, peek_messages, trace_order
 from sandbox.waiting import wait_until
 from tests.processes import run_sandbox, started_sandbox, wait_for_exit, wait_for_output
@@ -46,6 +47,7 @@ def run_cli(engine_settings: Settings, stack: LocalStack) -> Callable[..., subpr
         return run_sandbox(*args, env=env)
 
     run.env = env  # type: ignore[attr-defined]
+    run.stack = stack  # type: ignore[attr-defined]
     return run
 
 
@@ -163,6 +165,52 @@ def test_logs_of_one_function_for_one_order(failed_shipping: Trace, run_cli: Any
     assert "ChargePayment done" in text.stdout
 
 
+def test_logs_take_a_logical_id_a_function_name_or_a_short_name(
+    failed_shipping: Trace, run_cli: Any, stack: LocalStack, engine_settings: Settings
+):
+    # GIVEN the payment function, named three ways
+    physical = physical_id(stack, engine_settings.region, engine_settings.stack_name, "PaymentFunction")
+    seen = []
+    for name in ("PaymentFunction", physical, "payment"):
+        # WHEN its lines of the order are asked for
+        result = run_cli("logs", name, "--order", failed_shipping.order_id, "--json")
+        assert result.returncode == 0, result.stderr
+        seen.append(json.loads(result.stdout)["lines"])
+    # THEN each name gives the same lines: the charge and the refund
+    assert seen[0] == seen[1] == seen[2]
+    assert [line["message"] for line in seen[0] if line["fields"]] == [
+        "ChargePayment done",
+        "RefundPayment done",
+    ]
+
+
+def test_the_order_s_saga_execution_is_traced_as_an_execution_by_its_arn(
+    failed_shipping: Trace, run_cli: Any
+):
+    # GIVEN the execution the outbox publisher started for the order (named after it)
+    execution = execution_arn(run_cli.stack.outputs["StateMachineArn"], failed_shipping.order_id)
+    # WHEN it is traced by its ARN
+    result = run_cli("trace", execution, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    # THEN it is the execution's trace: the failure, the Catch, the compensations and each task's lines
+    assert document["name"] == failed_shipping.order_id and document["status"] == "FAILED"
+    assert document["catches"] == [
+        {
+            "state": "CreateShipment",
+            "error": "InjectedFailure",
+            "matched": "InjectedFailure",
+            "next": "RefundPayment",
+        }
+    ]
+    assert document["compensations"] == ["RefundPayment", "ReleaseInventory", "MarkOrderFailed"]
+    charge = next(state for state in document["states"] if state["name"] == "ChargePayment")
+    assert any(line["message"] == "ChargePayment done" for line in charge["attempts"][0]["logLines"])
+    # AND the order id itself still gives the order's whole timeline
+    order = run_cli("trace", failed_shipping.order_id, "--json")
+    assert json.loads(order.stdout)["orderId"] == failed_shipping.order_id
+
+
 def test_an_idempotent_replay_appears_as_a_replay(
     api: OrdersClient, stack: LocalStack, engine_settings: Settings, customer_id: str, make_product: Any
 ):
@@ -254,10 +302,10 @@ def test_logs_since_and_unknown_functions(run_cli: Any):
     assert len(quiet) > len([line for line in json.loads(recent.stdout)["lines"] if not line["fields"]])
     unknown = run_cli("logs", "billing")
     assert unknown.returncode == 1
-    assert "unknown function 'billing'" in unknown.stderr
+    assert "the stack has no function 'billing'" in unknown.stderr
     assert (
-        "order-api, outbox-publisher, inventory, payment, shipping, order-status, notifications"
-        in unknown.stderr
+        "OrderApiFunction (order-api), OutboxPublisherFunction (outbox-publisher), InventoryFunction (inventory), "
+        "PaymentFunction (payment)" in " ".join(unknown.stderr.split())
     )
     bad = run_cli("logs", "--since", "5 minutes")
     assert bad.returncode == 1 and "30s, 5m, 1h or 2d" in bad.stderr
