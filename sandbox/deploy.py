@@ -209,6 +209,7 @@ def plan_change_set(
         status = None
     change_set_type: ChangeSetTypeType = "CREATE" if status is None else "UPDATE"
     change_set_name = f"sandbox-{int(time.time() * 1000)}"
+    extra: dict[str, Any] = {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]} if tags else {}
     try:
         cfn.create_change_set(
             StackName=stack_name,
@@ -217,7 +218,7 @@ def plan_change_set(
             TemplateBody=body,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Capabilities=cast("list[CapabilityType]", capabilities) if capabilities else CAPABILITIES,
-            Tags=[{"Key": key, "Value": value} for key, value in (tags or {}).items()],
+            **extra,
         )
     except ClientError as error:
         raise DeployError(f"CloudFormation refused the template: {error}") from error

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.build import Build, Notify, Run, build_zip, install_python_requirements, is_node, is_python
+from sandbox.build import Build, Notify, Run, build_zip, is_node, is_python
 from sandbox.errors import DeployError
 
 Upload = Callable[[str, bytes], None]
@@ -245,24 +245,19 @@ def package_template(
     bucket: str,
     upload: Upload,
     *,
-    cache_dir: Path | None = None,
+    cache_dir: Path,
     python_version_for: Callable[[str], str] | None = None,
     architecture: str | None = None,
     notify: Notify = lambda _: None,
     run: Run = subprocess.run,
-    dependencies_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The template with its local artifacts built, uploaded and replaced by S3 locations.
 
     ``python_version_for(runtime)`` is the Python a function's dependencies are installed for
     (default: the runtime's own); ``architecture`` overrides every function's and layer's.
-    ``cache_dir`` holds installs and zips between runs (default: ``.sandbox/cache`` beside the
-    template). ``dependencies_dir`` is ignored: dependencies come from each code folder now (it
-    stays until every caller stops passing it).
+    ``cache_dir`` holds installs and zips between runs (Settings.cache_dir: shared by projects).
     """
-    del dependencies_dir
-    packager = _Packager(project_dir, bucket, upload, cache_dir or project_dir / ".sandbox" / "cache",
-                         python_version_for, notify, run)  # fmt: skip
+    packager = _Packager(project_dir, bucket, upload, cache_dir, python_version_for, notify, run)
     packaged = copy.deepcopy(template)
     resources: dict[str, Any] = packaged.get("Resources") or {}
     for logical_id, resource in resources.items():
@@ -298,25 +293,3 @@ def package_template(
     if _is_local(function_globals.get("CodeUri")):
         del function_globals["CodeUri"]
     return packaged
-
-
-# ---------------------------------------------------------------- kept for callers not yet moved
-
-
-_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
-
-
-def lambda_platform(template: dict[str, Any]) -> tuple[str, str]:
-    """The Python version and pip platform tag of Globals.Function (callers moving to the builder)."""
-    function = template.get("Globals", {}).get("Function", {})
-    runtime = str(function.get("Runtime", ""))
-    architectures = function.get("Architectures") or ["x86_64"]
-    if not runtime.startswith("python3.") or len(architectures) != 1 or architectures[0] not in _PLATFORMS:
-        raise DeployError(f"cannot tell the functions' platform from Globals.Function (Runtime {runtime!r})")
-    return runtime.removeprefix("python"), _PLATFORMS[architectures[0]]
-
-
-def build_dependencies(requirements: Path, python_version: str, platform: str, cache_dir: Path) -> Path:
-    """``requirements`` installed for a Lambda platform (callers moving to the builder)."""
-    architecture = next(arch for arch, tag in _PLATFORMS.items() if tag == platform)
-    return install_python_requirements(requirements, python_version, architecture, cache_dir)

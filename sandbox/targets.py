@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -26,6 +25,7 @@ from sandbox.aws import (
     prepare_artifacts,
     seed_aws_inventory,
 )
+from sandbox.build import machine_architecture
 from sandbox.catalog import seed_inventory
 from sandbox.clients import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, make_client
 from sandbox.deploy import (
@@ -42,8 +42,8 @@ from sandbox.deploy import (
     stack_status,
 )
 from sandbox.errors import DeployError
-from sandbox.images import HANDLER_REQUIREMENTS
-from sandbox.packaging import build_dependencies, lambda_platform, load_template, package_template
+from sandbox.packaging import function_runtimes, load_template, package_template
+from sandbox.runtimes import RUNTIMES_FOLDER, prepare_runtimes
 from sandbox.samconfig import resolve_parameters
 from sandbox.settings import Settings
 
@@ -84,27 +84,56 @@ def local_api_url(endpoint_url: str, api_id: str) -> str:
     return f"{endpoint_url}/_aws/execute-api/{api_id}/{API_STAGE}"
 
 
-def function_dependencies(settings: Settings, engine: str, template: dict[str, Any]) -> Path | None:
-    """What each function zip must carry for ``engine``: None where the engine's Python has it.
+# The Python of the MiniStack engine image (Debian bookworm's), which runs its handlers.
+CONTAINER_ENGINE_PYTHON = "3.11"
 
-    MiniStack (embedded or in Docker) runs the handlers on its own interpreter, which has the
-    handlers' requirements; LocalStack runs them in real Lambda runtime containers, which do not.
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a local engine's functions are built: for the interpreter and machine that run them."""
+
+    python_version_for: Callable[[str], str] | None
+    architecture: str | None
+
+
+def local_build_options(
+    settings: Settings, engine: str, template: dict[str, Any], notify: Progress = lambda _: None
+) -> BuildOptions:
+    """Build options for ``engine``; on the embedded engine, the template's runtimes are prepared first.
+
+    The embedded engine runs each function on its runtime's interpreter where one is installed
+    (else on its own, with a line saying so), so wheels are chosen for that interpreter; the
+    engine image runs every Python function on its Python; LocalStack runs real Lambda runtimes.
     """
-    if engine != "localstack":
-        return None
-    python_version, platform = lambda_platform(template)
-    return build_dependencies(
-        settings.project_dir / HANDLER_REQUIREMENTS, python_version, platform, settings.cache_dir
+    if engine == "localstack":
+        return BuildOptions(None, machine_architecture())
+    if engine != "embedded":
+        return BuildOptions(lambda _runtime: CONTAINER_ENGINE_PYTHON, machine_architecture())
+    runtimes = prepare_runtimes(
+        set(function_runtimes(template).values()), settings.cache_dir / RUNTIMES_FOLDER, notify
     )
+
+    def python_version_for(runtime: str) -> str:
+        prepared = runtimes.get(runtime)
+        return prepared.version if prepared else runtime.removeprefix("python")
+
+    return BuildOptions(python_version_for, machine_architecture())
 
 
 def package_local(
-    settings: Settings, bucket: str, upload: Callable[[str, bytes], None], engine: str = "embedded"
+    settings: Settings,
+    bucket: str,
+    upload: Callable[[str, bytes], None],
+    engine: str = "embedded",
+    notify: Progress = lambda _: None,
 ) -> dict[str, Any]:
-    """The template packaged for a local engine (with dependencies only where it needs them)."""
+    """The template built as `sam build` builds it, for the engine that runs it, and uploaded."""
     source = load_template(settings.template_path)
-    dependencies = function_dependencies(settings, engine, source)
-    return package_template(source, settings.project_dir, bucket, upload, dependencies_dir=dependencies)
+    options = local_build_options(settings, engine, source, notify)
+    return package_template(
+        source, settings.template_path.parent, bucket, upload, cache_dir=settings.cache_dir,
+        python_version_for=options.python_version_for, architecture=options.architecture, notify=notify,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,7 +152,9 @@ def package_artifacts(settings: Settings, engine: str, notify: Progress = lambda
     """
     artifacts: dict[str, bytes] = {}
     parameters = project_parameters(settings, load_template(settings.template_path))
-    template = package_local(settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine)
+    template = package_local(
+        settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine, notify
+    )
     return PackagedStack(template, artifacts, parameters)
 
 
@@ -197,8 +228,8 @@ class LocalTarget:
 
     def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]:
         if self.prepackaged is None:
-            progress("packaging functions and state machine")
-            return package_local(self.settings, bucket, upload, self.engine_kind)
+            progress("building functions and layers")
+            return package_local(self.settings, bucket, upload, self.engine_kind, progress)
         for key, content in self.prepackaged.artifacts.items():
             upload(key, content)
         return self.prepackaged.template

@@ -33,17 +33,25 @@ MANAGED_POLICY_ALLOW_LIST = {
 BUSINESS_TABLES = ("OrdersTable", "InventoryTable", "ReservationsTable", "PaymentsTable", "ShipmentsTable")
 
 
-def render(template: dict[str, Any], project_dir: Path, bucket: str, dependencies: Path | None) -> dict:
+def _offline_pip(command: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+    """pip, without the network: an empty install into its --target (the template is what is tested)."""
+    Path(command[command.index("--target") + 1]).mkdir(parents=True, exist_ok=True)
+    return subprocess.CompletedProcess(command, 0, "", "")
+
+
+def render(template: dict[str, Any], project_dir: Path, bucket: str, cache_dir: Path) -> dict:
     return package_template(
-        template, project_dir, bucket, lambda _key, _content: None, dependencies_dir=dependencies
+        template, project_dir, bucket, lambda _key, _content: None, cache_dir=cache_dir, run=_offline_pip
     )
 
 
 @pytest.fixture(scope="module")
-def translated(template: dict[str, Any], project_dir: Path) -> dict[str, Any]:
+def translated(
+    template: dict[str, Any], project_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The template after the SAM transform, as CloudFormation deploys it."""
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    packaged = render(template, project_dir, "artifacts", None)
+    packaged = render(template, project_dir, "artifacts", tmp_path_factory.mktemp("cache"))
     return dict(transform(packaged, {}, SimpleNamespace(load=lambda: {})))
 
 
@@ -191,12 +199,9 @@ def _without_artifact_locations(rendered: dict[str, Any]) -> dict[str, Any]:
 def test_local_and_aws_renders_differ_only_in_artifacts_and_named_parameters(
     template: dict[str, Any], project_dir: Path, tmp_path: Path
 ) -> None:
-    # GIVEN the template rendered for a local engine and for AWS (with a dependencies folder)
-    dependencies = tmp_path / "deps"
-    (dependencies / "somelib").mkdir(parents=True)
-    (dependencies / "somelib" / "__init__.py").write_text("VERSION = 1\n")
-    local = render(template, project_dir, "saga-sandbox-artifacts", None)
-    aws = render(template, project_dir, "saga-sandbox-artifacts-123456789012-eu-west-1", dependencies)
+    # GIVEN the template rendered for a local engine and for AWS
+    local = render(template, project_dir, "saga-sandbox-artifacts", tmp_path)
+    aws = render(template, project_dir, "saga-sandbox-artifacts-123456789012-eu-west-1", tmp_path)
     # THEN only the artifact locations differ in the templates
     assert _without_artifact_locations(local) == _without_artifact_locations(aws)
     assert local["Resources"]["InventoryFunction"]["Properties"]["CodeUri"].startswith(
@@ -204,7 +209,9 @@ def test_local_and_aws_renders_differ_only_in_artifacts_and_named_parameters(
     )
     # AND the parameters differ only in the named ones, all of them declared by the template
     aws_values = aws_parameters(is_fault_injection_enabled=False, is_api_open=False)
-    local_values = project_parameters(Settings.load(project_dir=project_dir), template)  # samconfig's local env
+    local_values = project_parameters(
+        Settings.load(project_dir=project_dir), template
+    )  # samconfig's local env
     assert set(local_values) == set(aws_values) <= set(template["Parameters"])
     differing = {name for name in local_values if local_values[name] != aws_values[name]}
     assert differing == {"FaultInjection", "ApiAuth"}
@@ -214,7 +221,7 @@ def test_cfn_lint_passes_on_the_template_and_the_packaged_template(
     template: dict[str, Any], project_dir: Path, tmp_path: Path
 ) -> None:
     packaged = tmp_path / "packaged.json"
-    packaged.write_text(json.dumps(render(template, project_dir, "saga-sandbox-artifacts", None)))
+    packaged.write_text(json.dumps(render(template, project_dir, "saga-sandbox-artifacts", tmp_path)))
     for path in (project_dir / "template.yaml", packaged):
         result = subprocess.run(
             [str(Path(sys.executable).with_name("cfn-lint")), str(path)],

@@ -79,7 +79,7 @@ def test_bare_sandbox_shows_the_help(run_main: Any) -> None:
         (("order", "--fail=payment", "--fail", "shipping"), "--fail", "'payment', then 'shipping'"),
         (("order", "--customer", "a", "--json", "--customer=b"), "--customer", "'a', then 'b'"),
         (("logs", "--since", "5m", "--order", "o1", "--since", "1h"), "--since", "'5m', then '1h'"),
-        (("--debug", "up", "--port", "4570", "--port", "4571"), "--port", "'4570', then '4571'"),
+        (("up", "--port", "4570", "--json", "--port", "4571"), "--port", "'4570', then '4571'"),
     ],
 )
 def test_a_repeated_single_value_option_is_refused_naming_it(
