@@ -184,6 +184,7 @@ class Target(Protocol):
     def package(self, bucket: str, upload: Upload, progress: Progress) -> dict[str, Any]: ...
     def parameters(self, options: StackOptions, template: dict[str, Any]) -> dict[str, str]: ...
     def tags(self) -> dict[str, str]: ...
+    def capabilities(self) -> list[str] | None: ...
     def api_url(self, outputs: dict[str, str]) -> str | None: ...
     def settle(self, outputs: dict[str, str], progress: Progress) -> int:
         """After a deploy: remember the outputs (and seed the demo's inventory); the products added."""
@@ -244,6 +245,9 @@ class LocalTarget:
     def tags(self) -> dict[str, str]:
         return project_tags(self.settings)
 
+    def capabilities(self) -> list[str] | None:
+        return None  # a local engine checks none: every capability is granted
+
     def api_url(self, outputs: dict[str, str]) -> str | None:
         return local_api_url(self.endpoint_url, outputs["ApiId"]) if "ApiId" in outputs else None
 
@@ -301,6 +305,9 @@ class AwsAccount:
 
     def tags(self) -> dict[str, str]:
         return project_tags(self.settings, is_local=False)
+
+    def capabilities(self) -> list[str] | None:
+        return self.settings.samconfig(is_local=False).capabilities or None  # samconfig's, as sam deploy
 
     def api_url(self, outputs: dict[str, str]) -> str | None:
         return api_url(self.aws.target, outputs) if "ApiId" in outputs else None
@@ -392,7 +399,7 @@ def plan_deploy(
     progress(f"creating a change set for {target.stack_name} in {target.region}")
     return plan_change_set(
         cfn, target.stack_name, template, target.parameters(options, template),
-        poll_seconds=target.poll_seconds, tags=target.tags(),
+        poll_seconds=target.poll_seconds, tags=target.tags(), capabilities=target.capabilities(),
     )  # fmt: skip
 
 
