@@ -1,0 +1,1 @@
+"""Shared code of the trip-booking functions, shipped as a Lambda layer (/opt/python/trip_common)."""
