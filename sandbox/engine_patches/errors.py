@@ -31,6 +31,17 @@ def exception_name(log: str) -> str | None:
     return None
 
 
+# What the last worker invocation on this thread reported: the engine's invoke path turns a
+# worker's answer into a body of its own, keeping only the message, so the report goes beside it.
+_reports = threading.local()
+
+
+def _take_report() -> dict[str, Any] | None:
+    report: dict[str, Any] | None = getattr(_reports, "last", None)
+    _reports.last = None
+    return report
+
+
 # What Step Functions calls a throttled Lambda invocation on AWS (a Retry names it).
 THROTTLE_ERROR = "Lambda.TooManyRequestsException"
 
@@ -226,11 +237,6 @@ def init_error_report(message: str) -> dict[str, Any] | None:
     return report
 
 
-# What the last worker invocation on this thread reported: the engine's invoke path turns a
-# worker's answer into a body of its own, keeping only the message, so the report goes beside it.
-_reports = threading.local()
-
-
 def recording_error_reports(invoke: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """Keep the error type a worker reported (init failure or handler error) for ``with_error_types``."""
 
@@ -254,9 +260,3 @@ def recording_error_reports(invoke: Callable[..., dict[str, Any]]) -> Callable[.
         return result
 
     return invoke_recording
-
-
-def _take_report() -> dict[str, Any] | None:
-    report: dict[str, Any] | None = getattr(_reports, "last", None)
-    _reports.last = None
-    return report
