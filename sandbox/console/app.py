@@ -1,5 +1,8 @@
 """The console's web app: the page, its JSON endpoints and the live event stream.
 
+Any stack's state machines are drawn from the definitions the engine holds and their executions
+listed and traced (``machines``); the orders, their form and the dead letters are the demo's.
+
 Every endpoint calls the library the CLI calls (``OrdersClient``, ``run_order``, the trace,
 ``list_dead_letters``/``redrive``, ``running_engine``): the console has no way of its own to read
 the engine. Refusals are JSON ``{"error", "hint"}`` with a 4xx status and write nothing.
@@ -33,9 +36,11 @@ from sandbox.console.details import state_visits
 from sandbox.console.forms import FormError, parse_order_form
 from sandbox.console.graph import draw_graph, read_definition
 from sandbox.console.live import OrderWatcher
+from sandbox.console.machines import NoOrderApi, execution_view, list_executions, list_machines, machine_graph
 from sandbox.dlq import list_dead_letters, redrive
 from sandbox.engine import running_engine
 from sandbox.errors import EngineNotRunningError, OrderError, SandboxError, StackNotFoundError
+from sandbox.executions import ExecutionNotFoundError, StateMachineNotFoundError
 from sandbox.orders import OrdersClient
 from sandbox.runs import run_order
 from sandbox.settings import Settings
@@ -63,23 +68,54 @@ class JsonResponse(JSONResponse):
         return json.dumps(content, default=str, ensure_ascii=False).encode()
 
 
+# The outputs only the bundled demo's stack has: its order list, form and dead letters apply there.
+DEMO_OUTPUTS = frozenset({"ApiId", "OrdersTableName", "StateMachineArn", "AuditQueueUrl", "EventBusName"})
+
+
+def is_demo(stack: LocalStack) -> bool:
+    return set(stack.outputs) >= DEMO_OUTPUTS
+
+
 @dataclass
 class Console:
-    """What the endpoints share: the settings, the saga's definition and the watcher."""
+    """What the endpoints share: the settings, the demo saga's definition (when there) and the watcher."""
 
     settings: Settings
-    definition: dict[str, Any]
+    definition: dict[str, Any] | None
     watcher: OrderWatcher
 
     def stack(self) -> LocalStack:
         return find_stack(self.settings)
 
     def client(self) -> OrdersClient:
-        return OrdersClient(self.stack().api_url)
+        stack = self.stack()
+        return OrdersClient(stack.api_url) if is_demo(stack) else NoOrderApi()
+
+    def demo_stack(self) -> LocalStack:
+        """The stack, when it is the demo's; the order endpoints refuse any other."""
+        stack = self.stack()
+        if not is_demo(stack):
+            raise RequestRefusedError(
+                404,
+                f"stack {self.settings.stack_name} has no orders (they are the demo's)",
+                hint="open one of its state machines' executions instead",
+            )
+        return stack
+
+    def saga_definition(self) -> dict[str, Any]:
+        if self.definition is None:
+            raise RequestRefusedError(
+                404, "the demo's saga definition is not here", hint="open a state machine"
+            )
+        return self.definition
 
     def describe(self, order: dict[str, Any]) -> dict[str, Any]:
         """An order as the page shows it: the API's view and the graph with its path."""
-        return {"orderId": order["orderId"], "order": order, "graph": draw_graph(self.definition, order)}
+        return {
+            "orderId": order["orderId"],
+            "order": order,
+            "graph": draw_graph(self.saga_definition(), order),
+        }
 
 
 def checked_order_id(request: Request) -> str:
@@ -101,7 +137,8 @@ def memory_mib() -> float:
 
 def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interval: float = 0.2) -> Starlette:
     """The console for the stack of ``settings`` (its engine need not run yet: the page says so)."""
-    definition = read_definition(settings.project_dir / SAGA_DEFINITION)
+    saga_file = settings.project_dir / SAGA_DEFINITION
+    definition = read_definition(saga_file) if saga_file.is_file() else None
     holder: dict[str, Console] = {}
     watcher = OrderWatcher(
         connect=lambda: holder["console"].client(),
@@ -115,8 +152,36 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    async def graph(request: Request) -> Response:
-        return JsonResponse({"graph": draw_graph(definition)})
+    def graph(request: Request) -> Response:
+        if definition is not None:
+            return JsonResponse({"graph": draw_graph(definition)})
+        # Another project's stack: its state machine, drawn from what the engine holds.
+        stack = console.stack()
+        machines = list_machines(stack, settings.region, settings.stack_name)
+        if not machines:
+            raise RequestRefusedError(404, f"stack {settings.stack_name} has no state machine")
+        return JsonResponse(machine_graph(stack, settings.region, settings.stack_name, machines[0]["arn"]))
+
+    def machines(request: Request) -> Response:
+        stack = console.stack()
+        return JsonResponse(
+            {
+                "stateMachines": list_machines(stack, settings.region, settings.stack_name),
+                "isDemo": is_demo(stack),
+            }
+        )
+
+    def machine_detail(request: Request) -> Response:
+        ref = str(request.path_params["machine"])
+        return JsonResponse(machine_graph(console.stack(), settings.region, settings.stack_name, ref))
+
+    def machine_executions(request: Request) -> Response:
+        ref = str(request.path_params["machine"])
+        return JsonResponse(list_executions(console.stack(), settings.region, settings.stack_name, ref))
+
+    def execution_detail(request: Request) -> Response:
+        ref = str(request.path_params["execution"])
+        return JsonResponse(execution_view(console.stack(), settings.region, settings.stack_name, ref))
 
     async def orders(request: Request) -> Response:
         listed = watcher.orders
@@ -133,7 +198,7 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
         except ValueError as error:
             raise FormError("the body is not JSON: send the form's fields as a JSON object") from error
         order = parse_order_form(form)
-        stack = await run_in_threadpool(console.stack)
+        stack = await run_in_threadpool(console.demo_stack)
         try:
             run = await run_in_threadpool(
                 lambda: run_order(
@@ -165,19 +230,19 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
     def order_trace(request: Request) -> Response:
         order_id = checked_order_id(request)
         # What trace_order reads, kept: its saga history also gives each state's input and output.
-        sources = collect_sources(console.stack(), settings, order_id)
+        sources = collect_sources(console.demo_stack(), settings, order_id)
         return JsonResponse(
             {"trace": build_trace(sources).to_json(), "states": state_visits(sources.history or [])}
         )
 
     def dead_letters(request: Request) -> Response:
-        letters = list_dead_letters(console.stack(), settings.region)
+        letters = list_dead_letters(console.demo_stack(), settings.region)
         return JsonResponse({"deadLetters": [letter.as_dict() for letter in letters]})
 
     def redrive_letters(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise RequestRefusedError(415, "send the request as application/json")
-        stack = console.stack()
+        stack = console.demo_stack()
         publisher = physical_id(stack, settings.region, settings.stack_name, "OutboxPublisherFunction")
         return JsonResponse({"redriven": redrive(stack, settings.region, publisher)})
 
@@ -193,7 +258,12 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
                     "container": state.container_name or state.container_id,
                     "uptimeSeconds": int(time.time() - state.started_at),
                 },
-                "stack": {"name": settings.stack_name, "region": settings.region, "apiUrl": stack.api_url},
+                "stack": {
+                    "name": settings.stack_name,
+                    "region": settings.region,
+                    "apiUrl": stack.api_url if is_demo(stack) else None,
+                    "isDemo": is_demo(stack),
+                },
                 "console": {
                     "pid": os.getpid(),
                     "memoryMiB": round(memory_mib(), 1),
@@ -219,7 +289,7 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
             code = error.status
         elif isinstance(error, FormError):
             code = 400
-        elif isinstance(error, OrderNotFoundError):
+        elif isinstance(error, OrderNotFoundError | ExecutionNotFoundError | StateMachineNotFoundError):
             code = 404
         elif isinstance(error, EngineNotRunningError | StackNotFoundError):
             code = 503
@@ -260,6 +330,10 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
             Route("/api/orders", place, methods=["POST"]),
             Route("/api/orders/{order_id}", order_detail),
             Route("/api/orders/{order_id}/trace", order_trace),
+            Route("/api/state-machines", machines),
+            Route("/api/state-machines/{machine:path}/executions", machine_executions),
+            Route("/api/state-machines/{machine:path}", machine_detail),
+            Route("/api/executions/{execution:path}", execution_detail),
             Route("/api/dead-letters", dead_letters),
             Route("/api/dead-letters/redrive", redrive_letters, methods=["POST"]),
             Route("/api/status", status),

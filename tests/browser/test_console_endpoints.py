@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
+import uuid
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 
+from sandbox.executions import run_execution
 from sandbox.orders import OrdersClient
+from sandbox.testing import SandboxStack
 from tests.browser.conftest import call
 
 pytestmark = pytest.mark.integration
@@ -88,3 +93,50 @@ def test_dead_letters_are_listed_and_a_redrive_must_be_asked_for_as_json(console
 
     # A cross-site form post cannot redrive (nor place orders): only the page's script sends JSON.
     assert call(console_url + "api/dead-letters/redrive", "POST", b"", content_type="text/plain")[0] == 415
+
+
+# ---------------------------------------------------------------- any state machine of the stack
+
+
+def test_the_stack_s_state_machines_are_listed_drawn_and_their_executions_opened(
+    console_url: str, sandbox_stack: SandboxStack
+):
+    stack, settings = sandbox_stack.stack, sandbox_stack.settings
+    # GIVEN one execution of the stack's state machine, started directly, failing its payment step
+    order_id = f"console-{uuid.uuid4().hex[:10]}"
+    order = {"orderId": order_id, "customerId": "console", "totalAmount": "5.00", "status": "PENDING",
+             "items": [{"productId": sandbox_stack.make_product(), "quantity": 1, "price": "5.00"}],
+             "createdAt": "2026-01-01T00:00:00+00:00", "faults": {"fail": "payment"}}  # fmt: skip
+    item = {"pk": f"ORDER#{order_id}", "sk": "ORDER", **order}
+    sandbox_stack.client("dynamodb").put_item(
+        TableName=sandbox_stack.outputs["OrdersTableName"],
+        Item={key: TypeSerializer().serialize(value) for key, value in item.items()},
+    )
+    run = run_execution(stack, settings.region, settings.stack_name, None, {"order": order}, name=order_id)
+    # WHEN the console lists the state machines
+    status, listed = call(console_url + "api/state-machines")
+    assert status == 200 and listed["isDemo"] is True
+    (machine,) = listed["stateMachines"]
+    assert machine["logicalId"] == "OrderSagaStateMachine"
+    # THEN it draws the machine from the engine's definition, by logical id
+    status, drawn = call(console_url + "api/state-machines/OrderSagaStateMachine")
+    assert status == 200 and 'data-state="ChargePayment"' in drawn["graph"]
+    # AND lists its executions with their status
+    status, executions = call(console_url + f"api/state-machines/{machine['name']}/executions")
+    assert status == 200
+    assert {"name": order_id, "status": "FAILED"}.items() <= next(
+        e for e in executions["executions"] if e["name"] == order_id
+    ).items()
+    # AND opens one: its trace, and the graph with the path it took
+    status, opened = call(console_url + "api/executions/" + urllib.parse.quote(run.arn, safe=""))
+    assert status == 200
+    assert opened["trace"]["compensations"] == ["ReleaseInventory", "MarkOrderFailed"]
+    assert 'data-state="ChargePayment" data-outcome="failed"' in opened["graph"]
+    assert 'data-state="ReleaseInventory" data-outcome="compensation"' in opened["graph"]
+
+
+def test_an_unknown_execution_or_state_machine_is_a_404(console_url: str):
+    status, body = call(console_url + "api/executions/never-ran")
+    assert status == 404 and "no execution named 'never-ran'" in body["error"]
+    status, body = call(console_url + "api/state-machines/Nope")
+    assert status == 404 and body["hint"] == "choose one of: OrderSagaStateMachine"

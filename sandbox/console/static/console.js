@@ -1,5 +1,6 @@
 // The console's page: the live order list (server-sent events), one order's graph and timeline,
-// the order form, dead letters and the engine. Text from the server is set as text, never as HTML;
+// the order form, dead letters and the engine (the demo's stack); any stack's state machines,
+// their executions, and one execution's path and trace. Text from the server is set as text, never as HTML;
 // the graph is the server's SVG.
 "use strict";
 
@@ -24,6 +25,8 @@ const view = {
   traceReads: 0, // trace reads started: only the latest one's answer is shown
   selected: null, // the selected state's name
   shownAt: new Map(), // order id -> when this page first showed it ended (ms since the epoch)
+  execution: null, // the open execution's name or ARN (instead of an order)
+  isDemo: true, // whether the stack is the demo's (its orders, form and dead letters)
 };
 
 function el(tag, attributes = {}, ...children) {
@@ -114,10 +117,13 @@ function refreshAges() {
 // ---- one order
 function showNeutralGraph() {
   view.current = view.order = view.visits = view.selected = view.traceKey = null;
-  $("#order-title").textContent = "The order saga";
-  $("#order-meta").textContent = "Place an order, or pick one from the list, to see the path its saga took.";
+  $("#order-title").textContent = view.isDemo ? "The order saga" : "State machines";
+  $("#order-meta").textContent = view.isDemo
+    ? "Place an order, or pick one from the list, to see the path its saga took."
+    : "Pick an execution from the list to see the path it took and its trace.";
   $("#order-status").hidden = true;
   markCurrentRow();
+  markCurrentExecution();
   api("/api/graph").then((data) => {
     if (view.current === null) setGraph(data.graph);
   });
@@ -260,6 +266,10 @@ function visitDetail(visit) {
     box.append(el("h3", {}, `error ${index + 1}: ${failure.error}`), el("pre", {}, cause));
   }
   if (visit.result !== null) box.append(el("h3", {}, "task result"), el("pre", {}, pretty(visit.result)));
+  if (visit.logLines && visit.logLines.length) {
+    const text = visit.logLines.map((line) => `${line.level.padEnd(8)} ${line.message}`).join("\n");
+    box.append(el("h3", {}, "function log lines"), el("pre", { class: "logs" }, text));
+  }
   const data = el("div", { class: "visit-data" });
   const folded = (title, value) =>
     el("details", {}, el("summary", {}, title), el("pre", {}, pretty(value)));
@@ -425,8 +435,161 @@ function connect() {
 
 function route() {
   const match = location.hash.match(/^#\/orders\/([^/]+)$/);
+  const execution = location.hash.match(/^#\/executions\/(.+)$/);
+  const machine = location.hash.match(/^#\/machines\/(.+)$/);
+  view.execution = null;
   if (match) openOrder(decodeURIComponent(match[1]));
+  else if (execution) openExecution(decodeURIComponent(execution[1]));
+  else if (machine) openMachine(decodeURIComponent(machine[1]));
   else showNeutralGraph();
+}
+
+// ---- any state machine of the stack, and its executions
+async function loadMachines() {
+  const box = $("#machine-list");
+  try {
+    const data = await api("/api/state-machines");
+    view.isDemo = data.isDemo;
+    for (const id of ["#place", "#orders", "#dead-letters"]) $(id).hidden = !data.isDemo;
+    if (!data.isDemo && view.current === null && view.execution === null) {
+      $("#order-title").textContent = "State machines";
+      $("#order-meta").textContent = "Pick an execution from the list to see the path it took and its trace.";
+    }
+    if (!data.stateMachines.length) {
+      fill(box, el("p", { class: "hint" }, "This stack has no state machine."));
+      return;
+    }
+    const parts = [];
+    for (const machine of data.stateMachines) {
+      const label = machine.logicalId || machine.name;
+      const listed = await api(`/api/state-machines/${encodeURIComponent(machine.arn)}/executions`);
+      const list = el("ol", { class: "execution-list" });
+      for (const execution of listed.executions) {
+        const row = el(
+          "li",
+          { "data-execution": execution.executionArn, title: execution.executionArn },
+          el("span", { class: "id" }, execution.name),
+          pill(execution.status),
+        );
+        row.addEventListener("click", () => {
+          location.hash = `#/executions/${encodeURIComponent(execution.executionArn)}`;
+        });
+        list.append(row);
+      }
+      if (!listed.executions.length) list.append(el("li", { class: "empty" }, "no executions yet"));
+      const link = el("a", { href: `#/machines/${encodeURIComponent(machine.arn)}` }, label);
+      parts.push(el("div", { class: "machine", "data-machine": label }, el("h3", {}, link, " ", el("small", {}, machine.name)), list));
+    }
+    fill(box, ...parts);
+    markCurrentExecution();
+  } catch (error) {
+    fill(box, el("p", { class: "reason" }, error.message));
+  }
+}
+
+function markCurrentExecution() {
+  for (const row of document.querySelectorAll("#machine-list li[data-execution]")) {
+    row.classList.toggle("is-current", row.dataset.execution === view.execution);
+  }
+}
+
+async function openMachine(ref) {
+  view.current = view.order = view.visits = view.selected = view.traceKey = null;
+  markCurrentRow();
+  resetPanels();
+  $("#order-status").hidden = true;
+  try {
+    const data = await api(`/api/state-machines/${encodeURIComponent(ref)}`);
+    $("#order-title").textContent = data.stateMachine.logicalId || data.stateMachine.name;
+    $("#order-meta").textContent = data.stateMachine.arn;
+    setGraph(data.graph);
+  } catch (error) {
+    fill($("#order-meta"), el("span", { class: "reason" }, error.message));
+  }
+}
+
+async function openExecution(ref) {
+  view.current = view.order = view.selected = view.traceKey = null;
+  view.visits = null;
+  view.execution = ref;
+  markCurrentRow();
+  markCurrentExecution();
+  resetPanels();
+  $("#order-title").textContent = "Execution";
+  $("#order-meta").textContent = "loading…";
+  try {
+    const data = await api(`/api/executions/${encodeURIComponent(ref)}`);
+    if (view.execution !== ref) return;
+    const trace = data.trace;
+    $("#order-title").textContent = `Execution ${trace.name}`;
+    const status = $("#order-status");
+    status.replaceWith(Object.assign(pill(trace.status), { id: "order-status" }));
+    const meta = [`${trace.stateMachine} · ${trace.durationMs ?? "?"} ms`];
+    if (trace.error) meta.push(el("br"), el("span", { class: "reason" }, `${trace.error}: ${trace.cause || ""}`));
+    if (trace.compensations.length) meta.push(el("br"), `compensation: ${trace.compensations.join(" → ")}`);
+    fill($("#order-meta"), ...meta);
+    view.visits = trace.states.map(executionVisit);
+    setGraph(data.graph);
+    renderExecutionTimeline(trace);
+  } catch (error) {
+    if (view.execution !== ref) return;
+    fill($("#graph"));
+    fill($("#order-meta"), el("span", { class: "reason" }, error.message),
+      error.hint ? el("span", { class: "hint" }, ` — ${error.hint}`) : null);
+  }
+}
+
+function executionVisit(state) {
+  // The state detail panel's shape (as an order's visits): its attempts' errors and the last result.
+  return {
+    name: state.name,
+    enteredAt: state.enteredAt,
+    exitedAt: state.exitedAt,
+    attempts: state.attempts.length,
+    errors: state.attempts.filter((a) => a.error).map((a) => ({ error: a.error, cause: parseCause(a.cause) })),
+    result: null,
+    input: state.input,
+    output: state.output,
+    logLines: state.attempts.flatMap((a) => a.logLines.filter((line) => line.level !== "PLATFORM")),
+  };
+}
+
+function parseCause(cause) {
+  try {
+    return JSON.parse(cause);
+  } catch {
+    return cause;
+  }
+}
+
+function renderExecutionTimeline(trace) {
+  const started = Date.parse(trace.startedAt);
+  const table = el("table", { class: "timeline" });
+  for (const state of trace.states) {
+    const marker = state.isCompensation ? "↩" : state.status === "FAILED" ? "✗" : "→";
+    const details = [];
+    if (state.attempts.length > 1) details.push(`${state.attempts.length} attempts`);
+    for (const attempt of state.attempts) {
+      if (attempt.error) details.push(`attempt ${attempt.number}: ${attempt.error}`);
+    }
+    if (state.catch) details.push(`Catch ${state.catch.error || "error"} → ${state.catch.next}`);
+    if (state.function) details.push(state.function);
+    table.append(
+      el(
+        "tr",
+        { class: `kind-${state.isCompensation ? "compensation" : "state"}`, "data-kind": "state", "data-name": state.name },
+        el("td", { class: "at" }, `+${Date.parse(state.enteredAt) - started} ms`),
+        el("td", { class: "src" }, el("span", { class: "src-tag" }, state.type)),
+        el("td", { class: "what" }, `${"  ".repeat(state.depth)}${marker} ${state.name}`),
+        el("td", { class: `st-${state.status}` }, state.status),
+        el("td", { class: "took" }, state.durationMs !== null ? `${state.durationMs} ms` : ""),
+        el("td", { class: "detail" }, details.join("; ")),
+      ),
+    );
+  }
+  const heading = el("h2", {}, "Trace ", el("small", {}, "as sandbox trace"));
+  const notes = trace.notes.length ? el("ul", { class: "notes" }, ...trace.notes.map((note) => el("li", {}, note))) : null;
+  fill($("#timeline"), heading, table, notes);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -434,9 +597,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#dlq-refresh").addEventListener("click", loadDeadLetters);
   $("#dlq-redrive").addEventListener("click", redriveLetters);
   $("#engine-refresh").addEventListener("click", loadStatus);
+  $("#machines-refresh").addEventListener("click", loadMachines);
   window.addEventListener("hashchange", route);
   connect();
   route();
+  loadMachines();
   loadDeadLetters();
   loadStatus();
   setInterval(refreshAges, 5000);
