@@ -64,7 +64,7 @@ def serve_console(
 def ui(
     port: PortOption = DEFAULT_PORT, open_browser: OpenFlag = False, json_output: JsonFlag = False
 ) -> None:
-    """Serve the web console: live orders, the saga graph with each order's path, place orders with faults."""
+    """Serve the web console: the stack's state machines drawn, their executions and each one's path and trace; on the demo, live orders and the order form with faults."""
     serve_console(Settings.load(), port, is_open=open_browser, json_output=json_output)
 
 
