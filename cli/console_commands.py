@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.options import JsonFlag
+from cli.options import JsonFlag, project_command
 from cli.output import console
 from sandbox.settings import Settings
 
@@ -70,4 +70,4 @@ def ui(
 
 def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
-    app.command(epilog="Examples:  sandbox ui    sandbox ui --port 8600 --open")(ui)
+    app.command(epilog="Examples:  sandbox ui    sandbox ui --port 8600 --open")(project_command()(ui))

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.options import JsonFlag
+from cli.options import JsonFlag, project_command
 from cli.output import error_console, print_json
 from cli.trace_commands import print_execution_trace
 from sandbox.executions import read_input, resolve_state_machine, run_execution
@@ -71,4 +71,4 @@ def register(app: typer.Typer) -> None:
     app.command(
         epilog="Examples:  sandbox execute    sandbox execute OrderSagaStateMachine --input '{\"order\": {...}}'    "
         "sandbox execute MyStateMachine --input @event.json --name try-1    sandbox execute --json"
-    )(execute)
+    )(project_command()(execute))

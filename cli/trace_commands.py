@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.options import JsonFlag, complete_order_id
+from cli.options import JsonFlag, complete_order_id, project_command
 from cli.output import STATUS_STYLES, console, error_console, print_json
 from sandbox.errors import UsageError
 from sandbox.executions import ExecutionNotFoundError, find_execution, is_execution_arn
@@ -37,8 +37,6 @@ from sandbox.trace.execution import cause_message
 from sandbox.trace.model import millis_between
 from sandbox.trace.reading import read_order_items
 
-# The outputs only the bundled demo's stack has: there an order id is traced as an order.
-DEMO_OUTPUTS = frozenset({"ApiId", "OrdersTableName", "StateMachineArn", "AuditQueueUrl", "EventBusName"})
 MAX_LOG_LINES = 20  # a task attempt's log lines shown in a trace; `sandbox logs` shows them all
 
 LEVEL_STYLES = {
@@ -118,11 +116,6 @@ def print_trace(trace: Trace) -> None:
     console.print(f"[dim]as a diagram: {trace_command(trace.order_id)} --mermaid[/dim]", highlight=False)
 
 
-def is_demo_stack(stack: LocalStack) -> bool:
-    """Whether the stack is the bundled demo's (it has the order API, tables and bus the demo outputs)."""
-    return set(stack.outputs) >= DEMO_OUTPUTS
-
-
 def _failure(error: str | None, cause: object) -> str:
     message = cause_message(cause)
     return f"{error or 'failed'}: {message}" if message else str(error or "failed")
@@ -200,7 +193,7 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
 
 def _is_order(stack: LocalStack, settings: Settings, ref: str) -> bool:
     """Whether ``ref`` is an order of the demo's stack (its ORDER# item exists)."""
-    if not is_demo_stack(stack) or is_execution_arn(ref):
+    if not stack.is_demo or is_execution_arn(ref):
         return False
     order, _ = read_order_items(
         stack.client("dynamodb", settings.region), stack.outputs["OrdersTableName"], ref
@@ -242,7 +235,7 @@ def trace(
     """
     settings = Settings.load()
     stack = find_stack(settings)
-    is_demo = is_demo_stack(stack)
+    is_demo = stack.is_demo
     if execution is None and is_demo:  # today's `sandbox trace` (and --last): the latest order
         order_id: str | None = OrdersClient(stack.api_url).latest_order_id()
     elif execution is not None and not last and _is_order(stack, settings, execution):
@@ -343,11 +336,11 @@ def logs(
             since=window, is_quiet_included=all_requests,
         )  # fmt: skip
         width = max((len(name) for name in logs.functions), default=10)
-        if order and follow and is_demo_stack(stack):
+        if order and follow and stack.is_demo:
             OrdersClient(stack.api_url).check_order_exists(order)  # an unknown id would never log a line
         if not follow:
             lines = logs.read()
-            if order and not lines and is_demo_stack(stack):  # a reset order's lines are still shown
+            if order and not lines and stack.is_demo:  # a reset order's lines are still shown
                 OrdersClient(stack.api_url).check_order_exists(order)
             if json_output:
                 print_json({"lines": [line.to_json() for line in lines]})
@@ -437,8 +430,8 @@ def register(app: typer.Typer) -> None:
         epilog="Examples:  sandbox trace EXECUTION_NAME    sandbox trace --last    "
         "sandbox trace --last MyStateMachine    sandbox trace EXECUTION_ARN --json    "
         "sandbox trace ORDER_ID --mermaid (demo)"
-    )(trace)
+    )(project_command()(trace))
     app.command(
         epilog="Examples:  sandbox logs    sandbox logs PaymentFunction    sandbox logs payment --order ORDER_ID    "
         "sandbox logs --follow    sandbox logs MyFunction --since 5m"
-    )(logs)
+    )(project_command()(logs))

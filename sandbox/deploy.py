@@ -209,7 +209,9 @@ def plan_change_set(
         status = None
     change_set_type: ChangeSetTypeType = "CREATE" if status is None else "UPDATE"
     change_set_name = f"sandbox-{int(time.time() * 1000)}"
-    extra: dict[str, Any] = {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]} if tags else {}
+    extra: dict[str, Any] = (
+        {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]} if tags else {}
+    )
     try:
         cfn.create_change_set(
             StackName=stack_name,

@@ -237,7 +237,14 @@ def node_launch_script(name: str, node: str, sdk: Path | None) -> str:
     ]
     if sdk is not None:
         modules = shlex.quote(str(sdk / "node_modules"))
-        lines += [f'NODE_PATH="${{NODE_PATH:+$NODE_PATH:}}"{modules}', "export NODE_PATH"]
+        lines += [
+            f'NODE_PATH="${{NODE_PATH:+$NODE_PATH:}}"{modules}',
+            "export NODE_PATH",
+            # ES modules ignore NODE_PATH: they find packages in a node_modules folder above the
+            # handler. The worker's folder holds the code folder, so the SDK linked there comes
+            # after the function's own node_modules and its layers', as on AWS.
+            f'[ -f "$1" ] && ln -sfn {modules} "$(dirname "$1")/node_modules" 2>/dev/null',
+        ]
     lines.append(f'exec {shlex.quote(node)} "$@"')
     return "\n".join(lines) + "\n"
 

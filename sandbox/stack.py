@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 Progress = Callable[[str], None]
+# The outputs only the bundled demo's stack has: the order commands, list, form and dead letters apply there.
+DEMO_OUTPUTS = frozenset({"ApiId", "OrdersTableName", "StateMachineArn", "AuditQueueUrl", "EventBusName"})
 BeforeDeploy = Callable[[dict[str, str]], None]
 
 
@@ -46,6 +48,11 @@ class LocalStack:
 
     engine: EngineState
     outputs: dict[str, str]
+
+    @property
+    def is_demo(self) -> bool:
+        """Whether the stack is the bundled order demo's: it has the order API, tables and bus it outputs."""
+        return set(self.outputs) >= DEMO_OUTPUTS
 
     @property
     def has_api(self) -> bool:

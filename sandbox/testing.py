@@ -92,7 +92,7 @@ class SandboxStack:
 
     def trace_text(self, execution_arn: str) -> str:
         """The execution's trace as `sandbox trace` prints it (for assertion messages)."""
-        from sandbox.executions import render_execution_text, trace_execution
+        from sandbox.trace import render_execution_text, trace_execution
 
         return render_execution_text(
             trace_execution(self.stack, self.region, self.settings.stack_name, execution_arn)

@@ -68,14 +68,6 @@ class JsonResponse(JSONResponse):
         return json.dumps(content, default=str, ensure_ascii=False).encode()
 
 
-# The outputs only the bundled demo's stack has: its order list, form and dead letters apply there.
-DEMO_OUTPUTS = frozenset({"ApiId", "OrdersTableName", "StateMachineArn", "AuditQueueUrl", "EventBusName"})
-
-
-def is_demo(stack: LocalStack) -> bool:
-    return set(stack.outputs) >= DEMO_OUTPUTS
-
-
 @dataclass
 class Console:
     """What the endpoints share: the settings, the demo saga's definition (when there) and the watcher."""
@@ -89,12 +81,12 @@ class Console:
 
     def client(self) -> OrdersClient:
         stack = self.stack()
-        return OrdersClient(stack.api_url) if is_demo(stack) else NoOrderApi()
+        return OrdersClient(stack.api_url) if stack.is_demo else NoOrderApi()
 
     def demo_stack(self) -> LocalStack:
         """The stack, when it is the demo's; the order endpoints refuse any other."""
         stack = self.stack()
-        if not is_demo(stack):
+        if not stack.is_demo:
             raise RequestRefusedError(
                 404,
                 f"stack {self.settings.stack_name} has no orders (they are the demo's)",
@@ -167,7 +159,7 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
         return JsonResponse(
             {
                 "stateMachines": list_machines(stack, settings.region, settings.stack_name),
-                "isDemo": is_demo(stack),
+                "isDemo": stack.is_demo,
             }
         )
 
@@ -261,8 +253,8 @@ def create_app(settings: Settings, *, scan_interval: float = 0.5, follow_interva
                 "stack": {
                     "name": settings.stack_name,
                     "region": settings.region,
-                    "apiUrl": stack.api_url if is_demo(stack) else None,
-                    "isDemo": is_demo(stack),
+                    "apiUrl": stack.api_url if stack.is_demo else None,
+                    "isDemo": stack.is_demo,
                 },
                 "console": {
                     "pid": os.getpid(),

@@ -192,10 +192,15 @@ def test_a_node_runtime_gets_the_sdk_of_its_version(
     )
     # AND the SDK comes after the layers' NODE_PATH the engine sets, so a layer's own SDK wins
     assert runtime.launch is not None
-    started = subprocess.run([str(runtime.launch), "worker.js"], capture_output=True, text=True, check=True,
+    worker = tmp_path / "worker" / "_worker.js"
+    worker.parent.mkdir()
+    worker.write_text("")
+    started = subprocess.run([str(runtime.launch), str(worker)], capture_output=True, text=True, check=True,
                              env={**os.environ, "NODE_PATH": "/layer/nodejs/node_modules"})  # fmt: skip
     sdk = next((tmp_path / "rt" / "sdk").iterdir())
     assert started.stdout.strip() == f"/layer/nodejs/node_modules:{sdk}/node_modules"
+    # AND ES modules, which ignore NODE_PATH, find the SDK in a node_modules above the code folder
+    assert (worker.parent / "node_modules").resolve() == (sdk / "node_modules").resolve()
 
 
 def test_without_node_a_node_runtime_has_no_launcher_and_one_line(
