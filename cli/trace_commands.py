@@ -238,7 +238,12 @@ def trace(
     is_demo = stack.is_demo
     if execution is None and is_demo:  # today's `sandbox trace` (and --last): the latest order
         order_id: str | None = OrdersClient(stack.api_url).latest_order_id()
-    elif execution is not None and not last and _is_order(stack, settings, execution):
+    elif execution is not None and _is_order(stack, settings, execution):
+        if last:
+            raise UsageError(
+                f"{execution} is an order: give an ORDER_ID or --last, not both",
+                hint="--last takes a state machine, or nothing for the latest order",
+            )
         order_id = execution
     else:
         order_id = None
