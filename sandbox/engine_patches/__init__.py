@@ -10,8 +10,8 @@ failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics)
 (bounded worker pools, the reaper, workers kept after handler errors, the log-end marker),
 ``timeouts`` (Task timeouts from the handler's start, no delay before an execution),
 ``runtimes`` (workers started by the sandbox's per-runtime launchers: the function sees what it
-would see on AWS), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes);
-``pin`` holds the version and the engine names. This module applies them.
+would see on AWS), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes; a Lambda
+Task carries its invocation's request id, as AWS's response does); ``pin`` holds the version and the engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -35,7 +35,18 @@ from .errors import (
     reporting_python_init_errors,
     with_error_types,
 )
-from .integrations import SNS_PUBLISH, query_message_attributes, with_message_attributes
+from .integrations import (
+    LAMBDA_INVOKE,
+    SNS_PUBLISH,
+    LambdaInvocation,
+    apply_request_ids,
+    cause_with_request_id,
+    lambda_invoke_output,
+    query_message_attributes,
+    recording_invocations,
+    with_message_attributes,
+    with_request_ids,
+)
 from .pin import (
     PINNED_ENGINE_VERSION,
     READ,
@@ -81,6 +92,7 @@ __all__ = [
     "HANDLER_STARTED",
     "HANDLER_START_WAIT_SECONDS",
     "INIT_ERROR_PREFIX",
+    "LAMBDA_INVOKE",
     "LAUNCH_FILE",
     "LOG_END_MARKER",
     "PINNED_ENGINE_VERSION",
@@ -93,14 +105,18 @@ __all__ = [
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "EnginePatchError",
+    "LambdaInvocation",
     "WorkerLease",
     "apply_patches",
+    "apply_request_ids",
+    "cause_with_request_id",
     "check_engine",
     "draining_to_log_end_marker",
     "exception_name",
     "init_error_report",
     "is_lambda_resource",
     "keep_worker_on_handler_error",
+    "lambda_invoke_output",
     "lambda_workers",
     "main",
     "mark_end_of_logs",
@@ -109,6 +125,7 @@ __all__ = [
     "query_message_attributes",
     "reap_periodically",
     "recording_error_reports",
+    "recording_invocations",
     "replace_constant",
     "reporting_node_errors",
     "reporting_python_init_errors",
@@ -121,6 +138,7 @@ __all__ = [
     "with_error_types",
     "with_handler_errors_kept",
     "with_message_attributes",
+    "with_request_ids",
     "with_runtime_launchers",
     "with_start_signal",
     "with_stream_batch_semantics",
@@ -154,6 +172,7 @@ def apply_patches() -> str:
     )
     lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
     _patch_worker_pools(os.environ)
+    apply_request_ids()  # before the Task timeouts wrap the engine's Task dispatch
     _patch_task_timeouts()
     _patch_runtimes()
     return installed

@@ -37,13 +37,14 @@ REPLACED = (
     "ministack.services.stepfunctions._invoke_resource_with_timeout",
     "ministack.services.stepfunctions._run_execution",  # its code, in place
     "ministack.services.stepfunctions._invoke_sns_publish",
+    "ministack.services.lambda_svc._execute_function_dispatch",
+    "ministack.services.stepfunctions._invoke_resource",  # also read: the Task timeouts wrap the patched one
 )
 READ = (
     "ministack.services.lambda_svc._iter_all_esms",
     "ministack.services.lambda_svc._send_ddb_stream_failure_record",
     "ministack.core.lambda_runtime.ensure_spawned",
     "ministack.core.lambda_runtime.reap_idle_workers",
-    "ministack.services.stepfunctions._invoke_resource",
     "ministack.services.stepfunctions._ExecutionError",
     "ministack.services.stepfunctions._SERVICE_DISPATCH",  # its sns:publish entry is replaced in place
 )
