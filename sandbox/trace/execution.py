@@ -335,6 +335,13 @@ def request_id_of(output: Any) -> str | None:
     return None
 
 
+def failed_request_id(cause: Any) -> str | None:
+    """The request id a failed Lambda task's cause names (a Python runtime's error carries it, as on AWS)."""
+    parsed = _parsed(cause)
+    request_id = parsed.get("requestId") if isinstance(parsed, dict) else None
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
 def _error_in(output: Any) -> tuple[str | None, str | None] | None:
     """The (Error, Cause) a Catch's ResultPath left in a state's output, at its top or one level down."""
     if not isinstance(output, dict):
@@ -474,6 +481,7 @@ class _HistoryReader:
             attempt.status, attempt.ended_at = _ATTEMPT_FAILS[kind], at
             attempt.error = str(details.get("error") or kind)
             attempt.cause = details.get("cause")
+            attempt.request_id = attempt.request_id or failed_request_id(attempt.cause)
 
     def _end(self, kind: str, at: datetime, details: dict[str, Any]) -> None:
         status = EXECUTION_ENDS[kind]

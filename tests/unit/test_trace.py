@@ -737,3 +737,29 @@ def test_the_json_form_names_states_attempts_catches_and_compensations() -> None
         {"state": "Pay", "error": "Declined", "matched": "Declined", "next": "Unbook"}
     ]
     assert document["compensations"] == ["Unbook"]
+
+
+def test_a_failed_attempt_is_tied_to_its_run_by_the_request_id_its_cause_names() -> None:
+    # GIVEN two overlapping runs of shop-book while Book failed; the cause names one (a Python
+    # runtime's error carries its requestId, as on AWS)
+    cause = json.dumps({"errorMessage": "no", "errorType": "Oops", "requestId": "ours", "stackTrace": []})
+    history = (
+        History()
+        .add("TaskStateEntered", 0, stateEnteredEventDetails={"name": "Book"})
+        .add("TaskScheduled", 0)
+        .add("TaskFailed", 100, taskFailedEventDetails={"error": "Oops", "cause": cause})
+        .add("ExecutionFailed", 101)
+        .events
+    )
+    invocations = group_invocations([
+        *request("shop-book", "other", ["other's line"], ended=60, duration=50),
+        *request("shop-book", "ours", ["our line"], ended=61, duration=50),
+    ])  # fmt: skip
+    # WHEN the trace is built
+    trace = build_execution_trace(
+        described("FAILED", 101), history, state_machine="S", definition=SHOP_SAGA, invocations=invocations
+    )
+    # THEN the failed attempt has that run's lines, not the other's
+    (attempt,) = trace.states[0].attempts
+    assert attempt.request_id == "ours"
+    assert "our line" in [line.message for line in attempt.log_lines]
