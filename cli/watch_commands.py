@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 from typer import Typer
 
 from cli.options import project_command
 from cli.output import console, error_console
+from sandbox.packaging import load_template
 from sandbox.reload import Update, watch_and_reload
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
+from sandbox.targets import local_build_options
 
 
 def _print_update(update: Update) -> None:
@@ -25,14 +30,35 @@ def run_watch() -> None:
     """Watch until Ctrl-C."""
     settings = Settings.load()
     stack = find_stack(settings)
-    console.print(f"watching {settings.project_dir / 'services'} and {settings.project_dir / 'state_machines'} "
-                  "— save a file to update the engine; Ctrl-C to stop", soft_wrap=True)  # fmt: skip
-    watch_and_reload(settings, stack, _print_update, _print_error)
+    # Rebuilt as `up` built them: for the interpreter and machine that run each function.
+    options = local_build_options(settings, stack.engine.engine, load_template(settings.template_path), _note)
+
+    def say_ready(roots: list[Path]) -> None:
+        if not roots:
+            console.print("the template names no local CodeUri or DefinitionUri: nothing to watch")
+            return
+        folders = ", ".join(_shown(root) for root in roots)
+        console.print(
+            f"watching {folders} — save a file to update the engine; Ctrl-C to stop", soft_wrap=True
+        )
+
+    watch_and_reload(settings, stack, _print_update, _print_error, python_version_for=options.python_version_for,
+                     architecture=options.architecture, on_ready=say_ready)  # fmt: skip
     console.print("stopped watching")
 
 
+def _shown(path: Path) -> str:
+    with contextlib.suppress(ValueError):
+        return str(path.relative_to(Path.cwd()))
+    return str(path)
+
+
+def _note(line: str) -> None:
+    error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
 def watch() -> None:
-    """Watch services/ and state_machines/ and push each change to the running engine."""
+    """Watch every CodeUri folder and DefinitionUri file the template names; push each save to the engine."""
     run_watch()
 
 

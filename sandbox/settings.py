@@ -139,7 +139,7 @@ class Settings:
             # A template named as the SAM CLI would find it is not kept: the folder says it all.
             template_file=None if template_file == find_template(project_dir) else template_file,
             config_file=config_file,
-            config_env=samconfig.env if config_file else config_env,
+            config_env=config_env,  # as named: unnamed, each target reads its own (local or default)
             cache_dir=Path(_env("CACHE_DIR", str(default_cache_dir()))),
         )
         flags.pop("template_file", None)

@@ -68,3 +68,17 @@ def test_a_template_of_any_name_is_taken_from_the_flag(project: Path, tmp_path: 
 def test_folder_names_become_valid_stack_names() -> None:
     assert stack_name_of(Path("/x/my_project.v2")) == "my-project-v2"
     assert stack_name_of(Path("/x/2024")) == "sandbox-2024"
+
+
+def test_an_unnamed_config_env_is_local_for_the_engine_and_default_for_aws(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "samconfig.toml").write_text(
+        'version = 0.1\n[default.deploy.parameters]\nstack_name = "trips"\n'
+        '[local.deploy.parameters]\nstack_name = "trips-local"\n'
+    )
+    monkeypatch.chdir(project)
+    settings = Settings.load()
+    assert settings.stack_name == "trips-local"
+    assert settings.samconfig(is_local=False).text("stack_name") == "trips"
+    assert Settings.load(config_env="default").stack_name == "trips"
