@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sandbox.errors import SandboxError, UsageError
+from sandbox.json_text import parse_json
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
 
@@ -126,16 +127,6 @@ class ExecutionResult:
             "stoppedAt": self.stopped_at.isoformat() if self.stopped_at else None,
             "states": self.states,
         }
-
-
-def parse_json(text: Any) -> Any:
-    """A JSON text of the API as data (None when absent; the text itself when it is not JSON)."""
-    if text is None or not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def read_input(text: str) -> Any:

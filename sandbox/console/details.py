@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
+from sandbox.json_text import parse_json
 from sandbox.logs import iso
-
-
-def _parsed(text: Any) -> Any:
-    """A JSON text of the history as data (the text itself when it is not JSON)."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _moment(value: Any) -> str:
@@ -39,7 +29,7 @@ def state_visits(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "type": kind.removesuffix("StateEntered"),
                 "enteredAt": _moment(event["timestamp"]),
                 "exitedAt": None,
-                "input": _parsed(details.get("input")),
+                "input": parse_json(details.get("input")),
                 "output": None,
                 "attempts": 0,
                 "errors": [],
@@ -53,12 +43,12 @@ def state_visits(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif kind in ("TaskFailed", "TaskTimedOut", "ExecutionFailed"):
             details = event.get(f"{kind[0].lower()}{kind[1:]}EventDetails", {})
             current["errors"].append(
-                {"error": details.get("error", kind), "cause": _parsed(details.get("cause"))}
+                {"error": details.get("error", kind), "cause": parse_json(details.get("cause"))}
             )
         elif kind == "TaskSucceeded":
-            current["result"] = _parsed(event.get("taskSucceededEventDetails", {}).get("output"))
+            current["result"] = parse_json(event.get("taskSucceededEventDetails", {}).get("output"))
         elif kind.endswith("StateExited"):
             current["exitedAt"] = _moment(event["timestamp"])
-            current["output"] = _parsed(event.get("stateExitedEventDetails", {}).get("output"))
+            current["output"] = parse_json(event.get("stateExitedEventDetails", {}).get("output"))
             current = None
     return visits

@@ -9,11 +9,11 @@ writes it); an engine that writes no nested state events shows their tasks on th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sandbox.json_text import parse_json
 from sandbox.logs import PLATFORM, Invocation, LogLine, iso
 from sandbox.trace.model import as_datetime, millis_between
 
@@ -298,15 +298,6 @@ class _Visit:
         return self.exited_at is None
 
 
-def _parsed(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _details(event: dict[str, Any]) -> dict[str, Any]:
     """The event's ``...EventDetails`` member (every event type names its own)."""
     for key, value in event.items():
@@ -317,7 +308,7 @@ def _details(event: dict[str, Any]) -> dict[str, Any]:
 
 def request_id_of(output: Any) -> str | None:
     """The Lambda request id a ``lambda:invoke`` task's output carries (as AWS returns it), if any."""
-    parsed = _parsed(output)
+    parsed = parse_json(output)
     if not isinstance(parsed, dict):
         return None
     metadata = parsed.get("SdkResponseMetadata")
@@ -337,7 +328,7 @@ def request_id_of(output: Any) -> str | None:
 
 def failed_request_id(cause: Any) -> str | None:
     """The request id a failed Lambda task's cause names (a Python runtime's error carries it, as on AWS)."""
-    parsed = _parsed(cause)
+    parsed = parse_json(cause)
     request_id = parsed.get("requestId") if isinstance(parsed, dict) else None
     return request_id if isinstance(request_id, str) and request_id else None
 
@@ -408,7 +399,7 @@ class _HistoryReader:
         parent = self._parent_for(event)
         visit = _Visit(
             str(details.get("name")), state_type, at, parent,
-            parent.depth + 1 if parent else 0, _parsed(details.get("input")),
+            parent.depth + 1 if parent else 0, parse_json(details.get("input")),
         )  # fmt: skip
         previous = self.last_exited.pop(id(parent), None)
         if previous is not None:
@@ -451,7 +442,7 @@ class _HistoryReader:
             return None
         visit = candidates[0]
         visit.exited_at = at
-        visit.output = _parsed(details.get("output"))
+        visit.output = parse_json(details.get("output"))
         last = visit.attempts[-1] if visit.attempts else None
         if last is not None and last.status != "SUCCEEDED":
             visit.failure = (last.error, last.cause)
@@ -461,7 +452,7 @@ class _HistoryReader:
     def _task_event(self, visit: _Visit, kind: str, at: datetime, event: dict[str, Any]) -> None:
         details = _details(event)
         if kind in _ATTEMPT_STARTS:
-            parameters = _parsed(details.get("parameters"))
+            parameters = parse_json(details.get("parameters"))
             function = function_of_state(self.states.get(visit.name), parameters)
             if function is None and kind == "LambdaFunctionScheduled":
                 function = function_name_of(details.get("resource"))
@@ -629,7 +620,7 @@ def build_execution_trace(
     notes: list[str] = []
     if definition is None:
         notes.append("the state machine's definition could not be read: Catch entries are not named")
-    execution_input = _parsed(described.get("input"))
+    execution_input = parse_json(described.get("input"))
     attempts = [attempt for visit in reader.visits for attempt in visit.attempts]
     lines_of: dict[int, tuple[str | None, tuple[LogLine, ...]]] = {}
     if invocations is not None:
@@ -652,7 +643,7 @@ def build_execution_trace(
         stopped_at=as_datetime(stopped) if stopped else None,
         states=[_freeze(visit, lines_of) for visit in reader.visits],
         input=execution_input,
-        output=_parsed(described.get("output")),
+        output=parse_json(described.get("output")),
         error=described.get("error") or (reader.end[2] if reader.end else None),
         cause=described.get("cause") or (reader.end[3] if reader.end else None),
         notes=notes,
@@ -661,7 +652,7 @@ def build_execution_trace(
 
 def cause_message(cause: Any) -> str:
     """A Lambda error's message from its JSON cause (``errorMessage``), or the cause as it is."""
-    parsed = _parsed(cause)
+    parsed = parse_json(cause)
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         return str(parsed["errorMessage"])
     return str(cause or "")

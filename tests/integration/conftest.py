@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -102,3 +103,26 @@ def outbox_paused(stack: LocalStack, settings: Settings) -> Iterator[None]:
         yield
     finally:
         lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
+
+
+@pytest.fixture
+def saga_input(tables: dict[str, Any], make_product: Callable[..., str]) -> Callable[..., dict[str, Any]]:
+    """The input the outbox publisher gives the demo's saga, for an ORDER# item of the test's own."""
+
+    def make(**faults: Any) -> dict[str, Any]:
+        order_id = f"exec-{uuid.uuid4().hex[:12]}"
+        now = datetime.now(UTC).isoformat()
+        order = {
+            "orderId": order_id,
+            "customerId": f"cust-{uuid.uuid4().hex[:8]}",
+            "items": [{"productId": make_product(), "quantity": 1, "price": "5.00"}],
+            "totalAmount": "5.00",
+            "status": "PENDING",
+            "createdAt": now,
+            "updatedAt": now,
+            **({"faults": faults} if faults else {}),
+        }
+        tables["orders"].put_item(Item={"pk": f"ORDER#{order_id}", "sk": "ORDER", **order})
+        return {"order": order}
+
+    return make

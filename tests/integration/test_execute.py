@@ -9,7 +9,6 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,30 +30,6 @@ from tests.processes import run_sandbox
 pytestmark = pytest.mark.integration
 SAGA = "OrderSagaStateMachine"  # the demo saga's logical id in template.yaml
 HAPPY_PATH = ["ReserveInventory", "ChargePayment", "CreateShipment", "MarkOrderCompleted"]
-
-
-@pytest.fixture
-def saga_input(tables: dict[str, Any], make_product: Callable[..., str]) -> Callable[..., dict[str, Any]]:
-    """The input the outbox publisher gives the saga, for an ORDER# item of the test's own."""
-
-    def make(**faults: Any) -> dict[str, Any]:
-        order_id = f"exec-{uuid.uuid4().hex[:12]}"
-        now = datetime.now(UTC).isoformat()
-        order = {
-            "orderId": order_id,
-            "customerId": f"cust-{uuid.uuid4().hex[:8]}",
-            "items": [{"productId": make_product(), "quantity": 1, "price": "5.00"}],
-            "totalAmount": "5.00",
-            "status": "PENDING",
-            "createdAt": now,
-            "updatedAt": now,
-        }
-        if faults:
-            order["faults"] = faults
-        tables["orders"].put_item(Item={"pk": f"ORDER#{order_id}", "sk": "ORDER", **order})
-        return {"order": order}
-
-    return make
 
 
 def run(stack: LocalStack, settings: Settings, execution_input: Any, **options: Any) -> ExecutionResult:

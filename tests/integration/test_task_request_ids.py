@@ -4,10 +4,8 @@ function's own START line, which `sandbox trace` uses to give each attempt exact
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,29 +17,6 @@ from sandbox.trace import render_execution_text, trace_execution
 
 pytestmark = pytest.mark.integration
 SAGA = "OrderSagaStateMachine"  # the demo saga's logical id in template.yaml
-
-
-@pytest.fixture
-def saga_input(tables: dict[str, Any], make_product: Callable[..., str]) -> Callable[..., dict[str, Any]]:
-    """The input the outbox publisher gives the saga, for an ORDER# item of the test's own."""
-
-    def make(**faults: Any) -> dict[str, Any]:
-        order_id = f"rid-{uuid.uuid4().hex[:12]}"
-        now = datetime.now(UTC).isoformat()
-        order = {
-            "orderId": order_id,
-            "customerId": f"cust-{uuid.uuid4().hex[:8]}",
-            "items": [{"productId": make_product(), "quantity": 1, "price": "5.00"}],
-            "totalAmount": "5.00",
-            "status": "PENDING",
-            "createdAt": now,
-            "updatedAt": now,
-            **({"faults": faults} if faults else {}),
-        }
-        tables["orders"].put_item(Item={"pk": f"ORDER#{order_id}", "sk": "ORDER", **order})
-        return {"order": order}
-
-    return make
 
 
 def task_results(stack: LocalStack, settings: Settings, arn: str) -> dict[str, dict[str, Any]]:

@@ -14,20 +14,7 @@ import pytest
 from sandbox import build as builder
 from sandbox.build import Build, build_zip, install_python_requirements
 from sandbox.errors import DeployError
-
-
-def names_in(content: bytes) -> list[str]:
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        assert archive.testzip() is None
-        return archive.namelist()
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+from tests.files import names_in, write
 
 
 class FakeRunner:

@@ -49,7 +49,7 @@ def test_a_project_command_sees_its_flags_through_settings(tmp_path: Path) -> No
             "Stage=dev",
             "--parameter-overrides",
             'Note="a b"',
-        ],  # fmt: skip
+        ],
     )
     # THEN its own option and the project's all arrive, and nothing leaks past the command
     assert result.exit_code == 0, result.output

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import io
 import subprocess
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +12,7 @@ import yaml
 
 from sandbox.errors import DeployError
 from sandbox.packaging import content_key, function_runtimes, load_template, package_template
-
-
-def names_in(content: bytes) -> list[str]:
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        return archive.namelist()
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
+from tests.files import names_in, write
 
 
 class FakePip:

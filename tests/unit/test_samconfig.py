@@ -76,7 +76,7 @@ def test_an_unknown_env_and_a_broken_file_are_one_line_each(tmp_path: Path) -> N
     with pytest.raises(UsageError, match="has no such environment") as raised:
         read_samconfig(path, "staging")
     assert raised.value.hint == "it has: default"
-    with pytest.raises(UsageError, match="samconfig.toml is not valid"):
+    with pytest.raises(UsageError, match=r"samconfig\.toml is not valid"):
         read_samconfig(write(tmp_path, "[default\n"), None)
 
 
