@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
@@ -43,7 +43,6 @@ __all__ = [
     "prepare_runtimes",
     "python_launch_script",
     "python_sdk_requirements",
-    "runtimes_of",
 ]
 
 # The folder of the user's cache (Settings.cache_dir) that holds the launchers and the SDKs.
@@ -156,30 +155,6 @@ def prepare_runtimes(
                 prepared[name] = runtime
     interpreters.save()
     return prepared
-
-
-def runtimes_of(template: Mapping[str, Any]) -> set[str]:
-    """The ``Runtime`` of every function of a (SAM or CloudFormation) template, Globals included."""
-    globals_ = template.get("Globals")
-    function_globals = globals_.get("Function") if isinstance(globals_, Mapping) else None
-    default = function_globals.get("Runtime") if isinstance(function_globals, Mapping) else None
-    names: set[str] = set()
-    resources = template.get("Resources")
-    for resource in resources.values() if isinstance(resources, Mapping) else ():
-        if not isinstance(resource, Mapping):
-            continue
-        kind = resource.get("Type")
-        properties = resource.get("Properties")
-        properties = properties if isinstance(properties, Mapping) else {}
-        if kind == "AWS::Serverless::Function":
-            runtime = properties.get("Runtime", default)
-        elif kind == "AWS::Lambda::Function":
-            runtime = properties.get("Runtime")
-        else:
-            continue
-        if isinstance(runtime, str):  # an intrinsic (Ref to a parameter) is not known here
-            names.add(runtime)
-    return names
 
 
 def deprecation_warning(name: str, today: datetime.date) -> str | None:

@@ -21,7 +21,6 @@ from sandbox.runtimes import (
     deprecation_warning,
     node_launch_script,
     prepare_runtimes,
-    runtimes_of,
 )
 
 ENGINE_PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -254,17 +253,3 @@ def test_a_deprecated_runtime_is_still_prepared_after_its_warning(tmp_path: Path
     )
     assert "python3.7" in prepared
     assert said[0].startswith("AWS Lambda refuses new python3.7 functions")
-
-
-def test_the_runtimes_of_a_template_include_its_globals() -> None:
-    template = {
-        "Globals": {"Function": {"Runtime": "python3.12"}},
-        "Resources": {
-            "A": {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "a.h"}},
-            "B": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": "nodejs20.x"}},
-            "C": {"Type": "AWS::Lambda::Function", "Properties": {"Runtime": "python3.11"}},
-            "D": {"Type": "AWS::Lambda::Function", "Properties": {"Runtime": {"Ref": "Runtime"}}},
-            "T": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
-        },
-    }
-    assert runtimes_of(template) == {"python3.12", "nodejs20.x", "python3.11"}
