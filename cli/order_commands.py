@@ -38,10 +38,11 @@ def orders_client(
     region: str | None = None,
     profile: str | None = None,
     endpoint_url: str | None = None,
+    command: str = "order",
 ) -> OrdersClient:
     """The order API of the local stack, or of the AWS stack (requests signed when required)."""
     settings = Settings.load()
-    require_demo(settings, "order")
+    require_demo(settings, command)
     if target is Target.local:
         return OrdersClient((local or find_stack(settings)).api_url)
     aws = AwsTarget.load(settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
@@ -226,7 +227,9 @@ def orders(
     json_output: JsonFlag = False,
 ) -> None:
     """List recent orders (the API's 50 newest) with their status and failure reason, full ids."""
-    client = orders_client(target, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
+    client = orders_client(
+        target, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url, command="orders"
+    )
     listed = client.list_orders(limit=limit, status=status.value if status else None)
     if json_output:
         print_json({"orders": listed})

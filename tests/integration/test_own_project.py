@@ -84,7 +84,7 @@ Outputs:
   GreetingSagaArn:
     Value: !Ref GreetingSaga
 """
-HANDLER = '''import os
+HANDLER = """import os
 
 import six
 
@@ -105,7 +105,7 @@ def lambda_handler(event, context):
 def undo(event, context):
     print(f"undoing {event.get('name')}")
     return {"undone": True}
-'''
+"""
 SAMCONFIG = """version = 0.1
 [default.deploy.parameters]
 stack_name = "greeter-prod"
@@ -127,7 +127,12 @@ class Project:
     def __init__(self, folder: Path, port: int):
         self.folder = folder
         self.env = {**os.environ, "SANDBOX_PORT": str(port), "NO_COLOR": "1", "COLUMNS": "200"}
-        for name in ("SANDBOX_STATE_DIR", "SANDBOX_TEMPLATE_FILE", "SANDBOX_STACK_NAME", "SANDBOX_PROJECT_DIR"):
+        for name in (
+            "SANDBOX_STATE_DIR",
+            "SANDBOX_TEMPLATE_FILE",
+            "SANDBOX_STACK_NAME",
+            "SANDBOX_PROJECT_DIR",
+        ):
             self.env.pop(name, None)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -190,7 +195,9 @@ def test_the_demo_s_commands_say_so_in_one_line(project: Project) -> None:
     for command in (["order"], ["orders"], ["dlq"], ["reset"], ["chaos", "--orders", "1"]):
         result = project.run(*command)
         assert result.returncode == 1, command
-        assert result.stderr.startswith(f"error: `sandbox {command[0]}` works on the bundled order demo"), command
+        assert result.stderr.startswith(f"error: `sandbox {command[0]}` works on the bundled order demo"), (
+            command
+        )
         assert "bug in the sandbox" not in result.stderr
 
 
