@@ -147,7 +147,8 @@ def read_input(text: str) -> Any:
         return json.loads(text)
     except ValueError as error:
         raise UsageError(
-            f"{source} is not JSON: {error}", hint='give a JSON document, e.g. --input \'{"orderId": "o-1"}\''
+            f"{source} is not JSON: {error}",
+            hint='give a JSON document, e.g. --input \'{"id": "a-1"}\', or @FILE',
         ) from error
 
 

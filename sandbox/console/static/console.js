@@ -139,7 +139,7 @@ function resetPanels() {
   fill(
     $("#timeline"),
     el("h2", {}, "Timeline ", el("small", {}, "as sandbox trace")),
-    el("p", { class: "hint" }, "Everything that happened to the order, in time order."),
+    el("p", { class: "hint" }, "Everything that happened, in time order."),
   );
 }
 
