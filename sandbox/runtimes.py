@@ -200,6 +200,9 @@ def python_launch_script(name: str, interpreter: str, sdk: Path) -> str:
         "unset PYTHONHOME PYTHONSTARTUP\n"
         f"PYTHONPATH={shlex.quote(str(sdk))}\n"
         "export PYTHONPATH\n"
+        # Workers of the same code share one unpacked copy (engine_patches.unpacking): the
+        # bytecode the first compiles there serves the next.
+        "unset PYTHONDONTWRITEBYTECODE\n"
         f'exec {shlex.quote(interpreter)} -S "$@"\n'
     )
 

@@ -10,8 +10,10 @@ failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics)
 (bounded worker pools, the reaper, workers kept after handler errors, the log-end marker),
 ``timeouts`` (Task timeouts from the handler's start, no delay before an execution),
 ``runtimes`` (workers started by the sandbox's per-runtime launchers: the function sees what it
-would see on AWS), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes; a Lambda
-Task carries its invocation's request id, as AWS's response does); ``pin`` holds the version and the engine names. This module applies them.
+would see on AWS), ``unpacking`` (Python workers of the same code share one unpacked copy and its
+bytecode), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes; a Lambda Task
+carries its invocation's request id, as AWS's response does); ``pin`` holds the version and the
+engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -68,6 +70,13 @@ from .timeouts import (
     timing_from_handler_start,
     with_start_signal,
 )
+from .unpacking import (
+    SHARED_FOLDER,
+    SharingZipFile,
+    sharing_python_code,
+    sharing_zipfile_module,
+    unpack_shared,
+)
 from .workers import (
     DEFAULT_WORKER_TTL_SECONDS,
     LOG_END_MARKER,
@@ -100,12 +109,14 @@ __all__ = [
     "REAP_INTERVAL_SECONDS",
     "REPLACED",
     "RUNTIMES_ENV",
+    "SHARED_FOLDER",
     "SNS_PUBLISH",
     "WORKERS_ENV",
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "EnginePatchError",
     "LambdaInvocation",
+    "SharingZipFile",
     "WorkerLease",
     "apply_patches",
     "apply_request_ids",
@@ -131,10 +142,13 @@ __all__ = [
     "reporting_python_init_errors",
     "resolve",
     "runtime_launcher",
+    "sharing_python_code",
+    "sharing_zipfile_module",
     "signal_handler_start",
     "signalling_start",
     "start_worker_reaper",
     "timing_from_handler_start",
+    "unpack_shared",
     "with_error_types",
     "with_handler_errors_kept",
     "with_message_attributes",
@@ -230,6 +244,8 @@ def _patch_runtimes() -> None:
     from ministack.services import stepfunctions
 
     lambda_runtime._detect_runtime_binary = with_runtime_launchers(lambda_runtime._detect_runtime_binary)
+    lambda_runtime.zipfile = sharing_zipfile_module()
+    lambda_runtime.Worker._spawn = sharing_python_code(lambda_runtime.Worker._spawn)
     # The dispatch table holds the function itself, looked up by resource prefix.
     publish = with_message_attributes(stepfunctions._invoke_sns_publish)
     stepfunctions._invoke_sns_publish = publish

@@ -33,6 +33,8 @@ REPLACED = (
     "ministack.core.lambda_runtime._detect_runtime_binary",
     "ministack.core.lambda_runtime.Worker._drain_stderr_bounded",
     "ministack.core.lambda_runtime.Worker.invoke",
+    "ministack.core.lambda_runtime.Worker._spawn",
+    "ministack.core.lambda_runtime.zipfile",
     "ministack.core.lambda_runtime.ProvidedWorker.invoke",
     "ministack.services.stepfunctions._invoke_resource_with_timeout",
     "ministack.services.stepfunctions._run_execution",  # its code, in place

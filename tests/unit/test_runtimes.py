@@ -253,3 +253,16 @@ def test_a_deprecated_runtime_is_still_prepared_after_its_warning(tmp_path: Path
     )
     assert "python3.7" in prepared
     assert said[0].startswith("AWS Lambda refuses new python3.7 functions")
+
+
+def test_a_python_worker_writes_its_bytecode_whatever_the_engine_s_environment_says(tmp_path: Path) -> None:
+    # GIVEN an engine environment that turns bytecode off, and a module beside a script
+    runtime = prepare_runtimes([ENGINE_PYTHON], tmp_path / "rt", run=FakeInstalls())[ENGINE_PYTHON]
+    assert runtime.launch is not None
+    (tmp_path / "app.py").write_text("VALUE = 1\n")
+    (tmp_path / "worker.py").write_text("import app\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # WHEN the script runs through the launcher
+    subprocess.run([str(runtime.launch), str(tmp_path / "worker.py")], env=env, check=True)
+    # THEN the module's bytecode is kept, for the next worker of the same code (engine_patches.unpacking)
+    assert list((tmp_path / "__pycache__").glob("app.*.pyc"))
