@@ -239,8 +239,9 @@ def package_for_aws(
     template = load_template(settings.template_path)
     progress("building functions and layers")
     return package_template(
-        template, settings.template_path.parent, bucket, upload, cache_dir=settings.cache_dir, notify=progress
-    )
+        template, settings.template_path.parent, bucket, upload, cache_dir=settings.cache_dir, notify=progress,
+        key_prefix=settings.samconfig(is_local=False).text("s3_prefix") or "",
+    )  # fmt: skip
 
 
 def prepare_artifacts(

@@ -204,10 +204,12 @@ class _Packager:
     python_version_for: Callable[[str], str] | None
     notify: Notify
     run: Run
+    key_prefix: str = ""  # samconfig's s3_prefix: every key under it
     _built: dict[Build | Path, str] = field(default_factory=dict)  # what was built -> its S3 key
     _uploaded: set[str] = field(default_factory=set)
 
     def put(self, key: str, content: bytes) -> str:
+        key = f"{self.key_prefix.strip('/')}/{key}" if self.key_prefix.strip("/") else key
         if key not in self._uploaded:
             self.upload(key, content)
             self._uploaded.add(key)
@@ -250,14 +252,16 @@ def package_template(
     architecture: str | None = None,
     notify: Notify = lambda _: None,
     run: Run = subprocess.run,
+    key_prefix: str = "",
 ) -> dict[str, Any]:
     """The template with its local artifacts built, uploaded and replaced by S3 locations.
 
     ``python_version_for(runtime)`` is the Python a function's dependencies are installed for
     (default: the runtime's own); ``architecture`` overrides every function's and layer's.
-    ``cache_dir`` holds installs and zips between runs (Settings.cache_dir: shared by projects).
+    ``cache_dir`` holds installs and zips between runs (Settings.cache_dir: shared by projects);
+    ``key_prefix`` puts every uploaded key under a folder (samconfig's ``s3_prefix``).
     """
-    packager = _Packager(project_dir, bucket, upload, cache_dir, python_version_for, notify, run)
+    packager = _Packager(project_dir, bucket, upload, cache_dir, python_version_for, notify, run, key_prefix)
     packaged = copy.deepcopy(template)
     resources: dict[str, Any] = packaged.get("Resources") or {}
     for logical_id, resource in resources.items():

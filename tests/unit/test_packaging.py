@@ -345,3 +345,15 @@ def test_the_demos_seven_functions_share_one_build_of_services(
     assert machine["Properties"]["DefinitionUri"]["Key"].startswith("state_machines/OrderSagaStateMachine-")
     assert "PaymentFunctionArn" in machine["Properties"]["DefinitionSubstitutions"]
     assert packaged.upload_calls == 2
+
+
+def test_a_key_prefix_puts_every_upload_under_it(project: Path) -> None:
+    # GIVEN samconfig's s3_prefix, as `sam deploy` applies it
+    template = sam(
+        {"Charge": function(CodeUri="payments/", Handler="charge.lambda_handler")}, Runtime="python3.12"
+    )
+    packaged = Packaged(template, project, key_prefix="trips/")
+    # THEN the upload and the template's location both sit under it
+    (key,) = packaged.uploads
+    assert key.startswith("trips/functions/")
+    assert packaged.properties("Charge")["CodeUri"] == f"s3://bucket/{key}"
