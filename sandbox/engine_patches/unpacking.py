@@ -18,6 +18,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import types
 import zipfile
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from typing import Any
 
 SHARED_FOLDER = "sandbox-code"  # in the engine's temp folder, which `sandbox down` removes
 _is_sharing: contextvars.ContextVar[bool] = contextvars.ContextVar("is_sharing", default=False)
+# Workers that spawn at once (a burst) wait for the first one's unpacking instead of each doing it.
+_unpacking = threading.Lock()
 
 
 def content_digest(path: str) -> str:
@@ -39,14 +42,15 @@ def content_digest(path: str) -> str:
 def unpack_shared(archive: zipfile.ZipFile, folder: str, root: str) -> None:
     """Make ``folder`` (empty or missing) a link to the one unpacked copy of ``archive`` under ``root``."""
     shared = os.path.join(root, content_digest(str(archive.filename)))
-    if not os.path.isdir(shared):
-        os.makedirs(root, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".unpacking-", dir=root)
-        zipfile.ZipFile.extractall(archive, staging)
-        try:
-            os.rename(staging, shared)
-        except OSError:  # another worker of the same code unpacked it first: use theirs
-            shutil.rmtree(staging, ignore_errors=True)
+    with _unpacking:
+        if not os.path.isdir(shared):
+            os.makedirs(root, exist_ok=True)
+            staging = tempfile.mkdtemp(prefix=".unpacking-", dir=root)
+            zipfile.ZipFile.extractall(archive, staging)
+            try:
+                os.rename(staging, shared)
+            except OSError:  # another engine process unpacked it first: use theirs
+                shutil.rmtree(staging, ignore_errors=True)
     if os.path.isdir(folder) and not os.path.islink(folder):
         os.rmdir(folder)
     os.symlink(shared, folder)
