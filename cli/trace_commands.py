@@ -33,7 +33,7 @@ from sandbox.trace import (
     trace_execution,
     trace_order,
 )
-from sandbox.trace.execution import cause_message
+from sandbox.trace.execution import attempt_words, cause_message, tries_text
 from sandbox.trace.model import millis_between
 from sandbox.trace.reading import read_order_items
 
@@ -125,11 +125,7 @@ def _state_line(state: StateVisit, started: datetime) -> str:
     offset = millis_between(started, state.entered_at)
     marker = "↩" if state.is_compensation else ("✗" if state.status == "FAILED" else "→")
     name = f"{'  ' * state.depth}{marker} {state.name}"
-    tries = (
-        f"{len(state.attempts)} attempt{'s' if len(state.attempts) != 1 else ''}"
-        if state.attempts
-        else state.type
-    )
+    tries = tries_text(state)
     took = f"{state.duration_ms} ms" if state.duration_ms is not None else ""
     notes = ["compensation"] if state.is_compensation else []
     notes += [state.function] if state.function else []
@@ -158,9 +154,9 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
                     if attempt.status == "SUCCEEDED"
                     else _failure(attempt.error, attempt.cause)
                 )
-                then = "; retried" if attempt.number < len(state.attempts) else ""
+                named, then = attempt_words(state, attempt)
                 console.print(
-                    f"{pad}{indent}attempt {attempt.number}: [{style}]{escape(outcome)}[/{style}]{then}",
+                    f"{pad}{indent}{named}: [{style}]{escape(outcome)}[/{style}]{then}",
                     highlight=False, soft_wrap=True,
                 )  # fmt: skip
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]

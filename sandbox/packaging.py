@@ -71,6 +71,23 @@ def load_template(path: Path) -> dict[str, Any]:
     return loaded
 
 
+_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def state_machine_definition(path: Path) -> str:
+    """A state machine's definition file as JSON text: Step Functions takes a YAML one (a
+    ``.asl.yaml``, as SAM projects write them) through CloudFormation, but runs JSON."""
+    text = path.read_text()
+    if path.suffix not in _YAML_SUFFIXES:
+        return text
+    import yaml  # PyYAML: only where a YAML definition is read
+
+    try:
+        return json.dumps(yaml.safe_load(text), indent=2)
+    except yaml.YAMLError as error:
+        raise DeployError(f"{path.name} is not valid YAML: {str(error).splitlines()[0]}") from error
+
+
 def function_properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     """A function's properties with SAM's Globals.Function applied (a serverless function's only)."""
     resource = template.get("Resources", {})[logical_id]
@@ -229,16 +246,21 @@ class _Packager:
             self._built[build] = self.put(content_key(prefix, name, content, suffix), content)
         return self._built[build]
 
-    def definition_key(self, prefix: str, logical_id: str, relative: str) -> str:
+    def definition_key(self, prefix: str, logical_id: str, relative: str, *, is_state_machine: bool) -> str:
         path = self.project_dir / relative
+        suffix = "".join(path.suffixes) or ".json"
         try:
-            content = path.read_bytes()
+            if is_state_machine and path.suffix in _YAML_SUFFIXES:
+                content = state_machine_definition(path).encode()
+                suffix = suffix.removesuffix(path.suffix) + ".json"
+            else:
+                content = path.read_bytes()
         except (FileNotFoundError, IsADirectoryError) as error:
             raise DeployError(
                 f"{logical_id}: definition file not found: {path}",
                 hint="correct the DefinitionUri (relative to the template's folder)",
             ) from error
-        return self.put(content_key(prefix, logical_id, content, "".join(path.suffixes) or ".json"), content)
+        return self.put(content_key(prefix, logical_id, content, suffix), content)
 
 
 def package_template(
@@ -290,7 +312,9 @@ def package_template(
             prop, bucket_field, key_field = _DEFINITION_TYPES[kind]
             if _is_local(properties.get(prop)):
                 folder = _DEFINITION_FOLDERS.get(kind, "state_machines")
-                key = packager.definition_key(folder, logical_id, properties[prop])
+                key = packager.definition_key(
+                    folder, logical_id, properties[prop], is_state_machine=kind not in _DEFINITION_FOLDERS
+                )
                 properties[prop] = {bucket_field: bucket, key_field: key}
     # Every function that inherited a local Globals CodeUri now names its own upload.
     function_globals = (packaged.get("Globals") or {}).get("Function") or {}

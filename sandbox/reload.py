@@ -22,7 +22,7 @@ from watchfiles import watch
 
 from sandbox.build import Build, build_zip, is_python, is_skipped_path
 from sandbox.errors import DeployError
-from sandbox.packaging import FUNCTION_TYPES, function_build, load_template
+from sandbox.packaging import FUNCTION_TYPES, function_build, load_template, state_machine_definition
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
 
@@ -207,7 +207,7 @@ class Reloader:
         logical_id = logical_id or next(iter(self.plan.definitions))
         started = time.perf_counter()
         path = self.plan.definitions[logical_id]
-        text = (self.project_dir / path).read_text()
+        text = state_machine_definition(self.project_dir / path)
         values = {key: self._substitution(logical_id, key, value)
                   for key, value in self.plan.substitutions[logical_id].items() if f"${{{key}}}" in text}  # fmt: skip
         definition = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
@@ -215,7 +215,7 @@ class Reloader:
             json.loads(definition)
         except json.JSONDecodeError as error:  # refuse to push a definition that is not JSON
             raise DeployError(
-                f"{path} is not valid JSON: {error}", hint="fix the file and save again"
+                f"{path} is not a valid definition: {error}", hint="fix the file and save again"
             ) from error
         self.sfn.update_state_machine(stateMachineArn=self.name_of(logical_id), definition=definition)
         return Update(logical_id, path, int((time.perf_counter() - started) * 1000))

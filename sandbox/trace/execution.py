@@ -458,7 +458,11 @@ class _HistoryReader:
                 function = function_name_of(details.get("resource"))
             visit.attempts.append(_Attempt(len(visit.attempts) + 1, at, function=function))
             return
-        attempt = visit.attempts[-1] if visit.attempts else None
+        # The oldest attempt still running: a retry starts after its attempt ended, and the tasks
+        # of a Parallel's branches (the engine reports no branch states) end in the order they began.
+        attempt = next((a for a in visit.attempts if a.status == "RUNNING"), None) or (
+            visit.attempts[-1] if visit.attempts else None
+        )
         if kind in _STATE_FAILS:
             visit.failure = (details.get("error"), details.get("cause"))
         elif attempt is None:
@@ -492,6 +496,21 @@ class _HistoryReader:
                     visit.failure = (details.get("error"), details.get("cause"))
             if visit.type == "Fail" and visit.failure is None:
                 visit.failure = (details.get("error"), details.get("cause"))
+
+
+def tries_text(state: StateVisit) -> str:
+    """A state's tries as a trace names them: a task's attempts, a Parallel's or Map's branch tasks."""
+    if not state.attempts:
+        return state.type
+    return _plural(len(state.attempts), "task" if state.type in CONTAINER_TYPES else "attempt")
+
+
+def attempt_words(state: StateVisit, attempt: Attempt) -> tuple[str, str]:
+    """How a trace names an attempt, and what followed it. The tasks a Parallel or Map ran (the
+    engine reports no state inside a branch) are its branches' tasks, not retries of one another."""
+    if state.type in CONTAINER_TYPES:
+        return f"task {attempt.number}", ""
+    return f"attempt {attempt.number}", "; retried" if attempt.number < len(state.attempts) else ""
 
 
 def _freeze(visit: _Visit, lines_of: dict[int, tuple[str | None, tuple[LogLine, ...]]]) -> StateVisit:
@@ -679,7 +698,7 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
         indent = "  " * state.depth
         marker = "↩" if state.is_compensation else ("✗" if state.status == "FAILED" else "→")
         duration = f"{state.duration_ms} ms" if state.duration_ms is not None else ""
-        tries = _plural(len(state.attempts), "attempt") if state.attempts else state.type
+        tries = tries_text(state)
         label = f"{indent}{marker} {state.name}"
         extra = "compensation" if state.is_compensation else ""
         if state.function:
@@ -694,8 +713,8 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
                     if attempt.status == "SUCCEEDED"
                     else _failure_text(attempt.error, attempt.cause)
                 )
-                then = "; retried" if attempt.number < len(state.attempts) else ""
-                lines.append(f"  {'':>10}  {indent}  attempt {attempt.number}: {outcome}{then}")
+                named, then = attempt_words(state, attempt)
+                lines.append(f"  {'':>10}  {indent}  {named}: {outcome}{then}")
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]
             for line in shown[:max_log_lines]:
                 lines.append(f"  {'':>10}  {indent}    | {line.level:<8} {line.message}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -357,3 +358,18 @@ def test_a_key_prefix_puts_every_upload_under_it(project: Path) -> None:
     (key,) = packaged.uploads
     assert key.startswith("trips/functions/")
     assert packaged.properties("Charge")["CodeUri"] == f"s3://bucket/{key}"
+
+
+def test_a_yaml_state_machine_definition_is_uploaded_as_json(project: Path) -> None:
+    # GIVEN a definition written in YAML, as SAM projects write `*.asl.yaml`
+    write(project, {"statemachine/saga.asl.yaml": "StartAt: Go\nStates:\n  Go: {Type: Pass, End: true}\n"})
+    template = sam({"Saga": {"Type": "AWS::Serverless::StateMachine",
+                             "Properties": {"DefinitionUri": "statemachine/saga.asl.yaml"}}})  # fmt: skip
+    # WHEN packaged THEN Step Functions gets the same definition as JSON
+    packaged = Packaged(template, project)
+    location = packaged.properties("Saga")["DefinitionUri"]
+    assert location["Key"].endswith(".asl.json")
+    assert json.loads(packaged.uploads[location["Key"]]) == {
+        "StartAt": "Go",
+        "States": {"Go": {"Type": "Pass", "End": True}},
+    }

@@ -763,3 +763,26 @@ def test_a_failed_attempt_is_tied_to_its_run_by_the_request_id_its_cause_names()
     (attempt,) = trace.states[0].attempts
     assert attempt.request_id == "ours"
     assert "our line" in [line.message for line in attempt.log_lines]
+
+
+def test_a_parallel_s_branch_tasks_are_its_tasks_not_retries() -> None:
+    # GIVEN an engine's history of a Parallel whose three branch tasks it reports without their
+    # states: three TaskScheduled, then three TaskSucceeded
+    history = (
+        History()
+        .add("ParallelStateEntered", 0, stateEnteredEventDetails={"name": "BookTrip"})
+        .add("TaskScheduled", 1).add("TaskScheduled", 1).add("TaskScheduled", 1)
+        .add("TaskSucceeded", 5, taskSucceededEventDetails={"output": "{}"})
+        .add("TaskSucceeded", 6, taskSucceededEventDetails={"output": "{}"})
+        .add("TaskSucceeded", 7, taskSucceededEventDetails={"output": "{}"})
+        .add("ParallelStateExited", 8, stateExitedEventDetails={"name": "BookTrip"})
+        .add("ExecutionSucceeded", 9)
+        .events
+    )  # fmt: skip
+    # WHEN traced
+    trace = build_execution_trace(described("SUCCEEDED", 9), history, state_machine="S")
+    # THEN each task succeeded, and none reads as a retry
+    (parallel,) = trace.states
+    assert [a.status for a in parallel.attempts] == ["SUCCEEDED"] * 3
+    text = render_execution_text(trace)
+    assert "3 tasks" in text and "retried" not in text
