@@ -25,6 +25,7 @@ from sandbox.engine import (
 from sandbox.errors import EngineNotRunningError, StackNotFoundError
 from sandbox.settings import ENGINES, Settings
 from sandbox.stack import LocalStack, bring_up, find_stack, run_before_deploy
+from sandbox.targets import local_outputs
 
 T = TypeVar("T")
 
@@ -61,7 +62,8 @@ def _local_outputs(stack: LocalStack) -> dict[str, str]:
     resolve locally; a script reading ``.stack.outputs.ApiUrl`` gets the one that works (as
     ``.stack.apiUrl``).
     """
-    return {**stack.outputs, "ApiUrl": stack.api_url} if stack.has_api else dict(stack.outputs)
+    outputs = local_outputs(stack.outputs, stack.engine.endpoint_url)
+    return {**outputs, "ApiUrl": stack.api_url} if stack.has_api else outputs
 
 
 def _engine_summary(state: EngineState) -> dict[str, Any]:
@@ -171,7 +173,8 @@ def up(
 
 def _print_stack(stack: LocalStack) -> None:
     rows = {"API": stack.api_url} if stack.has_api else {}
-    rows.update({key: value for key, value in sorted(stack.outputs.items()) if key not in ("ApiUrl",)})
+    outputs = local_outputs(stack.outputs, stack.engine.endpoint_url)
+    rows.update({key: value for key, value in sorted(outputs.items()) if key not in ("ApiUrl",)})
     print_key_values(rows)
 
 

@@ -79,6 +79,24 @@ def project_tags(settings: Settings, *, is_local: bool = True) -> dict[str, str]
     return {**settings.samconfig(is_local=is_local).tags, **settings.tags}
 
 
+_AWS_API_URL = re.compile(
+    r"https://(?P<api>[a-z0-9]+)\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?P<path>/\S*)?"
+)
+
+
+def local_outputs(outputs: dict[str, str], endpoint_url: str) -> dict[str, str]:
+    """The outputs with each API Gateway URL the stack names as on AWS (``https://ID.execute-api.
+    REGION.amazonaws.com/Prod/``) turned into the URL that answers on the local engine."""
+
+    def local(value: str) -> str:
+        found = _AWS_API_URL.fullmatch(value)
+        if found is None:
+            return value
+        return f"{endpoint_url}/_aws/execute-api/{found['api']}{found['path'] or '/'}"
+
+    return {key: local(value) for key, value in outputs.items()}
+
+
 def local_api_url(endpoint_url: str, api_id: str) -> str:
     """Where a local engine serves the stack's REST API: its stage, by path."""
     return f"{endpoint_url}/_aws/execute-api/{api_id}/{API_STAGE}"
@@ -263,7 +281,7 @@ class LocalTarget:
         return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": self.region,
                 "AWS_DEFAULT_REGION": self.region, "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
                 "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
-                **stack_variables(outputs, self.api_url(outputs))}  # fmt: skip
+                **stack_variables(local_outputs(outputs, self.endpoint_url), self.api_url(outputs))}  # fmt: skip
 
 
 @dataclass(frozen=True)

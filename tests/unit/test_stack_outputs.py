@@ -60,3 +60,18 @@ def test_outputs_of_another_run_or_an_unreadable_file_are_read_again_and_replace
     # THEN CloudFormation answered once, and its answer is remembered for this run
     assert first.outputs == second.outputs == OUTPUTS
     assert asked == ["saga-sandbox"]
+
+
+def test_api_urls_the_stack_names_as_on_aws_become_the_engine_s() -> None:
+    from sandbox.targets import local_outputs
+
+    outputs = {
+        "WebEndpoint": "https://c08f5ebb.execute-api.us-east-1.amazonaws.com/Prod/",
+        "Orders": "https://a1b2.execute-api.eu-west-1.amazonaws.com/api/orders",
+        "Table": "trips-table",
+    }
+    assert local_outputs(outputs, "http://127.0.0.1:4566") == {
+        "WebEndpoint": "http://127.0.0.1:4566/_aws/execute-api/c08f5ebb/Prod/",
+        "Orders": "http://127.0.0.1:4566/_aws/execute-api/a1b2/api/orders",
+        "Table": "trips-table",
+    }
