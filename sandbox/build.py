@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.cache import COMPLETE_MARKER, fill_once, is_filled
 from sandbox.errors import DeployError
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -41,7 +42,7 @@ _SKIPPED_NAMES = (
 # A Node package's own node_modules is replaced by the installed one (sam installs afresh too).
 _SKIPPED_NODE_NAMES = (*_SKIPPED_NAMES, "node_modules")
 # pip's console scripts and the cache's completion marker are not part of a package.
-_SKIPPED_DEPENDENCY_ROOTS = {"bin", ".complete"}
+_SKIPPED_DEPENDENCY_ROOTS = {"bin", COMPLETE_MARKER}
 
 
 def is_python(runtime: str) -> bool:
@@ -138,13 +139,6 @@ def _digest(*parts: bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def _publish(staging: Path, target: Path, marker: str) -> None:
-    """Move a finished build into the cache; the marker says it is whole (a crash leaves none)."""
-    (staging / ".complete").write_text(marker)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-
-
 def _failure(result: subprocess.CompletedProcess[str]) -> str:
     return "\n".join((result.stderr or result.stdout or "").strip().splitlines()[-8:])
 
@@ -188,30 +182,30 @@ def install_python_requirements(
     platform = python_platform(architecture)
     key = python_dependencies_key(requirements, python_version, platform)
     target = cache_dir / "python" / f"py{python_version}-{platform}-{key}"
-    if (target / ".complete").is_file():
+    if is_filled(target):
         return target
     notify(f"installing {requirements} for Python {python_version} ({platform})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    result = run(pip_install_command(staging, requirements, python_version, platform),
-                 capture_output=True, text=True, check=False)  # fmt: skip
     is_native = python_version == f"{sys.version_info[0]}.{sys.version_info[1]}" and (
         architecture == machine_architecture() and sys.platform == "linux"
     )
-    if result.returncode != 0 and is_native:
-        shutil.rmtree(staging, ignore_errors=True)
-        result = run(pip_install_command(staging, requirements, python_version, None),
+
+    def install(staging: Path) -> str:
+        result = run(pip_install_command(staging, requirements, python_version, platform),
                      capture_output=True, text=True, check=False)  # fmt: skip
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DeployError(
-            f"could not install {requirements} for Python {python_version} on {platform}",
-            hint="pip must reach the package index and find wheels for that platform; see pip's message below",
-            details=_failure(result),
-        )
-    _publish(staging, target, requirements.read_text())
-    return target
+        if result.returncode != 0 and is_native:
+            shutil.rmtree(staging)
+            staging.mkdir()
+            result = run(pip_install_command(staging, requirements, python_version, None),
+                         capture_output=True, text=True, check=False)  # fmt: skip
+        if result.returncode != 0:
+            raise DeployError(
+                f"could not install {requirements} for Python {python_version} on {platform}",
+                hint="pip must reach the package index and find wheels for that platform; see pip's message below",
+                details=_failure(result),
+            )
+        return requirements.read_text()
+
+    return fill_once(target, install)
 
 
 # ---------------------------------------------------------------- Node.js
@@ -241,7 +235,7 @@ def install_node_dependencies(
     key = _digest(*(path.name.encode() + path.read_bytes() for path in present),
                   runtime.encode(), architecture.encode())  # fmt: skip
     target = cache_dir / "node" / f"{runtime}-{architecture}-{key}"
-    if (target / ".complete").is_file():
+    if is_filled(target):
         return target
     notify(f"installing {package_dir / 'package.json'} for {runtime} ({architecture})")
     if shutil.which("npm") is None and run is subprocess.run:
@@ -249,28 +243,26 @@ def install_node_dependencies(
             f"{package_dir / 'package.json'} needs npm to install its dependencies, and npm is not on PATH",
             hint="install Node.js (it brings npm), then run the command again",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for path in present:
-        shutil.copy2(path, staging / path.name)
-    result = run(npm_install_command(len(present) > 1), cwd=staging, capture_output=True, text=True,
-                 check=False)  # fmt: skip
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise DeployError(
-            f"could not install the dependencies of {package_dir / 'package.json'}",
-            hint="npm must reach the registry; see npm's message below",
-            details=_failure(result),
-        )
-    for path in staging.iterdir():  # only node_modules goes into the package; the rest comes from source
-        if path.is_dir() and path.name != "node_modules":
-            shutil.rmtree(path)
-        elif path.is_file():
-            path.unlink()
-    _publish(staging, target, key)
-    return target
+
+    def install(staging: Path) -> str:
+        for path in present:
+            shutil.copy2(path, staging / path.name)
+        result = run(npm_install_command(len(present) > 1), cwd=staging, capture_output=True, text=True,
+                     check=False)  # fmt: skip
+        if result.returncode != 0:
+            raise DeployError(
+                f"could not install the dependencies of {package_dir / 'package.json'}",
+                hint="npm must reach the registry; see npm's message below",
+                details=_failure(result),
+            )
+        for path in staging.iterdir():  # only node_modules goes into the package; the rest comes from source
+            if path.is_dir() and path.name != "node_modules":
+                shutil.rmtree(path)
+            elif path.is_file():
+                path.unlink()
+        return key
+
+    return fill_once(target, install)
 
 
 # ---------------------------------------------------------------- zips

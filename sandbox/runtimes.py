@@ -27,6 +27,7 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Any
 
+from sandbox.cache import fill_once, is_filled
 from sandbox.engine_patches.runtimes import LAUNCH_FILE, RUNTIMES_ENV
 from sandbox.errors import DeployError
 
@@ -243,7 +244,7 @@ def _prepare_python(
         notify(f"{name} is not installed here: functions on {name} run on Python {version}")
     requirements = python_sdk_requirements()
     sdk = root / "sdk" / f"python{version}-{_key(version, *requirements)}"
-    if not (sdk / ".complete").is_file():
+    if not is_filled(sdk):
         _install(
             sdk,
             lambda staging: _python_sdk_commands(staging, version, interpreter, requirements),
@@ -298,7 +299,7 @@ def _prepare_node(
         generation, packages = "v2", [NODE_SDK_V2]
     npm = shutil.which("npm")
     sdk = root / "sdk" / f"node-{generation}-{_key(*packages)}"
-    has_sdk = (sdk / ".complete").is_file()
+    has_sdk = is_filled(sdk)
     if not has_sdk and npm is None:
         notify(f"npm is not installed here: {name} functions run without the AWS SDK their runtime provides")
     elif not has_sdk:
@@ -328,14 +329,9 @@ def _install(
     run: Run,
     optional_last: bool = False,
 ) -> None:
-    """Fill ``target`` by running ``commands`` in a staging folder renamed into place when done.
+    """Fill ``target`` once (sandbox.cache) by running ``commands`` in its staging folder."""
 
-    Two sandboxes preparing the same runtime at once each install into their own staging
-    folder; the first rename wins and the other's copy is dropped.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    def fill(staging: Path) -> str:
         steps = commands(staging)
         for index, command in enumerate(steps):
             try:
@@ -349,14 +345,9 @@ def _install(
                     hint=_INSTALL_HINT,
                     details="\n".join(output.splitlines()[-8:]),
                 )
-        (staging / ".complete").write_text("\n".join(" ".join(command) for command in steps) + "\n")
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / ".complete").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return "\n".join(" ".join(command) for command in steps) + "\n"
+
+    fill_once(target, fill)
 
 
 _INSTALL_HINT = (
