@@ -170,10 +170,6 @@ class Reloader:
                 updates.append(Update(logical_id, self.plan.folder_of(logical_id), elapsed))
         return updates
 
-    def update_function(self, logical_id: str) -> Update:
-        (update,) = self.update_functions([logical_id])
-        return update
-
     def _substitution(self, machine: str, key: str, value: Any) -> str:
         """The value CloudFormation gave a DefinitionSubstitutions entry, read from the live stack."""
         if isinstance(value, (str, int, float)):

@@ -115,17 +115,13 @@ class Settings:
             **(command_flags.get() or {}),
             **{key: value for key, value in flags.items() if value is not None},
         }
-        template_file = _template_file(flags)
-        project_dir = Path(
-            flags.pop("project_dir", None) or (template_file.parent if template_file else PROJECT_DIR)
-        )
-        project_dir = project_dir.resolve()
-        config_file = flags.get("config_file") or _env("CONFIG_FILE", "") or find_config_file(project_dir)
-        config_file = Path(config_file).resolve() if config_file else None
-        config_env = flags.get("config_env") or _env("CONFIG_ENV", "") or None
+        template = _template_file(flags.pop("template_file", None), flags.pop("project_dir", None))
+        project_dir = template.parent
+        named_config = flags.pop("config_file", None) or _env("CONFIG_FILE", "")
+        config_file = Path(named_config).resolve() if named_config else find_config_file(project_dir)
+        config_env = flags.pop("config_env", None) or _env("CONFIG_ENV", "") or None
         samconfig = read_samconfig(config_file, config_env)
-        is_demo = (template_file or project_dir / "template.yaml") == DEMO_TEMPLATE
-        default_stack = DEMO_STACK_NAME if is_demo else stack_name_of(project_dir)
+        default_stack = DEMO_STACK_NAME if template == DEMO_TEMPLATE else stack_name_of(project_dir)
         settings = cls(
             project_dir=project_dir,
             state_dir=Path(_env("STATE_DIR", str(project_dir / ".sandbox"))),
@@ -137,14 +133,11 @@ class Settings:
             stage=_env("STAGE", "dev"),
             aws_endpoint_url=_env("AWS_ENDPOINT_URL", "") or None,
             # A template named as the SAM CLI would find it is not kept: the folder says it all.
-            template_file=None if template_file == find_template(project_dir) else template_file,
+            template_file=None if template == find_template(project_dir) else template,
             config_file=config_file,
             config_env=config_env,  # as named: unnamed, each target reads its own (local or default)
             cache_dir=Path(_env("CACHE_DIR", str(default_cache_dir()))),
         )
-        flags.pop("template_file", None)
-        flags.pop("config_file", None)
-        flags.pop("config_env", None)
         settings = replace(settings, **flags)
         if settings.engine not in ENGINES:
             raise UsageError(
@@ -176,9 +169,10 @@ class Settings:
         return read_samconfig(self.config_file, self.config_env, is_local=is_local)
 
 
-def _template_file(flags: dict[str, Any]) -> Path | None:
-    """The template named by --template-file or SANDBOX_TEMPLATE_FILE, else the current folder's."""
-    named = flags.get("template_file") or _env("TEMPLATE_FILE", "")
+def _template_file(named: Any, project_dir: Any) -> Path:
+    """The template named by --template-file (or SANDBOX_TEMPLATE_FILE), else the project folder's
+    (SANDBOX_PROJECT_DIR), else the current folder's, else the bundled demo's."""
+    named = named or _env("TEMPLATE_FILE", "")
     if named:
         path = Path(named).expanduser().resolve()
         if path.is_dir():
@@ -186,8 +180,8 @@ def _template_file(flags: dict[str, Any]) -> Path | None:
         if not path.is_file():
             raise UsageError(f"template not found: {named}", hint="give the path of your SAM template")
         return path
-    if flags.get("project_dir") or _env("PROJECT_DIR", ""):
-        folder = Path(flags.get("project_dir") or _env("PROJECT_DIR", "")).expanduser().resolve()
-        return find_template(folder) or folder / "template.yaml"
-    found = find_template(Path.cwd().resolve())
-    return found if found else DEMO_TEMPLATE
+    folder = project_dir or _env("PROJECT_DIR", "")
+    if folder:
+        resolved = Path(folder).expanduser().resolve()
+        return find_template(resolved) or resolved / "template.yaml"
+    return find_template(Path.cwd().resolve()) or DEMO_TEMPLATE

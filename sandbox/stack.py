@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +53,11 @@ class LocalStack:
 
     @property
     def is_demo(self) -> bool:
-        """Whether the stack is the bundled order demo's: it has the order API, tables and bus it outputs."""
+        """Whether the deployed stack is the order demo's (it has the outputs the demo's commands read).
+
+        Settings.is_demo says whether the project's template is the bundled one, before anything
+        is deployed; this says it of a stack, a copy of the demo's template included.
+        """
         return set(self.outputs) >= DEMO_OUTPUTS
 
     @property
@@ -102,9 +108,6 @@ def engine_environment_for_tools(settings: Settings, engine: EngineState) -> dic
 
 def run_before_deploy(command: str, environment: dict[str, str]) -> None:
     """Run a shell command against the started engine (SSM parameters, another stack's table, ...)."""
-    import os
-    import subprocess
-
     result = subprocess.run(
         command, shell=True, env={**os.environ, **environment}, capture_output=True, text=True
     )
@@ -217,8 +220,8 @@ def _delete_all_items(dynamodb: DynamoDBClient, table: str) -> int:
     return deleted
 
 
-def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:  # the demo's: its tables, queues, catalog
-    """Empty every table and queue of a local stack and reseed the inventory, without redeploying."""
+def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
+    """Empty the demo's tables and queues and reseed its inventory, without redeploying."""
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     sqs: SQSClient = stack.client("sqs", region)
     deleted = {
