@@ -30,6 +30,7 @@ from sandbox.clients import make_client
 from sandbox.deploy import deploy_stack, ensure_artifact_bucket, make_uploader
 from sandbox.engine import HEALTH_PATH, engine_environment, find_free_port, stop_engine
 from sandbox.orders import OrdersClient
+from sandbox.packaging import load_template
 from sandbox.reload import watch_and_reload
 from sandbox.settings import PROJECT_DIR, Settings
 from sandbox.stack import LocalStack, bring_up, deploy_local
@@ -39,6 +40,7 @@ from sandbox.targets import (
     artifact_bucket,
     local_api_url,
     package_artifacts,
+    project_parameters,
 )
 from sandbox.waiting import wait_until
 
@@ -96,7 +98,9 @@ def _is_healthy(endpoint_url: str) -> bool:
 
 def time_up_side_by_side(runs: int) -> tuple[list[float], list[float]]:
     """`sandbox up` and the bare engine's start + deploy, alternating, so both meet the same machine."""
-    packaged = package_artifacts(Settings.load(), "embedded")
+    settings = Settings.load()
+    source = load_template(settings.template_path)
+    packaged = package_artifacts(settings, source, project_parameters(settings, source), "embedded")
     cli, bare = [], []
     for _ in range(runs):
         cli.append(time_cli_up())

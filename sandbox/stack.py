@@ -17,8 +17,17 @@ from sandbox.clients import make_client
 from sandbox.deploy import DeployResult, read_outputs
 from sandbox.engine import EngineState, running_engine, start_engine
 from sandbox.errors import DeployError, UsageError
+from sandbox.packaging import load_template
 from sandbox.settings import Settings
-from sandbox.targets import Deployment, LocalTarget, PackagedStack, deploy, local_api_url, package_artifacts
+from sandbox.targets import (
+    Deployment,
+    LocalTarget,
+    PackagedStack,
+    deploy,
+    local_api_url,
+    package_artifacts,
+    project_parameters,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -133,9 +142,11 @@ def bring_up(
     """
     timings: dict[str, int] = {}
     started = time.perf_counter()
+    source = load_template(settings.template_path)
+    parameters = project_parameters(settings, source)  # a wrong one is refused before the engine starts
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Packaging and loading boto3 need no engine: they run while the engine boots.
-        packaging = pool.submit(package_artifacts, settings, settings.engine, notify)
+        packaging = pool.submit(package_artifacts, settings, source, parameters, settings.engine, notify)
         pool.submit(make_client, "cloudformation", endpoint_url=settings.endpoint_url, region=settings.region)
         try:
             engine, is_new = start_engine(settings, progress=progress, notify=notify)

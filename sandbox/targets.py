@@ -144,9 +144,10 @@ def package_local(
     upload: Callable[[str, bytes], None],
     engine: str = "embedded",
     notify: Progress = lambda _: None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The template built as `sam build` builds it, for the engine that runs it, and uploaded."""
-    source = load_template(settings.template_path)
+    """The template (``source``, else read) built as `sam build` builds it, for the engine that runs it."""
+    source = source if source is not None else load_template(settings.template_path)
     options = local_build_options(settings, engine, source, notify)
     return package_template(
         source, settings.template_path.parent, bucket, upload, cache_dir=settings.cache_dir,
@@ -163,15 +164,21 @@ class PackagedStack:
     parameters: dict[str, str]
 
 
-def package_artifacts(settings: Settings, engine: str, notify: Progress = lambda _: None) -> PackagedStack:
-    """Package the template without an engine: the artifacts are uploaded once one is there.
+def package_artifacts(
+    settings: Settings,
+    source: dict[str, Any],
+    parameters: dict[str, str],
+    engine: str,
+    notify: Progress = lambda _: None,
+) -> PackagedStack:
+    """Package ``source`` without an engine: the artifacts are uploaded once one is there.
 
-    The parameters are resolved first, so a wrong one is refused before anything is built.
+    ``parameters`` come from ``project_parameters``, called first so that a wrong one is refused
+    before anything is built or started.
     """
     artifacts: dict[str, bytes] = {}
-    parameters = project_parameters(settings, load_template(settings.template_path))
     template = package_local(
-        settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine, notify
+        settings, artifact_bucket(settings.stack_name), artifacts.__setitem__, engine, notify, source
     )
     return PackagedStack(template, artifacts, parameters)
 

@@ -161,6 +161,7 @@ def test_a_wrong_parameter_is_one_line_before_anything_is_deployed(project: Proj
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == "error: parameter Stage='staging' is not allowed"
     assert "Traceback" not in result.stderr
+    assert not (project.folder / ".sandbox" / "engine.json").exists()  # no engine was started either
 
 
 def test_up_builds_and_deploys_the_project_after_its_before_deploy_command(project: Project) -> None:
