@@ -167,20 +167,15 @@ def deploy(
 
     def confirm(plan: ChangeSetPlan) -> bool:
         if not json_output:
-            table = Table(
-                "action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}"
-            )
-            for change in plan.changes:
-                table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
-            console.print(table)
+            _print_change_set(plan)
         return target is Target.local or _confirm(
             f"Deploy these {len(plan.changes)} changes to {where.region}?", yes
         )
 
     on_event = (lambda _: None) if json_output else _print_event
     if no_execute_changeset:
-        _leave_change_set(where, targets.plan_deploy(where, StackOptions(enable_fault_injection, open_api), progress),
-                          json_output)  # fmt: skip
+        plan = targets.plan_deploy(where, StackOptions(enable_fault_injection, open_api), progress)
+        _leave_change_set(where, plan, target, json_output)
         return
     try:
         if execute_changeset:
@@ -205,7 +200,16 @@ def deploy(
     print_key_values({**api, **dict(sorted(result.outputs.items()))})
 
 
-def _leave_change_set(where: targets.Target, plan: ChangeSetPlan | None, json_output: bool) -> None:
+def _print_change_set(plan: ChangeSetPlan) -> None:
+    table = Table("action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}")
+    for change in plan.changes:
+        table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
+    console.print(table)
+
+
+def _leave_change_set(
+    where: targets.Target, plan: ChangeSetPlan | None, target: Target, json_output: bool
+) -> None:
     """Print the change set left for review, and how to execute it."""
     if plan is None:
         if json_output:
@@ -218,12 +222,11 @@ def _leave_change_set(where: targets.Target, plan: ChangeSetPlan | None, json_ou
         print_json({"stack": plan.stack_name, "changeSet": plan.name, "changeSetArn": arn,
                     "changes": [change.__dict__ for change in plan.changes]})  # fmt: skip
         return
-    table = Table("action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}")
-    for change in plan.changes:
-        table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
-    console.print(table)
+    _print_change_set(plan)
     console.print(f"change set {plan.name} left for review; the stack is unchanged\n  {arn}")
-    console.print(f"[dim]execute it: sandbox deploy --target ... --execute-changeset {plan.name}[/dim]")
+    console.print(
+        f"[dim]execute it: sandbox deploy --target {target.value} --execute-changeset {plan.name}[/dim]"
+    )
 
 
 def destroy(
