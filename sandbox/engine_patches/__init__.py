@@ -12,7 +12,8 @@ failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics)
 ``runtimes`` (workers started by the sandbox's per-runtime launchers: the function sees what it
 would see on AWS), ``unpacking`` (Python workers of the same code share one unpacked copy and its
 bytecode), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes; a Lambda Task
-carries its invocation's request id, as AWS's response does); ``pin`` holds the version and the
+carries its invocation's request id, as AWS's response does), ``faults`` (fault rules at the
+Lambda invoke boundary, and the ``/_sandbox/faults`` route that sets them); ``pin`` holds the version and the
 engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
@@ -36,6 +37,16 @@ from .errors import (
     reporting_node_errors,
     reporting_python_init_errors,
     with_error_types,
+)
+from .faults import (
+    BOOK,
+    FaultBook,
+    FaultRule,
+    FaultRuleError,
+    killing_crashed_workers,
+    with_fault_route,
+    with_faults,
+    with_task_calls,
 )
 from .integrations import (
     LAMBDA_INVOKE,
@@ -97,6 +108,7 @@ from .workers import (
 )
 
 __all__ = [
+    "BOOK",
     "DEFAULT_WORKER_TTL_SECONDS",
     "HANDLER_STARTED",
     "HANDLER_START_WAIT_SECONDS",
@@ -115,6 +127,9 @@ __all__ = [
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "EnginePatchError",
+    "FaultBook",
+    "FaultRule",
+    "FaultRuleError",
     "LambdaInvocation",
     "SharingZipFile",
     "WorkerLease",
@@ -127,6 +142,7 @@ __all__ = [
     "init_error_report",
     "is_lambda_resource",
     "keep_worker_on_handler_error",
+    "killing_crashed_workers",
     "lambda_invoke_output",
     "lambda_workers",
     "main",
@@ -150,12 +166,15 @@ __all__ = [
     "timing_from_handler_start",
     "unpack_shared",
     "with_error_types",
+    "with_fault_route",
+    "with_faults",
     "with_handler_errors_kept",
     "with_message_attributes",
     "with_request_ids",
     "with_runtime_launchers",
     "with_start_signal",
     "with_stream_batch_semantics",
+    "with_task_calls",
     "with_worker_queue",
     "worker_ttl_seconds",
 ]
@@ -181,15 +200,28 @@ def apply_patches() -> str:
                 return dict(mapping)
         return None
 
+    # Faults inside the stream semantics: a faulted delivery is retried, bisected and sent on
+    # failure as a failed handler would be.
     lambda_svc._execute_function = with_stream_batch_semantics(
-        lambda_svc._execute_function, find_mapping, lambda_svc._send_ddb_stream_failure_record
+        with_faults(lambda_svc._execute_function), find_mapping, lambda_svc._send_ddb_stream_failure_record
     )
     lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
     _patch_worker_pools(os.environ)
     apply_request_ids()  # before the Task timeouts wrap the engine's Task dispatch
     _patch_task_timeouts()
     _patch_runtimes()
+    _patch_fault_route()
     return installed
+
+
+def _patch_fault_route() -> None:
+    import ministack.app
+    from ministack.services import stepfunctions
+
+    # Looked up by name for every Task state, so the invoke path knows the state and execution.
+    stepfunctions._execute_task = with_task_calls(stepfunctions._execute_task)
+    # The engine's main() serves the module's `app`, looked up when it starts.
+    ministack.app.app = with_fault_route(ministack.app.app)
 
 
 def _patch_worker_pools(environ: Mapping[str, str]) -> None:
@@ -218,8 +250,10 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         # runtime's worker is drained the engine's way.
         is_marked=lambda w: w._proc is not None and str(w.config.get("Runtime", "")).startswith("python"),
     )
-    worker.invoke = recording_error_reports(
-        with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+    worker.invoke = killing_crashed_workers(
+        recording_error_reports(
+            with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+        )
     )
     provided = lambda_runtime.ProvidedWorker
     provided.invoke = signalling_start(provided.invoke)

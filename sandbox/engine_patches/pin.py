@@ -40,6 +40,8 @@ REPLACED = (
     "ministack.services.stepfunctions._run_execution",  # its code, in place
     "ministack.services.stepfunctions._invoke_sns_publish",
     "ministack.services.lambda_svc._execute_function_dispatch",
+    "ministack.services.stepfunctions._execute_task",
+    "ministack.app.app",
     "ministack.services.stepfunctions._invoke_resource",  # also read: the Task timeouts wrap the patched one
 )
 READ = (

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class StreamDelivery:
+    """A stream mapping's delivery: the mapping and the delivery attempt of the records' head."""
+
+    mapping: str
+    attempt: int
+
+
+# Set while a stream mapping's delivery invokes its function (for fault rules on mappings).
+STREAM_DELIVERY: contextvars.ContextVar[StreamDelivery | None] = contextvars.ContextVar(
+    "sandbox_stream_delivery", default=None
+)
 
 
 def _batch_item_failures(result: dict[str, Any]) -> list[Any]:
@@ -107,7 +123,11 @@ def with_stream_batch_semantics(
         result: dict[str, Any] = {"body": {"batchItemFailures": []}, "log": ""}
         while pending:
             delivered = pending[: state.span] if state.span else pending
-            result = execute(func, {**event, "Records": delivered}, *args, **kwargs)
+            token = STREAM_DELIVERY.set(StreamDelivery(str(mapping.get("UUID")), state.attempts + 1))
+            try:
+                result = execute(func, {**event, "Records": delivered}, *args, **kwargs)
+            finally:
+                STREAM_DELIVERY.reset(token)
             failed = _first_failed(result, delivered, reports_items)
             if failed is None:
                 state.done_through, state.span, state.attempts = _sequence(delivered[-1]), None, 0

@@ -36,8 +36,10 @@ SNAPSHOT_PROBE = """
 import json
 from sandbox import engine_patches
 from ministack.core import lambda_runtime
+import ministack.app
 from ministack.services import lambda_svc, stepfunctions
 owners = {
+    "ministack.app": ministack.app,
     "ministack.services.lambda_svc": lambda_svc,
     "ministack.core.lambda_runtime": lambda_runtime,
     "ministack.core.lambda_runtime.Worker": lambda_runtime.Worker,
