@@ -15,6 +15,7 @@ from cli import (
     bench_commands,
     chaos_commands,
     console_commands,
+    data_commands,
     engine_commands,
     env_commands,
     execute_commands,
@@ -60,6 +61,7 @@ def main_options(
 engine_commands.register(app)
 order_commands.register(app)
 aws_commands.register(app)
+data_commands.register(app)
 fault_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)

@@ -1,105 +1,199 @@
-"""`sandbox dlq` and `sandbox reset`: inspect what failed, send it back, start clean."""
+"""`sandbox faults`: break any step of any saga at the Lambda invoke boundary, without touching its code."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from cli.options import JsonFlag, Target, project_command
-from cli.output import console, error_console, print_json, styled
-from sandbox.dlq import list_dead_letters, redrive
-from sandbox.engine import locked_state_dir
+from cli.options import JsonFlag, project_command
+from cli.output import console, print_json
 from sandbox.errors import UsageError
+from sandbox.faults import KINDS, Attempts, FaultSpec, add_faults, describe_rule, fault_book, read_plan
 from sandbox.settings import Settings
-from sandbox.stack import find_stack, physical_id, require_demo, reset_stack
+from sandbox.stack import find_stack
+
+faults_app = typer.Typer(
+    help="Break any saga on purpose: fault rules at the Lambda invoke boundary (the engine applies "
+    "them; your code is unchanged). Kinds: " + ", ".join(KINDS) + ".",
+    no_args_is_help=True,
+)
+_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def dlq(
-    redrive_letters: Annotated[
-        bool,
-        typer.Option(
-            "--redrive",
-            help="Repair each unpublished record from its order and send it back to the publisher; "
-            "safe to run again.",
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1h`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match or float(match["number"]) <= 0:
+        raise UsageError(f"--duration {text!r}: expected a positive number of seconds, or 30s, 5m, 1h")
+    return float(match["number"]) * _UNIT_SECONDS[match["unit"] or "s"]
+
+
+def _print_rules(rules: list[dict[str, Any]], verb: str) -> None:
+    for rule in rules:
+        console.print(f"[green]✓[/green] {verb} {describe_rule(rule)}", highlight=False, soft_wrap=True)
+
+
+def add(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="What to break: a Task state's name (of any state machine of the stack), a function's "
+            "logical id or name, or a stream mapping's logical id or UUID.",
+            show_default=False,
         ),
+    ],
+    kind: Annotated[str, typer.Argument(help=f"One of {', '.join(KINDS)}.", show_default=False)],
+    attempts: Annotated[
+        str,
+        typer.Option(help="Which attempts: all, N, N-M or N- (a Task's retries, a record's redeliveries)."),
+    ] = "all",
+    execution: Annotated[str | None, typer.Option(help="Only this execution (by name).")] = None,
+    record: Annotated[
+        str | None, typer.Option(help="Stream deliveries only: records whose keys contain this text.")
+    ] = None,
+    percent: Annotated[
+        float, typer.Option(min=0.001, max=100, help="Fire on this share of invocations.")
+    ] = 100,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the percentage's draws (repeatable runs).")
+    ] = None,
+    duration: Annotated[
+        str | None, typer.Option(help="Expire after this long (90, 30s, 5m, 1h); default: until cleared.")
+    ] = None,
+    error: Annotated[
+        str | None, typer.Option(help="The error's name, e.g. Lambda.ServiceException (default by kind).")
+    ] = None,
+    cause: Annotated[str | None, typer.Option(help="The error's message.")] = None,
+    delay_ms: Annotated[
+        int | None, typer.Option(min=1, help="delay / delayed-delivery: milliseconds.")
+    ] = None,
+    status: Annotated[
+        int | None, typer.Option(min=100, max=599, help="http-response: the status code.")
+    ] = None,
+    run_handler: Annotated[
+        bool, typer.Option(help="http-response: run the handler, then replace its answer.")
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """List the outbox records the publisher gave up on (the on-failure queue), or redrive them."""
+    """Add a fault rule: the next invocations it selects are broken the way KIND says.
+
+    error: fails before the handler runs. error-after: the handler runs and its effect lands, then
+    the caller gets an error. delay: starts late. timeout: outlives the Task's TimeoutSeconds (or the
+    function's Timeout), then completes late. throttle: Lambda.TooManyRequestsException.
+    http-response: an API integration answers --status. crash: the worker dies after the handler ran.
+    Stream mappings: duplicate-delivery, delayed-delivery, poison (an unreadable record).
+    """
+    spec = FaultSpec(
+        target=target,
+        kind=kind,
+        attempts=Attempts.parse(attempts),
+        execution=execution,
+        record=record,
+        percent=percent,
+        seed=seed,
+        duration_seconds=parse_duration(duration) if duration else None,
+        error=error,
+        cause=cause,
+        delay_ms=delay_ms,
+        status=status,
+        run_handler=run_handler,
+    )
     settings = Settings.load()
-    require_demo(settings, "dlq")
-    stack = find_stack(settings)
-    if redrive_letters:
-        publisher = physical_id(stack, settings.region, settings.stack_name, "OutboxPublisherFunction")
-        results = redrive(stack, settings.region, publisher)
-        if json_output:
-            print_json({"redriven": results})
-            return
-        if not results:
-            console.print("the on-failure queue is empty; nothing to redrive")
-        for result in results:
-            verdict = styled("SUCCEEDED") if result["redriven"] else styled("FAILED")
-            done = [f"resent {', '.join(result['resent'])}"] if result["resent"] else []
-            if result["alreadyPublished"]:
-                done.append(f"already published, not resent: {', '.join(result['alreadyPublished'])}")
-            console.print(
-                f"{verdict} {'; '.join(done)}" + ("" if result["redriven"] else f" — {result['error']}")
-            )
-        return
-    letters = [letter.as_dict() for letter in list_dead_letters(stack, settings.region)]
+    added = add_faults(find_stack(settings), settings.region, settings.stack_name, [spec])
     if json_output:
-        print_json({"deadLetters": letters})
+        print_json({"rules": added})
         return
-    if not letters:
-        console.print("the on-failure queue is empty")
-        return
-    table = Table("failed at", "orders", "reason", "function error")
-    for letter in letters:
-        table.add_row(
-            letter["failedAt"], ", ".join(letter["orderIds"]), letter["condition"], letter["functionError"]
-        )
-    console.print(table)
-    console.print("[dim]`sandbox dlq --redrive` repairs each record from its order and sends it back[/dim]")
+    _print_rules(added, "added")
 
 
-def reset(
-    target: Annotated[Target, typer.Option(help="Only local: reset never runs against AWS.")] = Target.local,
+def load(
+    plan: Annotated[
+        Path, typer.Argument(help="A fault plan: YAML or JSON, `faults: [{target, kind, ...}]`.")
+    ],
     json_output: JsonFlag = False,
 ) -> None:
-    """Empty the tables and queues, and reseed the inventory, without redeploying."""
-    if target is not Target.local:
-        raise UsageError(
-            "reset wipes data and never runs against AWS", hint="use `sandbox destroy --target aws`"
-        )
+    """Add every rule of a fault plan file (all of them, or none when one is wrong)."""
+    specs = read_plan(plan)
     settings = Settings.load()
-    require_demo(settings, "reset")
-
-    def say_waiting(line: str) -> None:
-        error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
-
-    with locked_state_dir(settings, on_wait=say_waiting):  # never while an `up` deploys or a `down` stops
-        summary = reset_stack(find_stack(settings), settings.region)
+    added = add_faults(find_stack(settings), settings.region, settings.stack_name, specs)
     if json_output:
-        print_json(summary)
+        print_json({"rules": added})
         return
-    console.print(describe_reset(summary), highlight=False, soft_wrap=True)
+    _print_rules(added, "added")
 
 
-def describe_reset(summary: dict[str, Any]) -> str:
-    """What `reset` did, with the items deleted from each table (an order is two items in its table)."""
-    tables = summary["deletedItems"]
-    deleted = ", ".join(f"{name.lower()}: {count}" for name, count in tables.items())
-    return (
-        f"[green]✓[/green] emptied {len(tables)} tables (items deleted per table — {deleted}), "
-        f"purged {len(summary['purgedQueues'])} queues, reseeded {summary['seededProducts']} products"
-    )
+def list_rules(json_output: JsonFlag = False) -> None:
+    """List the fault rules in force, with how often each matched and fired."""
+    rules = fault_book(find_stack(Settings.load())).listed()
+    if json_output:
+        print_json({"rules": rules})
+        return
+    if not rules:
+        console.print("no fault rules: `sandbox faults add TARGET KIND` breaks a step")
+        return
+    for rule in rules:
+        console.print(
+            f"{describe_rule(rule)}  [dim](matched {rule['matched']}, injected {rule['injected']})[/dim]",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def clear(
+    rule_id: Annotated[str | None, typer.Argument(help="One rule's id (default: every rule).")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Remove one fault rule, or all of them."""
+    cleared = fault_book(find_stack(Settings.load())).clear(rule_id)
+    if json_output:
+        print_json({"cleared": cleared})
+        return
+    console.print(f"[green]✓[/green] cleared {cleared} fault rule{'s' if cleared != 1 else ''}")
+
+
+def injections(
+    execution: Annotated[str | None, typer.Option(help="Only this execution's (by name).")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """List the faults the engine injected (until the rules are cleared)."""
+    made = fault_book(find_stack(Settings.load())).injections(execution)
+    if json_output:
+        print_json({"injections": made})
+        return
+    if not made:
+        console.print("no fault injected yet")
+    for entry in made:
+        where = entry.get("state") or entry.get("function")
+        scope = f" in {entry['execution']}" if entry.get("execution") else ""
+        console.print(
+            f"rule {entry['rule']}: {entry['kind']} on {where}{scope}, attempt {entry['attempt']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def register(app: typer.Typer) -> None:
-    """Add these commands to the CLI."""
-    app.command(epilog="Examples:  sandbox dlq    sandbox dlq --redrive    sandbox dlq --json")(
-        project_command()(dlq)
+    """Add the `faults` commands to the CLI."""
+    faults_app.command(
+        "add",
+        epilog="Examples:  sandbox faults add ChargePayment error    "
+        "sandbox faults add ChargePayment error --attempts 1-2 --error Lambda.ServiceException    "
+        "sandbox faults add PaymentFunction timeout --execution order-42    "
+        "sandbox faults add OutboxPublisherFunction duplicate-delivery --duration 5m",
+    )(project_command()(add))
+    faults_app.command("load", epilog="Example:  sandbox faults load faults.yaml")(project_command()(load))
+    faults_app.command("list", epilog="Examples:  sandbox faults list    sandbox faults list --json")(
+        project_command()(list_rules)
     )
-    app.command(epilog="Example:  sandbox reset")(project_command()(reset))
+    faults_app.command("clear", epilog="Examples:  sandbox faults clear    sandbox faults clear f3")(
+        project_command()(clear)
+    )
+    faults_app.command(
+        "injections",
+        epilog="Examples:  sandbox faults injections    sandbox faults injections --execution try-1",
+    )(project_command()(injections))
+    app.add_typer(faults_app, name="faults")

@@ -147,7 +147,7 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
         console.print(_state_line(state, trace.started_at), highlight=False, soft_wrap=True)
         indent = pad[: 2 * state.depth]
         for attempt in state.attempts:
-            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED":
+            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault:
                 style = "green" if attempt.status == "SUCCEEDED" else "red"
                 outcome = (
                     attempt.status
@@ -155,8 +155,11 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
                     else _failure(attempt.error, attempt.cause)
                 )
                 named, then = attempt_words(state, attempt)
+                injected = (
+                    f" [magenta]⚡ {escape(attempt.fault_text)}[/magenta]" if attempt.fault_text else ""
+                )
                 console.print(
-                    f"{pad}{indent}{named}: [{style}]{escape(outcome)}[/{style}]{then}",
+                    f"{pad}{indent}{named}: [{style}]{escape(outcome)}[/{style}]{injected}{then}",
                     highlight=False, soft_wrap=True,
                 )  # fmt: skip
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]

@@ -196,12 +196,16 @@ def run_execution(
     *,
     name: str | None = None,
     wait_seconds: float = 60,
+    test_case: str | None = None,
 ) -> ExecutionResult:
-    """Start an execution of the state machine, wait until it ends, and read how it went."""
+    """Start an execution of the state machine, wait until it ends, and read how it went.
+
+    With ``test_case``, the engine answers the tasks its mock configuration names for that case.
+    """
     machine = resolve_state_machine(stack, region, stack_name, wanted)
     sfn: SFNClient = stack.client("stepfunctions", region)
     request: dict[str, Any] = {
-        "stateMachineArn": machine.arn,
+        "stateMachineArn": f"{machine.arn}#{test_case}" if test_case else machine.arn,
         "input": json.dumps({} if input is None else input),
     }
     if name:

@@ -9,7 +9,7 @@ writes it); an engine that writes no nested state events shows their tasks on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,14 +61,21 @@ class Attempt:
     cause: str | None = None
     request_id: str | None = None
     log_lines: tuple[LogLine, ...] = ()
+    fault: dict[str, Any] | None = None  # the fault rule the engine injected into this attempt
 
     @property
     def duration_ms(self) -> int | None:
         return millis_between(self.started_at, self.ended_at) if self.ended_at else None
 
+    @property
+    def fault_text(self) -> str | None:
+        """``injected error (rule f1)``, when a fault rule broke this attempt."""
+        return f"injected {self.fault['kind']} (rule {self.fault['rule']})" if self.fault else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number,
+            "injectedFault": self.fault,
             "startedAt": iso(self.started_at),
             "endedAt": iso(self.ended_at) if self.ended_at else None,
             "durationMs": self.duration_ms,
@@ -173,6 +180,16 @@ class ExecutionTrace:
     def compensations(self) -> list[str]:
         return [state.name for state in self.states if state.is_compensation]
 
+    @property
+    def injected_faults(self) -> list[dict[str, Any]]:
+        """The faults the engine injected into this execution's task attempts, in order."""
+        return [
+            {**attempt.fault, "state": state.name}
+            for state in self.states
+            for attempt in state.attempts
+            if attempt.fault
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "executionArn": self.arn,
@@ -189,6 +206,7 @@ class ExecutionTrace:
             "states": [state.to_json() for state in self.states],
             "catches": [catch.to_json() for catch in self.catches],
             "compensations": self.compensations,
+            "injectedFaults": self.injected_faults,
             "notes": self.notes,
         }
 
@@ -669,6 +687,33 @@ def build_execution_trace(
     )
 
 
+def with_injections(trace: ExecutionTrace, injections: list[dict[str, Any]]) -> ExecutionTrace:
+    """The trace with each fault the engine injected attached to the task attempt it broke."""
+    by_attempt = {(entry.get("state"), entry.get("attempt")): entry for entry in injections}
+    if not by_attempt:
+        return trace
+
+    def marked(state: StateVisit) -> StateVisit:
+        attempts = tuple(
+            replace(attempt, fault=_fault_of(by_attempt.get((state.name, attempt.number))))
+            for attempt in state.attempts
+        )
+        return replace(state, attempts=attempts)
+
+    return replace(trace, states=[marked(state) for state in trace.states])
+
+
+def _fault_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    if entry is None:
+        return None
+    return {
+        "rule": entry["rule"],
+        "kind": entry["kind"],
+        "target": entry["target"],
+        "attempt": entry["attempt"],
+    }
+
+
 def cause_message(cause: Any) -> str:
     """A Lambda error's message from its JSON cause (``errorMessage``), or the cause as it is."""
     parsed = parse_json(cause)
@@ -707,14 +752,15 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
             f"  {offset:>+7} ms  {label:<32} {state.status:<10} {tries:<11} {duration:>8}  {extra}".rstrip()
         )
         for attempt in state.attempts:
-            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED":
+            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault:
                 outcome = (
                     attempt.status
                     if attempt.status == "SUCCEEDED"
                     else _failure_text(attempt.error, attempt.cause)
                 )
                 named, then = attempt_words(state, attempt)
-                lines.append(f"  {'':>10}  {indent}  {named}: {outcome}{then}")
+                injected = f" [{attempt.fault_text}]" if attempt.fault_text else ""
+                lines.append(f"  {'':>10}  {indent}  {named}: {outcome}{injected}{then}")
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]
             for line in shown[:max_log_lines]:
                 lines.append(f"  {'':>10}  {indent}    | {line.level:<8} {line.message}")

@@ -18,6 +18,7 @@ from sandbox.trace.execution import (
     function_name_of,
     function_of_state,
     state_definitions,
+    with_injections,
 )
 from sandbox.trace.model import as_datetime
 
@@ -107,6 +108,17 @@ def trace_execution(stack: LocalStack, region: str, stack_name: str, execution_a
         )
     except (ClientError, SandboxError):
         invocations = None
-    return build_execution_trace(
+    trace = build_execution_trace(
         described, history, state_machine=machine.label, definition=definition, invocations=invocations
     )
+    return with_injections(trace, injected_faults(stack, trace.name))
+
+
+def injected_faults(stack: LocalStack, execution: str) -> list[dict[str, Any]]:
+    """The faults the engine injected into an execution; none on an engine without the fault hook."""
+    from sandbox.faults import FaultsUnsupportedError, fault_book
+
+    try:
+        return fault_book(stack).injections(execution)
+    except FaultsUnsupportedError:
+        return []

@@ -12,7 +12,7 @@ import typer.main
 from rich.table import Table
 
 from cli.app import app, repeated_option
-from cli.fault_commands import describe_reset
+from cli.data_commands import describe_reset
 from cli.output import make_console
 
 
