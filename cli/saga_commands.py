@@ -118,7 +118,7 @@ def retry_text(rule: RetryRule) -> str:
 
 def _route_text(route: CatchRoute, path: FailurePath) -> str:
     via = f" (via {route.via})" if route.via else ""
-    return f"{_errors(route.error_equals)}{via} → {' → '.join(path.states)}"
+    return f"{_errors(route.error_equals)}{via} → {' → '.join(path.states or (path.terminal,))}"
 
 
 def _ending_text(path: FailurePath) -> str:

@@ -463,7 +463,11 @@ class _Analysis:
         if state.get("Type") == "Fail":
             tails = self._after_failure(name, seen)
         elif state.get("Type") == "Choice":
-            tails = [path for target in self._targets(name) for path in self._run_from(target, seen)]
+            tails = []
+            for target in self._targets(name):
+                if len(tails) >= MAX_PATHS:  # enough to review; Choices in a row would fork without end
+                    break
+                tails += self._run_from(target, seen)
             ending = [path for path in tails if path.ends_in != "loop"]
             tails = ending or tails  # a polling loop's way back is not a way the failure ends
         else:
