@@ -21,6 +21,7 @@ from cli import (
     execute_commands,
     fault_commands,
     order_commands,
+    saga_commands,
     trace_commands,
     watch_commands,
 )
@@ -63,6 +64,7 @@ order_commands.register(app)
 aws_commands.register(app)
 data_commands.register(app)
 fault_commands.register(app)
+saga_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)
 execute_commands.register(app)

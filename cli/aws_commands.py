@@ -72,13 +72,10 @@ def synth(
         str | None, typer.Option("--artifact-bucket", help="Artifact bucket (aws; default from the account).")
     ] = None,
     endpoint_url: EndpointOption = None,
-    enable_fault_injection: Annotated[
-        bool, typer.Option(help="aws: render with fault injection on.")
-    ] = False,
 ) -> None:
     """Print the packaged template exactly as it would be deployed (artifacts are not uploaded)."""
     settings = Settings.load()
-    options = StackOptions(is_fault_injection_enabled=enable_fault_injection)
+    options = StackOptions()
     if target is Target.local:
         local = LocalTarget(settings, settings.endpoint_url)
         synthesis = targets.synth(local, artifact_bucket(settings.stack_name), options)
@@ -115,9 +112,6 @@ def deploy(
         ),
     ] = None,
     yes: YesFlag = False,
-    enable_fault_injection: Annotated[
-        bool, typer.Option(help="Let orders carry faults on AWS (off by default).")
-    ] = False,
     open_api: Annotated[
         bool, typer.Option("--open-api", help="Opt out of IAM auth: anyone with the URL may call the API.")
     ] = False,
@@ -174,7 +168,7 @@ def deploy(
 
     on_event = (lambda _: None) if json_output else _print_event
     if no_execute_changeset:
-        plan = targets.plan_deploy(where, StackOptions(enable_fault_injection, open_api), progress)
+        plan = targets.plan_deploy(where, StackOptions(is_api_open=open_api), progress)
         _leave_change_set(where, plan, target, json_output)
         return
     try:
@@ -184,7 +178,7 @@ def deploy(
             )
         else:
             deployment = targets.deploy(
-                where, StackOptions(enable_fault_injection, open_api), confirm=confirm, on_event=on_event,
+                where, StackOptions(is_api_open=open_api), confirm=confirm, on_event=on_event,
                 progress=progress,
             )  # fmt: skip
     except DeployCancelled:

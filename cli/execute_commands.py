@@ -97,9 +97,8 @@ def execute(
         else:
             with error_console.status(f"running {machine.label}…"):
                 result = run()
-    finally:
-        for rule in added:  # what the engine injected stays listed for the trace
-            fault_book(stack).clear(rule["id"])
+    finally:  # what the engine injected stays listed for the trace
+        fault_book(stack).clear_rules([rule["id"] for rule in added])
     traced = trace_execution(stack, settings.region, settings.stack_name, result.arn)
     if json_output:
         print_json({**traced.to_json(), "isSucceeded": result.is_succeeded})

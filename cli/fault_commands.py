@@ -53,7 +53,10 @@ def add(
     ] = "all",
     execution: Annotated[str | None, typer.Option(help="Only this execution (by name).")] = None,
     record: Annotated[
-        str | None, typer.Option(help="Stream deliveries only: records whose keys contain this text.")
+        str | None,
+        typer.Option(
+            help="Stream deliveries only: records whose key (or a #-separated part of it) is this text."
+        ),
     ] = None,
     percent: Annotated[
         float, typer.Option(min=0.001, max=100, help="Fire on this share of invocations.")

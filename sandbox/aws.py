@@ -224,12 +224,9 @@ def ensure_secure_bucket(s3: S3Client, bucket: str, region: str) -> bool:
     return True
 
 
-def aws_parameters(*, is_fault_injection_enabled: bool, is_api_open: bool) -> dict[str, str]:
-    """The template parameters of an AWS stack (the only inputs that differ from a local one)."""
-    return {
-        "FaultInjection": "enabled" if is_fault_injection_enabled else "disabled",
-        "ApiAuth": "none" if is_api_open else "iam",
-    }
+def aws_parameters(*, is_api_open: bool) -> dict[str, str]:
+    """The template parameters of an AWS stack (the only input that differs from a local one)."""
+    return {"ApiAuth": "none" if is_api_open else "iam"}
 
 
 def package_for_aws(

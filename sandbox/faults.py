@@ -340,6 +340,10 @@ class FaultBook:
                 ) from error
             raise
 
+    def clear_rules(self, rule_ids: list[str]) -> int:
+        """Remove these rules (those already gone are skipped); how many went."""
+        return int(self._call("POST", "/clear", body={"ids": rule_ids})["cleared"]) if rule_ids else 0
+
     def injections(self, execution: str | None = None) -> list[dict[str, Any]]:
         query = f"?execution={urllib.parse.quote(execution)}" if execution else ""
         return list(self._call("GET", f"/injections{query}")["injections"])

@@ -7,10 +7,12 @@ returns an ``OrderRun`` and reports progress through ``on_event``, and never pri
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sandbox.demo_faults import OrderFaults, order_id_for_key, require_local_faults
 from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.errors import UsageError
 from sandbox.orders import OrdersClient
@@ -24,7 +26,7 @@ STEP_KEYS = ("name", "status", "attempts", "durationMs", "isCompensation", "erro
 
 @dataclass(frozen=True)
 class OrderRequest:
-    """What to order, and the faults it carries."""
+    """What to order, and the faults to give it (rules at the invoke boundary, not part of the request)."""
 
     customer_id: str = "demo-customer"
     items: tuple[dict[str, Any], ...] = DEFAULT_ITEMS
@@ -33,10 +35,7 @@ class OrderRequest:
 
     @property
     def payload(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"customerId": self.customer_id, "items": list(self.items)}
-        if self.faults:
-            body["faults"] = self.faults
-        return body
+        return {"customerId": self.customer_id, "items": list(self.items)}
 
     @property
     def expected_status(self) -> str:
@@ -138,10 +137,35 @@ def run_order(
 ) -> OrderRun:
     """Place the order; unless ``follow`` is off, follow its saga (or its poisoned record) to the end.
 
-    ``local`` is the local stack and its region: poisoned records and replays need it.
+    ``local`` is the local stack and its region: faults and replays need it. An order with faults
+    gets an Idempotency-Key (its own, or a new one), so its id is known before it is placed and
+    its rules are set first; they are cleared once it is followed to its end.
     """
-    if (request.is_poisoned or replay) and local is None:
-        raise UsageError("poisoned records and replays work on the local stack only")
+    if replay and local is None:
+        raise UsageError("replays work on the local stack only")
+    rules: list[str] = []
+    faults = OrderFaults(*require_local_faults(local)) if request.faults else None
+    if faults is not None:
+        request = replace(request, idempotency_key=request.idempotency_key or uuid.uuid4().hex)
+        rules = faults.add([(order_id_for_key(str(request.idempotency_key)), request.faults)])
+    try:
+        return _run(client, request, follow=follow, wait_seconds=wait_seconds, local=local,
+                    replay=replay, on_event=on_event)  # fmt: skip
+    finally:
+        if faults is not None and follow:  # an order not followed keeps its rules until they lapse
+            faults.clear(rules)
+
+
+def _run(
+    client: OrdersClient,
+    request: OrderRequest,
+    *,
+    follow: bool,
+    wait_seconds: float,
+    local: tuple[LocalStack, str] | None,
+    replay: bool,
+    on_event: Callable[[OrderEvent], None],
+) -> OrderRun:
     started = time.perf_counter()
     response = client.submit_order(request.payload, request.idempotency_key)
     run = OrderRun(request, dict(response.body), is_replayed=response.is_replayed)

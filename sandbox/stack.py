@@ -59,6 +59,7 @@ class LocalStack:
 
     engine: EngineState
     outputs: dict[str, str]
+    name: str = ""  # the stack's name (what fault rules resolve their targets in)
 
     @property
     def is_demo(self) -> bool:
@@ -161,7 +162,7 @@ def bring_up(
     deployment = deploy_local(settings, engine, progress, packaged=packaged)
     timings["deploy"] = int((time.perf_counter() - mark) * 1000)
     timings["total"] = int((time.perf_counter() - started) * 1000)
-    stack = LocalStack(engine, deployment.result.outputs)
+    stack = LocalStack(engine, deployment.result.outputs, settings.stack_name)
     return UpResult(stack, is_new, deployment.result, deployment.seeded_products, timings)
 
 
@@ -201,7 +202,7 @@ def find_stack(settings: Settings) -> LocalStack:
         )
         outputs = read_outputs(cfn, settings.stack_name)
         remember_outputs(settings, engine, outputs)
-    return LocalStack(engine, outputs)
+    return LocalStack(engine, outputs, settings.stack_name)
 
 
 RESET_TABLES = ("OrdersTableName", "InventoryTableName", "ReservationsTableName", "PaymentsTableName",

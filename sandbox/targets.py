@@ -191,7 +191,6 @@ def _no_upload(_key: str, _content: bytes) -> None:
 class StackOptions:
     """The choices a deploy makes that the template exposes as parameters."""
 
-    is_fault_injection_enabled: bool = False
     is_api_open: bool = False
 
 
@@ -324,9 +323,7 @@ class AwsAccount:
         if not self.settings.is_demo:
             return values
         # The demo's own switches, as its deploy flags set them.
-        return {**values, **aws_parameters(
-            is_fault_injection_enabled=options.is_fault_injection_enabled, is_api_open=options.is_api_open
-        )}  # fmt: skip
+        return {**values, **aws_parameters(is_api_open=options.is_api_open)}
 
     def tags(self) -> dict[str, str]:
         return project_tags(self.settings, is_local=False)

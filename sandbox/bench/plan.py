@@ -83,16 +83,13 @@ class PlannedOrder:
 
     def payload(self, customer_id: str) -> dict[str, Any]:
         """The POST /orders body."""
-        body: dict[str, Any] = {
+        return {
             "customerId": customer_id,
             "items": [
                 {"productId": line.product_id, "quantity": line.quantity, "price": float(line.price)}
                 for line in self.lines
             ],
         }
-        if self.faults:
-            body["faults"] = self.faults
-        return body
 
     def is_expected(self, status: str | None, reason: str | None) -> bool:
         """Whether a final status and failure reason are the ones this order was meant to end with."""

@@ -23,6 +23,7 @@ from sandbox.bench.watch import (
     OrderOutcome,
     OrderWatcher,
 )
+from sandbox.demo_faults import OrderFaults, order_id_for_key
 from sandbox.errors import OrderError, SandboxError, UsageError, WaitTimeoutError
 from sandbox.orders import OrdersClient
 from sandbox.stack import LocalStack
@@ -137,6 +138,11 @@ def run_load(
         progress("finishing")
         return left == 0
 
+    # The planned faults, as rules scoped to each order (named after its key), set before any is placed.
+    order_faults = OrderFaults(stack, region)
+    rules = order_faults.add(
+        (order_id_for_key(identity(order)[1]), order.faults) for order in plan.orders if order.faults
+    )
     if sampler:
         sampler.start()
     started = time.time()
@@ -192,6 +198,7 @@ def run_load(
         then(outcomes)
     finally:
         stop.set()
+        order_faults.clear(rules)
         if sampler:
             try:
                 resources = sampler.stop()

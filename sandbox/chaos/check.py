@@ -31,7 +31,7 @@ FORWARD_STEPS = ("ReserveInventory", "ChargePayment", "CreateShipment")
 COMPENSATION_FOR = {forward: compensation for compensation, forward in COMPENSATION_OF.items()}
 # A step that fails with one of these checked and did nothing: only the steps before it are undone.
 # Any other failure is uncertain (its effect may have landed, or may still): it is undone too.
-BUSINESS_ERRORS = frozenset({"OutOfStockError", "PaymentDeclinedError", "InjectedFailure"})
+BUSINESS_ERRORS = frozenset({"OutOfStockError", "PaymentDeclinedError"})
 EXECUTION_ENDS = {"COMPLETED": "SUCCEEDED", "FAILED": "FAILED"}
 
 
@@ -77,10 +77,6 @@ def _dead_lettered(tables: TableSnapshot) -> set[str]:
     return set(tables.dead_lettered or ())
 
 
-def _is_poisoned(item: Mapping[str, Any]) -> bool:
-    return bool((item.get("faults") or {}).get("poison"))
-
-
 def _label(execution: SagaExecution) -> str:
     return "its saga" if execution.is_own else f"execution {execution.name}"
 
@@ -92,7 +88,7 @@ def check_sagas(records: ChaosRecords) -> Check:
         item = records.tables.orders.get(order_id, {})
         executions = records.executions.get(order_id, ())
         own = sum(1 for e in executions if e.is_own)
-        expected = 0 if _is_poisoned(item) else 1
+        expected = 0 if records.faults_of(order_id).get("poison") else 1
         if own != expected:
             wrong.append(f"{order_id}: {own} executions named after the order, expected {expected}")
         strays = [e.name for e in executions if not e.is_own and not e.is_replay]
@@ -242,9 +238,9 @@ def check_outcomes(records: ChaosRecords) -> Check:
             )
         else:  # no stock to judge by: a shortage is taken as the business answer it claims to be
             is_short = str(reason or "").startswith("OutOfStockError")
-        expected = implied_outcome(item.get("faults"), _amount(item.get("totalAmount", 0)), is_short)
+        expected = implied_outcome(records.faults_of(order_id), _amount(item.get("totalAmount", 0)), is_short)
         if not is_outcome(expected, status, reason):
-            faults = item.get("faults") or "no faults"
+            faults = dict(records.faults_of(order_id)) or "no faults"
             implied = f"{expected[0]} ({expected[1]})" if expected[1] else expected[0]
             got = f"{status} ({reason})" if reason else str(status)
             wrong.append(

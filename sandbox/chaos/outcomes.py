@@ -31,7 +31,7 @@ def implied_outcome(
         return DEAD_LETTERED, None
     for step in SAGA_STEPS:
         if faults.get("fail") == step:
-            return "FAILED", f"InjectedFailure: injected failure in {step}"
+            return "FAILED", f"InjectedFault: injected failure in {step}"
         if faults.get("hang") == step:
             return "FAILED", "States.Timeout"
         if step == "inventory" and is_short:

@@ -9,7 +9,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -71,6 +71,11 @@ class ChaosRecords:
     customer_charges: dict[str, tuple[str, ...]] | None = None
     customer_shipments: dict[str, tuple[str, ...]] | None = None
     is_stock_known: bool = True  # the stock before the run was given
+    # The faults each order was given (rules at the invoke boundary: the order item does not say).
+    faults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def faults_of(self, order_id: str) -> Mapping[str, Any]:
+        return self.faults.get(order_id) or {}
 
 
 def steps_of(history: Iterable[Mapping[str, Any]]) -> tuple[StepRecord, ...]:
@@ -188,13 +193,15 @@ class RunBaseline(TypedDict, total=False):
     """What the checker needs to know of a run besides its order ids; each part is optional.
 
     ``stock_before`` is the inventory as read before the run (and ``top_ups`` what the run added
-    then): without it stock is not checked. ``customer_prefix`` names the run's customers (one per
+    then): without it stock is not checked. ``faults`` holds each order's faults by order id (rules
+    at the invoke boundary leave no trace in the order). ``customer_prefix`` names the run's customers (one per
     request): with it the tables are scanned for every order, charge and shipment of theirs.
     """
 
     stock_before: Mapping[str, int] | None
     top_ups: Mapping[str, int] | None
     customer_prefix: str | None
+    faults: Mapping[str, Mapping[str, Any]] | None
 
 
 def read_records(
@@ -203,13 +210,12 @@ def read_records(
     """Read what the system recorded about these accepted orders (see RunBaseline)."""
     stock_before, top_ups = baseline.get("stock_before"), baseline.get("top_ups")
     customer_prefix = baseline.get("customer_prefix")
+    faults = dict(baseline.get("faults") or {})
     ids = list(dict.fromkeys(order_ids))
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     outputs = stack.outputs
     tables = read_snapshot(stack, region, ids, dict(stock_before or {}), dict(top_ups or {}))
-    poisoned = tuple(
-        order_id for order_id, item in tables.orders.items() if (item.get("faults") or {}).get("poison")
-    )
+    poisoned = tuple(order_id for order_id in ids if (faults.get(order_id) or {}).get("poison"))
     tables = replace(tables, poisoned=poisoned)
     outbox = batch_get(
         dynamodb,
@@ -240,4 +246,5 @@ def read_records(
         customer_charges=customers["charges"],
         customer_shipments=customers["shipments"],
         is_stock_known=stock_before is not None,
+        faults=faults,
     )

@@ -100,7 +100,9 @@ def run_chaos(
     )
     accepted = [str(o.order_id) for o in load.outcomes if o.order_id]
     on_progress(BenchProgress("checking", len(load.outcomes), len(accepted), 0, len(accepted)))
+    faults = {str(o.order_id): o.planned.faults for o in load.outcomes if o.order_id and o.planned.faults}
     verdict = check(
-        stack, region, accepted, stock_before=plan.stock, top_ups=plan.top_ups, customer_prefix=prefix
-    )
+        stack, region, accepted, stock_before=plan.stock, top_ups=plan.top_ups, customer_prefix=prefix,
+        faults=faults,
+    )  # fmt: skip
     return ChaosReport(config, run_id, prefix, plan, load, verdict, replays, settled[0] if settled else None)

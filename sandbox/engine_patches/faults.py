@@ -255,10 +255,23 @@ def _record_keys(record: dict[str, Any]) -> str:
     return json.dumps((record.get("dynamodb") or {}).get("Keys") or record.get("messageId") or "")
 
 
+def _key_parts(record: dict[str, Any]) -> set[str]:
+    """A record's key values, and their ``#``-separated parts (``OUTBOX#42`` -> itself, OUTBOX, 42)."""
+    keys = (record.get("dynamodb") or {}).get("Keys") or {}
+    parts: set[str] = set()
+    for value in keys.values():
+        text = str(next(iter(value.values()))) if isinstance(value, dict) and value else str(value)
+        parts.add(text)
+        parts.update(text.split("#"))
+    if record.get("messageId"):
+        parts.add(str(record["messageId"]))
+    return parts
+
+
 def _matching_records(event: Any, text: str, delivery: Any) -> list[dict[str, Any]]:
     if delivery is None:
         return []
-    return [record for record in _records(event) if text in _record_keys(record)]
+    return [record for record in _records(event) if text in _key_parts(record)]
 
 
 class FaultBook:
@@ -266,6 +279,11 @@ class FaultBook:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.rules: list[FaultRule] = []  # read without the lock: a list is replaced, never mutated
+        # Rules scoped to one execution or record, by its name: a run of thousands of orders, each
+        # with a rule of its own, costs an invocation a lookup rather than a scan.
+        self._by_execution: dict[str, list[FaultRule]] = {}
+        self._by_record: dict[str, list[FaultRule]] = {}
+        self._unscoped: list[FaultRule] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._injections: deque[dict[str, Any]] = deque(maxlen=MAX_INJECTIONS_KEPT)
@@ -283,16 +301,31 @@ class FaultBook:
                     parsed.append(FaultRule.parse(raw, f"f{next(self._ids)}", now))
                 except FaultRuleError as error:
                     raise FaultRuleError(f"rule {index + 1}: {error}") from None
-            self.rules = [*self.rules, *parsed]
+            self._set_rules([*self.rules, *parsed])
         return [rule.to_json(now) for rule in parsed]
 
-    def clear(self, rule_id: str | None = None) -> int:
-        """Remove one rule (by id) or all of them; how many were removed."""
+    def _set_rules(self, rules: list[FaultRule]) -> None:
+        by_execution: dict[str, list[FaultRule]] = {}
+        by_record: dict[str, list[FaultRule]] = {}
+        unscoped: list[FaultRule] = []
+        for rule in rules:
+            if rule.execution is not None:
+                by_execution.setdefault(rule.execution, []).append(rule)
+            elif rule.record is not None:
+                by_record.setdefault(rule.record, []).append(rule)
+            else:
+                unscoped.append(rule)
+        self._by_execution, self._by_record, self._unscoped = by_execution, by_record, unscoped
+        self.rules = rules
+
+    def clear(self, rule_ids: list[str] | None = None) -> int:
+        """Remove these rules (by id) or all of them; how many were removed."""
         with self._lock:
-            kept = [rule for rule in self.rules if rule_id is not None and rule.id != rule_id]
+            wanted = None if rule_ids is None else set(rule_ids)
+            kept = [rule for rule in self.rules if wanted is not None and rule.id not in wanted]
             removed = len(self.rules) - len(kept)
-            self.rules = kept
-            if rule_id is None:
+            self._set_rules(kept)
+            if rule_ids is None:
                 self._injections.clear()
         return removed
 
@@ -309,7 +342,20 @@ class FaultBook:
     def _expire(self, now: float) -> None:
         if any(rule.expires_at is not None and rule.expires_at <= now for rule in self.rules):
             with self._lock:
-                self.rules = [rule for rule in self.rules if rule.expires_at is None or rule.expires_at > now]
+                self._set_rules(
+                    [rule for rule in self.rules if rule.expires_at is None or rule.expires_at > now]
+                )
+
+    def _candidates(self, task: TaskCall | None, delivery: Any, event: Any) -> list[FaultRule]:
+        """The rules that may select this invocation, in the order they were added."""
+        found = list(self._unscoped)
+        if task is not None:
+            found += self._by_execution.get(task.execution, [])
+        if delivery is not None and self._by_record:
+            parts = set().union(*(_key_parts(record) for record in _records(event)))
+            for part in parts & self._by_record.keys():
+                found += self._by_record[part]
+        return sorted(found, key=lambda rule: int(rule.id[1:])) if len(found) > 1 else found
 
     def choose(self, function_name: str, event: Any) -> tuple[FaultRule, int] | None:
         """The first rule that fires on this invocation, and the attempt it fires on."""
@@ -317,7 +363,7 @@ class FaultBook:
         self._expire(now)
         task, delivery = TASK_CALL.get(), STREAM_DELIVERY.get()
         with self._lock:  # a rule's counters and its seeded draws are taken in invocation order
-            for rule in self.rules:
+            for rule in self._candidates(task, delivery, event):
                 attempt = rule.selects(function_name, task, delivery, event)
                 if attempt is not None and rule.is_on(attempt):
                     rule.injected += 1
@@ -359,7 +405,7 @@ def _poisoned(event: dict[str, Any], rule: FaultRule) -> dict[str, Any]:
     """The event with the selected records' non-key image attributes made unreadable."""
     records = []
     for record in _records(event):
-        if rule.record is None or rule.record in _record_keys(record):
+        if rule.record is None or rule.record in _key_parts(record):
             stream = dict(record.get("dynamodb") or {})
             keys = set((stream.get("Keys") or {}).keys())
             image = stream.get("NewImage") or {}
@@ -534,10 +580,18 @@ def handle_request(book: FaultBook, method: str, path: str, query: str, body: by
             return 200, {"rules": book.add(payload.get("rules") if isinstance(payload, dict) else None)}
         except FaultRuleError as error:
             return 400, {"message": str(error)}
+    if method == "POST" and rest == "clear":  # several rules at once: {"ids": [...]}
+        try:
+            ids = json.loads(body or b"{}").get("ids")
+        except (ValueError, AttributeError):
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return 400, {"message": 'send {"ids": [RULE_ID, ...]}'}
+        return 200, {"cleared": book.clear(ids)}
     if method == "DELETE" and rest == "":
         return 200, {"cleared": book.clear()}
     if method == "DELETE" and rest:
-        removed = book.clear(rest)
+        removed = book.clear([rest])
         return (200, {"cleared": removed}) if removed else (404, {"message": f"no fault rule {rest}"})
     return 404, {"message": f"no route {method} {path}"}
 

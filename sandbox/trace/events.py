@@ -21,7 +21,6 @@ class TraceEvent(StrEnum):
     IDEMPOTENT_REPLAY = "idempotent_replay"
     REQUEST_REFUSED = "request_refused"
     OUTBOX_PUBLISHED = "outbox_published"
-    PUBLISHER_CRASH = "publisher_crash"
     NOTIFICATION_RECEIVED = "notification_received"
     NOTIFICATION_SENT = "notification_sent"
 

@@ -115,8 +115,6 @@ def _delivery_outcome(line: LogLine, *, is_first: bool) -> tuple[str, str] | Non
         error = line.fields.get("exception_name") or "error"
         failure = f"record failed: {error}: {_last_line(line.fields.get('exception'))}"
         return "FAILED", failure if is_first else f"then {failure}"
-    if event == TraceEvent.PUBLISHER_CRASH:
-        return "CRASHED", "then the publisher died before acknowledging"
     return None
 
 

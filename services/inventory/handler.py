@@ -14,7 +14,7 @@ logger = Logger()
 
 ACTIONS = {
     "reserve": Action("ReserveInventory", idempotent_step(reserve_stock)),
-    "release": Action("ReleaseInventory", idempotent_step(release_stock), is_compensation=True),
+    "release": Action("ReleaseInventory", idempotent_step(release_stock)),
 }
 
 

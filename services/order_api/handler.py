@@ -15,10 +15,15 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from order_api.models import OrderRequest, PriceConflictError, RequestError, parse_order_request
+from order_api.models import (
+    DuplicateOrderError,
+    OrderRequest,
+    PriceConflictError,
+    RequestError,
+    parse_order_request,
+)
 from order_api.orders import get_order, list_orders, place_order
 from shared.aws import idempotency_store
-from shared.faults import is_fault_injection_enabled
 from shared.trace_events import TraceEvent
 
 if TYPE_CHECKING:
@@ -64,7 +69,7 @@ def place_order_once(submission: dict[str, Any], request: OrderRequest) -> str:
     ``submission`` (key + JSON form of the request) is what Powertools hashes and validates;
     the body is stored as text so a replay is the first response byte for byte.
     """
-    return json.dumps(place_order(request))
+    return json.dumps(place_order(request, idempotency_key=submission["key"]))
 
 
 def idempotency_key(headers: dict[str, str]) -> str | None:
@@ -84,7 +89,8 @@ def idempotency_key(headers: dict[str, str]) -> str | None:
 
 
 @app.exception_handler(PriceConflictError)
-def price_conflict(error: PriceConflictError) -> Response[str]:
+@app.exception_handler(DuplicateOrderError)
+def conflict(error: RequestError) -> Response[str]:
     return json_response(409, {"message": str(error)})
 
 
@@ -96,8 +102,6 @@ def bad_request(error: RequestError) -> Response[str]:
 @app.post("/orders")
 def create_order() -> Response[str]:
     request = parse_order_request(app.current_event.decoded_body)
-    if request.faults and not request.faults.is_empty() and not is_fault_injection_enabled():
-        raise RequestError("fault injection is disabled on this stack")
     key = idempotency_key(app.current_event.headers or {})
     if key is None:
         placed = place_order(request)

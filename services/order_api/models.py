@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MAX_BODY_BYTES = 64 * 1024
 CENT = Decimal("0.01")  # prices and totals are money, kept in cents
-StepService = Literal["inventory", "payment", "shipping"]
 
 
 class RequestError(ValueError):
     """A request the API refuses with 400 and this message."""
+
+
+class DuplicateOrderError(RequestError):
+    """An order was already placed under this Idempotency-Key (after its idempotency record expired): 409."""
 
 
 class PriceConflictError(RequestError):
@@ -43,40 +46,11 @@ class OrderItem(BaseModel):
         return value.quantize(CENT) if value is not None else None
 
 
-class Faults(BaseModel):
-    """Faults an order carries through the saga (only on stacks with fault injection enabled)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fail: StepService | None = None
-    flaky: dict[StepService, Annotated[int, Field(strict=True)]] = Field(default_factory=dict)
-    # Infrastructure faults: the outbox record reaches the publisher twice; the publisher dies
-    # after starting the saga; a step outlives its TimeoutSeconds once (timeout) or on every
-    # attempt, completing late each time (hang); the record is unreadable.
-    duplicateDelivery: bool = False
-    crash: Literal["publisher"] | None = None
-    timeout: StepService | None = None
-    hang: StepService | None = None
-    poison: bool = False
-
-    @field_validator("flaky")
-    @classmethod
-    def _attempts_in_range(cls, value: dict[str, int]) -> dict[str, int]:
-        for step, attempts in value.items():
-            if not 1 <= attempts <= 3:
-                raise ValueError(f"flaky attempts for {step} must be 1 to 3 (the step's retry budget)")
-        return value
-
-    def is_empty(self) -> bool:
-        return self == Faults()
-
-
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customerId: str = Field(min_length=1, max_length=64, pattern=r"\S")
     items: list[OrderItem] = Field(min_length=1, max_length=25)
-    faults: Faults | None = None
 
     @model_validator(mode="after")
     def _products_unique(self) -> OrderRequest:

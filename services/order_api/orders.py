@@ -14,14 +14,17 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeSerializer
 
-from order_api.models import CENT, OrderRequest, RequestError
+from order_api.models import CENT, DuplicateOrderError, OrderRequest, RequestError
 from shared.aws import client, named_table, table_name
 from shared.saga_history import compensations_run, summarize_steps
 from shared.status import PENDING
 from shared.trace_events import TraceEvent
 
 _serializer = TypeSerializer()
-POISONED_PAYLOAD = "{poisoned outbox record"
+# An order placed with an Idempotency-Key is named after it (a UUID of the key in this namespace):
+# a client knows its order's id before it asks, and a key never places two orders, even after its
+# idempotency record expired.
+ORDER_ID_NAMESPACE = uuid.UUID("6f1c2a8e-3b4d-5e6f-8a9b-0c1d2e3f4a5b")
 logger = Logger(child=True)
 
 
@@ -84,11 +87,7 @@ def build_order_records(
         "createdAt": now,
         "updatedAt": now,
     }
-    if request.faults and not request.faults.is_empty():
-        order["faults"] = request.faults.model_dump(exclude_defaults=True)
     payload = json.dumps(_plain(order))
-    if request.faults and request.faults.poison:
-        payload = POISONED_PAYLOAD  # --poison: a record the publisher cannot read
     outbox = {
         "pk": f"OUTBOX#{order_id}",
         "sk": "OUTBOX",
@@ -100,27 +99,41 @@ def build_order_records(
     return {"pk": f"ORDER#{order_id}", "sk": "ORDER", **order}, outbox
 
 
-def place_order(request: OrderRequest, dynamodb_client: Any = None) -> dict[str, Any]:
+def order_id_for_key(idempotency_key: str) -> str:
+    """The id of the order an Idempotency-Key places."""
+    return str(uuid.uuid5(ORDER_ID_NAMESPACE, idempotency_key))
+
+
+def place_order(
+    request: OrderRequest, dynamodb_client: Any = None, *, idempotency_key: str | None = None
+) -> dict[str, Any]:
     """Price the order from the catalog, write it and its outbox record atomically; the 201 body."""
     dynamodb_client = dynamodb_client or client("dynamodb")
     request = price_from_catalog(request, dynamodb_client)
-    order_id = str(uuid.uuid4())
+    order_id = order_id_for_key(idempotency_key) if idempotency_key else str(uuid.uuid4())
     now = datetime.now(UTC).isoformat()
     order, outbox = build_order_records(request, order_id, now)
     table = table_name("ORDERS_TABLE")
     started = time.perf_counter()
-    dynamodb_client.transact_write_items(
-        TransactItems=[
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": _to_dynamodb(record),
-                    "ConditionExpression": "attribute_not_exists(pk)",
+    try:
+        dynamodb_client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": _to_dynamodb(record),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
                 }
-            }
-            for record in (order, outbox)
-        ]
-    )
+                for record in (order, outbox)
+            ]
+        )
+    except dynamodb_client.exceptions.TransactionCanceledException as error:
+        if idempotency_key is None:
+            raise
+        raise DuplicateOrderError(
+            f"order {order_id} was already placed with this Idempotency-Key; use a new key for a new order"
+        ) from error
     logger.info(
         "order and outbox written",
         extra={

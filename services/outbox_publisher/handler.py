@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,7 +25,6 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import client, put_order_events
-from shared.faults import is_fault_injection_enabled, is_first_occurrence
 from shared.trace_events import TraceEvent
 
 logger = Logger()
@@ -55,21 +53,26 @@ class UnreadableRecordError(Exception):
     """An outbox record whose payload cannot be read: retried, then sent to the on-failure queue."""
 
 
-class RedeliveryRequestedError(Exception):
-    """The record is reported as failed after its work was done (--duplicate-delivery)."""
-
-
 class PublishError(Exception):
     """The record's event could not be put on the bus; the record is retried."""
 
 
-def read_order(image: dict[str, Any]) -> dict[str, Any]:
-    """The order an outbox record carries."""
+def _keys_of(record: DynamoDBRecord) -> dict[str, Any]:
     try:
+        return dict((record.dynamodb.keys if record.dynamodb else None) or {})
+    except (ValueError, TypeError, ArithmeticError):
+        return {}
+
+
+def read_order(record: DynamoDBRecord) -> dict[str, Any]:
+    """The order an outbox record carries; UnreadableRecordError when its image or payload is not one."""
+    image: dict[str, Any] = {}
+    try:
+        image = (record.dynamodb.new_image if record.dynamodb else None) or {}
         return dict(json.loads(image["payload"]))
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, ArithmeticError) as error:
         raise UnreadableRecordError(
-            f"outbox record of order {image.get('orderId', '?')} has an unreadable payload"
+            f"outbox record {_keys_of(record).get('pk', '?')} has an unreadable image or payload"
         ) from error
 
 
@@ -77,7 +80,7 @@ def read_order(image: dict[str, Any]) -> dict[str, Any]:
 class Delivery:
     """What publishing one record of the batch came to."""
 
-    image: dict[str, Any]
+    keys: dict[str, Any]  # the record's key: what names it even when its image cannot be read
     order: dict[str, Any] | None = None
     error: Exception | None = None
     is_started: bool = False
@@ -94,11 +97,9 @@ def publish_batch(records: list[DynamoDBRecord]) -> dict[str, Delivery]:
     """Publish every record: the events first (batched), then the (deduplicated) sagas, concurrently."""
     deliveries: dict[str, Delivery] = {}
     for record in records:
-        delivery = deliveries[str(record.event_id)] = Delivery(
-            (record.dynamodb.new_image if record.dynamodb else None) or {}
-        )
+        delivery = deliveries[str(record.event_id)] = Delivery(_keys_of(record))
         try:
-            delivery.order = read_order(delivery.image)
+            delivery.order = read_order(record)
         except UnreadableRecordError as error:
             delivery.error = error
     readable = [d for d in deliveries.values() if d.error is None]
@@ -116,10 +117,11 @@ def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None
     """Log how the record was published, or raise its error so that it is reported as failed."""
     delivery = deliveries[str(record.event_id)]
     logger.append_keys(stream_event_id=record.event_id)
-    logger.set_correlation_id(delivery.image.get("orderId"))
+    # An unreadable record still names its order: by its key, OUTBOX#<orderId>.
+    order_id = (delivery.order or {}).get("orderId") or str(delivery.keys.get("pk", "")).removeprefix("OUTBOX#")
+    logger.set_correlation_id(order_id)
     if delivery.error is not None:
         raise delivery.error
-    order = delivery.order or {}
     logger.info(
         "outbox record published",
         extra={
@@ -128,18 +130,6 @@ def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None
             "stream_event_id": record.event_id,
         },
     )
-    faults = (order.get("faults") or {}) if is_fault_injection_enabled() else {}
-    if faults.get("crash") == "publisher" and is_first_occurrence(order["orderId"], "crash-publisher"):
-        logger.warning(
-            "injected crash: the publisher dies after starting the saga, before acknowledging",
-            extra={"trace_event": TraceEvent.PUBLISHER_CRASH},
-        )
-        sys.stdout.flush()
-        os._exit(1)
-    if faults.get("duplicateDelivery") and is_first_occurrence(order["orderId"], "duplicate-delivery"):
-        raise RedeliveryRequestedError(
-            "record reported as failed after it was published (--duplicate-delivery)"
-        )
 
 
 @logger.inject_lambda_context

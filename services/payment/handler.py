@@ -14,7 +14,7 @@ logger = Logger()
 
 ACTIONS = {
     "charge": Action("ChargePayment", idempotent_step(charge_payment)),
-    "refund": Action("RefundPayment", idempotent_step(refund_payment), is_compensation=True),
+    "refund": Action("RefundPayment", idempotent_step(refund_payment)),
 }
 
 

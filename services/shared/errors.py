@@ -15,10 +15,6 @@ class TransientStepError(StepError):
     """A temporary failure; the state machine retries it with backoff."""
 
 
-class InjectedFailure(StepError):
-    """A permanent failure injected on purpose (``--fail STEP``)."""
-
-
 class BusinessError(StepError):
     """A final answer of the business: not retried, and kept as the step's result for replays."""
 

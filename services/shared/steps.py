@@ -1,4 +1,4 @@
-"""The skeleton every saga step handler shares: faults, idempotency and log correlation."""
+"""The skeleton every saga step handler shares: idempotency and log correlation."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.aws import idempotency_store
 from shared.errors import BusinessError, TransientStepError, business_error
-from shared.faults import check_faults
 
 # A step's effect is keyed on order id + step name, so a retried or replayed saga finds the
 # first result instead of charging, reserving or shipping twice.
@@ -111,11 +110,10 @@ def is_idempotent_hit(run: StepFunction) -> bool:
 
 @dataclass(frozen=True)
 class Action:
-    """One action of a step function: the saga state it serves and whether faults apply."""
+    """One action of a step function: the saga state it serves, and what it runs."""
 
     step: str
     run: StepFunction
-    is_compensation: bool = False
 
 
 def handle_step(
@@ -137,8 +135,6 @@ def handle_step(
     logger.set_correlation_id(order["orderId"])
     logger.append_keys(step=action.step, retry_count=event.get("retryCount", 0))
     try:
-        if not action.is_compensation:
-            check_faults(order.get("faults"), service, int(event.get("retryCount", 0)))
         result = run_after_earlier_attempt(action.run, {**order, "step": action.step}, context, logger)
     except Exception as error:
         # Ties the failed invocation to its order in the logs; the traceback follows from the runtime.

@@ -19,6 +19,5 @@ class TraceEvent(StrEnum):
     IDEMPOTENT_REPLAY = "idempotent_replay"  # POST /orders answered from its key's stored response
     REQUEST_REFUSED = "request_refused"  # POST /orders refused over its key (status_code 422 or 409)
     OUTBOX_PUBLISHED = "outbox_published"  # OrderPlaced put on the bus; saga_started says if it began
-    PUBLISHER_CRASH = "publisher_crash"  # an injected crash: the publisher dies before acknowledging
     NOTIFICATION_RECEIVED = "notification_received"  # an outcome event reached the notifications function
     NOTIFICATION_SENT = "notification_sent"  # is_new: stored now; otherwise it had been sent already

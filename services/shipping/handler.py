@@ -14,7 +14,7 @@ logger = Logger()
 
 ACTIONS = {
     "create": Action("CreateShipment", idempotent_step(create_shipment)),
-    "cancel": Action("CancelShipment", idempotent_step(cancel_shipment), is_compensation=True),
+    "cancel": Action("CancelShipment", idempotent_step(cancel_shipment)),
 }
 
 
