@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cli.options import JsonFlag, project_command
-from cli.output import console, print_json
+from cli.output import console, error_console, print_json
 from sandbox.errors import UsageError
-from sandbox.faults import KINDS, Attempts, FaultSpec, add_faults, describe_rule, fault_book, read_plan
+from sandbox.faults import (
+    KINDS,
+    Attempts,
+    FaultSpec,
+    StackTargets,
+    add_faults,
+    describe_rule,
+    fault_book,
+    read_plan,
+    spec_of_rule,
+)
+from sandbox.fis import export_fis, read_fis, stack_state_functions
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
 
@@ -179,6 +192,89 @@ def injections(
         )
 
 
+def import_template(
+    fis_template: Annotated[
+        Path,
+        typer.Argument(
+            help="An AWS FIS experiment template (JSON or YAML), as `aws fis` takes or returns it."
+        ),
+    ],
+    json_output: JsonFlag = False,
+) -> None:
+    """Run the aws:lambda:* actions of an AWS FIS experiment template on the local engine, as fault rules."""
+    imported = read_fis(fis_template)
+    if not imported.specs:
+        raise UsageError(
+            f"{fis_template} holds no Lambda action the sandbox can run",
+            hint="; ".join(imported.skipped) or "FIS's Lambda actions: aws:lambda:invocation-*",
+        )
+    settings = Settings.load()
+    added = add_faults(find_stack(settings), settings.region, settings.stack_name, imported.specs)
+    if json_output:
+        print_json({"rules": added, "skipped": imported.skipped, "notes": imported.notes})
+        return
+    _print_rules(added, "added")
+    for line in imported.skipped:
+        console.print(f"[yellow]skipped[/yellow] {line}", highlight=False, soft_wrap=True)
+    for line in imported.notes:
+        console.print(f"[dim]note: {line}[/dim]", highlight=False, soft_wrap=True)
+
+
+def export(
+    fis: Annotated[
+        bool, typer.Option("--fis", help="Write an AWS FIS experiment template (the only format).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it here (default: stdout).")
+    ] = None,
+    plan: Annotated[
+        Path | None, typer.Option("--plan", help="Export this fault plan file instead of the engine's rules.")
+    ] = None,
+    role_arn: Annotated[
+        str | None, typer.Option(help="The experiment's IAM role (default: a placeholder).")
+    ] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Write the rules AWS FIS can express as an FIS experiment template, and say which it cannot.
+
+    FIS targets functions by their CloudFormation tags (stack name and logical id), so the template
+    runs against the same template deployed to AWS. It cannot express throttle, timeout, crash, the
+    stream kinds, or a rule scoped to attempts, one execution or one record: those are listed.
+    """
+    if not fis:
+        raise UsageError("say which format: `sandbox faults export --fis` (AWS FIS is the one there is)")
+    settings = Settings.load()
+    stack = find_stack(settings)
+    specs = read_plan(plan) if plan else [spec_of_rule(rule) for rule in fault_book(stack).listed()]
+    if not specs:
+        raise UsageError(
+            "there are no fault rules to export", hint="add some with `sandbox faults add`, or pass --plan"
+        )
+    targets = StackTargets.of_stack(stack, settings.region, settings.stack_name)
+    exported = export_fis(
+        specs, stack_name=settings.stack_name, role_arn=role_arn, stack_targets=targets,
+        state_functions=stack_state_functions(stack, settings.region, settings.stack_name, targets),
+    )  # fmt: skip
+    text = json.dumps(exported.template, indent=2) + "\n"
+    if output is not None:
+        output.write_text(text)
+    if json_output:
+        print_json(
+            {"template": exported.template, "unsupported": exported.unsupported, "notes": exported.notes}
+        )
+        return
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        error_console.print(f"[green]✓[/green] wrote {output}", highlight=False)
+    for line in exported.unsupported:
+        error_console.print(
+            f"[yellow]not expressible in FIS[/yellow] {line}", highlight=False, soft_wrap=True
+        )
+    for line in exported.notes:
+        error_console.print(f"[dim]note: {line}[/dim]", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `faults` commands to the CLI."""
     faults_app.command(
@@ -199,4 +295,12 @@ def register(app: typer.Typer) -> None:
         "injections",
         epilog="Examples:  sandbox faults injections    sandbox faults injections --execution try-1",
     )(project_command()(injections))
+    faults_app.command("import", epilog="Example:  sandbox faults import fis-experiment.json")(
+        project_command()(import_template)
+    )
+    faults_app.command(
+        "export",
+        epilog="Examples:  sandbox faults export --fis    sandbox faults export --fis --output experiment.json    "
+        "sandbox faults export --fis --plan faults.yaml",
+    )(project_command()(export))
     app.add_typer(faults_app, name="faults")

@@ -369,6 +369,17 @@ def add_faults(
     return fault_book(stack).add([targets.engine_rule(spec) for spec in specs])
 
 
+def spec_of_rule(rule: dict[str, Any]) -> FaultSpec:
+    """The user's form of a rule the engine lists (its target as the user named it)."""
+    first, last = rule["attempts"]
+    return FaultSpec(
+        target=rule["label"], kind=rule["kind"], attempts=Attempts(first, last), execution=rule.get("execution"),
+        record=rule.get("record"), percent=float(rule.get("percent", 100)), seed=rule.get("seed"),
+        duration_seconds=rule.get("expiresInSeconds") or None, error=rule.get("error"), cause=rule.get("cause"),
+        delay_ms=rule.get("delayMs") or None, status=rule.get("status"), run_handler=bool(rule.get("runHandler")),
+    )  # fmt: skip
+
+
 def scoped(specs: Iterable[FaultSpec], execution: str) -> list[FaultSpec]:
     """The rules, each scoped to one execution by name."""
     return [replace(spec, execution=execution) for spec in specs]
