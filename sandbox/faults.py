@@ -106,8 +106,14 @@ class FaultSpec:
         where = f"fault {self.target}:{self.kind}"
         if self.kind not in KINDS:
             raise UsageError(f"{where}: the kind is not one of {', '.join(KINDS)}")
-        if self.kind in KINDS_WITH_DELAY and not self.delay_ms:
+        if self.kind in KINDS_WITH_DELAY and not (self.delay_ms and self.delay_ms > 0):
             raise UsageError(f"{where}: needs a delay in milliseconds (--delay-ms, or {self.kind}=MS)")
+        if self.delay_ms is not None and self.delay_ms < 0:
+            raise UsageError(f"{where}: the delay must not be negative")
+        if self.seed is not None and self.seed < 0:
+            raise UsageError(f"{where}: the seed must not be negative")
+        if self.status is not None and not 100 <= self.status <= 599:
+            raise UsageError(f"{where}: the status must be an HTTP status code (100-599)")
         if self.kind == "http-response" and not (self.status and 100 <= self.status <= 599):
             raise UsageError(f"{where}: needs an HTTP status code (--status, or http-response=STATUS)")
         if self.run_handler and self.kind != "http-response":
@@ -175,8 +181,11 @@ class FaultSpec:
                 if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                     raise UsageError(f"{where}: {name} must be a {kind.__name__}, not {value!r}")
                 values[attribute] = value
-        attempts = Attempts.parse(str(doc.get("attempts", "all")))
-        return cls(target=doc["target"], kind=doc["kind"], attempts=attempts, **values)
+        try:
+            attempts = Attempts.parse("all" if doc.get("attempts") is None else str(doc["attempts"]))
+            return cls(target=doc["target"], kind=doc["kind"], attempts=attempts, **values)
+        except UsageError as error:
+            raise UsageError(f"{where}: {error}", hint=error.hint) from None
 
 
 _PLAN_FIELDS: dict[str, tuple[str, type]] = {

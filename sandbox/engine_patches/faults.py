@@ -31,6 +31,7 @@ import json
 import random
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -569,7 +570,7 @@ def handle_request(book: FaultBook, method: str, path: str, query: str, body: by
     if method == "GET" and rest == "":
         return 200, {"rules": book.listed()}
     if method == "GET" and rest == "injections":
-        execution = dict(part.split("=", 1) for part in query.split("&") if "=" in part).get("execution")
+        execution = urllib.parse.parse_qs(query).get("execution", [None])[0]
         return 200, {"injections": book.injections(execution)}
     if method == "POST" and rest == "":
         try:

@@ -6,7 +6,7 @@ A line's message is for people and may be reworded; the trace reads only the str
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.logs import Invocation, LogLine
@@ -118,8 +118,22 @@ def _delivery_outcome(line: LogLine, *, is_first: bool) -> tuple[str, str] | Non
     return None
 
 
-def delivery_entries(invocations: list[Invocation], order_id: str) -> list[TraceEntry]:
-    """Each stream delivery of the order's outbox record to the publisher, and how it ended."""
+# What an injected fault did to a delivery, said after how the publisher answered.
+_INJECTED = {
+    "crash": "then its worker was killed before it acknowledged",
+    "duplicate-delivery": "then the stream delivered the batch again",
+    "poison": "its record arrived unreadable",
+    "delayed-delivery": "it was delivered late",
+    "error-after": "then its answer was lost",
+}
+INJECTION_SLACK = timedelta(milliseconds=50)  # an injection is decided just before its invocation starts
+
+
+def delivery_entries(
+    invocations: list[Invocation], order_id: str, injections: list[dict[str, Any]] | None = None
+) -> list[TraceEntry]:
+    """Each stream delivery of the order's outbox record to the publisher, how it ended, and the
+    fault the engine injected into it (an injection the publisher never ran for is a delivery too)."""
     entries: list[TraceEntry] = []
     for invocation in invocations:
         outcomes: list[str] = []
@@ -149,6 +163,7 @@ def delivery_entries(invocations: list[Invocation], order_id: str) -> list[Trace
                 status,
             )
         )
+    entries = _with_injections(entries, injections or [])
     total = len(entries)
     return [
         replace(entry, name=f"delivery {number} of {total}") for number, entry in enumerate(entries, start=1)
@@ -210,3 +225,38 @@ def notification_entries(invocations: list[Invocation], order_id: str) -> list[T
 
 def _first(lines: list[LogLine], event: TraceEvent) -> LogLine | None:
     return next((line for line in lines if trace_event_of(line.fields) == event), None)
+
+
+def _with_injections(entries: list[TraceEntry], injections: list[dict[str, Any]]) -> list[TraceEntry]:
+    """The deliveries with each injected fault said on the delivery it broke (matched by time)."""
+    entries = sorted(entries, key=lambda entry: entry.at)
+    taken: set[int] = set()
+    for injection in sorted(injections, key=lambda entry: float(entry["at"])):
+        at = datetime.fromtimestamp(float(injection["at"]), tz=UTC)
+        said = f"injected {injection['kind']} (rule {injection['rule']})"
+        index = next(
+            (i for i, entry in enumerate(entries) if i not in taken and entry.at >= at - INJECTION_SLACK),
+            None,
+        )
+        if (
+            injection["kind"] not in _INJECTED or index is None
+        ):  # the publisher never ran: a delivery of its own
+            entries.append(
+                TraceEntry(
+                    at,
+                    "stream",
+                    "delivery",
+                    "OUTBOX# record → publisher",
+                    f"{said}: the publisher did not run",
+                    None,
+                    "FAILED",
+                )
+            )
+            continue
+        taken.add(index)
+        entry = entries[index]
+        status = "CRASHED" if injection["kind"] == "crash" else entry.status
+        entries[index] = replace(
+            entry, detail=f"{entry.detail}; {_INJECTED[injection['kind']]}: {said}", status=status
+        )
+    return sorted(entries, key=lambda entry: entry.at)

@@ -108,3 +108,5 @@ class TraceSources:
     rule_matches: dict[str, list[str]] = field(default_factory=dict)
     # (execution name, history) of operator replays of the saga (`sandbox order --replay`)
     replays: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    # Faults the engine injected into the order's stream deliveries (its OUTBOX# record)
+    injections: list[dict[str, Any]] = field(default_factory=list)

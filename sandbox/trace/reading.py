@@ -216,6 +216,7 @@ def collect_sources(stack: LocalStack, settings: Settings, order_id: str) -> Tra
         stack.client("cloudformation", region), stack.client("lambda", region), settings.stack_name
     )
     sources.log_lines = read_order_logs(stack, region, functions, order)
+    sources.injections = record_injections(stack, order_id)
     audit = peek_messages(
         stack.client("sqs", region), outputs["AuditQueueUrl"], engine_url=stack.engine.endpoint_url
     )
@@ -227,3 +228,15 @@ def collect_sources(stack: LocalStack, settings: Settings, order_id: str) -> Tra
         stack.client("events", region), outputs["EventBusName"], settings.stack_name, samples, functions
     )
     return sources
+
+
+def record_injections(stack: LocalStack, order_id: str) -> list[dict[str, Any]]:
+    """The faults the engine injected into deliveries of the order's outbox record (none without the hook)."""
+    from sandbox.faults import FaultsUnsupportedError, fault_book
+
+    try:
+        made = fault_book(stack).injections()
+    except FaultsUnsupportedError:
+        return []
+    record = f"OUTBOX#{order_id}"
+    return [entry for entry in made if any(record in keys for keys in entry.get("records") or [])]

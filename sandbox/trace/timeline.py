@@ -25,7 +25,7 @@ def build_trace(sources: TraceSources) -> Trace:
     if not api and sources.order:
         api = [table_write_entry(sources.order)]
         notes.append("no order-api log line names this order: the request is not shown")
-    deliveries = delivery_entries(by_function.get("outbox-publisher", []), order_id)
+    deliveries = delivery_entries(by_function.get("outbox-publisher", []), order_id, sources.injections)
     if not deliveries:
         notes.append("no outbox-publisher log line names this order: no stream delivery seen yet")
     events = event_entries(sources.audit_messages, order_id, sources.rule_matches)

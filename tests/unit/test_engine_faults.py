@@ -858,11 +858,6 @@ def test_the_route_reads_injections_by_execution() -> None:
     assert [entry["execution"] for entry in all_of_them] == ["order-1", "order-2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handle_request does not percent-decode the query, while the client (sandbox.faults.FaultBook."
-    "injections) quotes the execution name: a name quote changes (e.g. non-ASCII) matches nothing",
-)
 def test_the_route_reads_injections_of_an_execution_named_as_the_client_quotes_it() -> None:
     book = book_with({"target": {"state": "ChargePayment"}, "kind": "error"})
     with in_task(task_call(execution="commande-é")):

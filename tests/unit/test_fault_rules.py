@@ -95,11 +95,6 @@ def test_a_spec_refuses_what_the_engine_cannot_apply(fields: dict[str, Any], say
     assert says in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FaultSpec checks delay_ms by truthiness and seed not at all: a plan file's negative delayMs or "
-    "seed passes, and only the engine refuses the whole batch, without naming the file and rule",
-)
 @pytest.mark.parametrize("fields", [{"kind": "delay", "delay_ms": -5}, {"kind": "error", "seed": -1}])
 def test_a_spec_refuses_negative_numbers_the_engine_refuses(fields: dict[str, Any]) -> None:
     with pytest.raises(UsageError):
@@ -286,11 +281,6 @@ def test_a_plans_bad_rule_is_refused_naming_the_file_rule_and_field(
     assert says in str(refused.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FaultSpec.from_json names the file and rule for a field's type only: a bad attempts text, kind "
-    "or missing delayMs/status raises from Attempts.parse or __post_init__ without `plan.json, rule N`",
-)
 @pytest.mark.parametrize(
     "rule",
     [
