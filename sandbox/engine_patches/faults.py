@@ -358,33 +358,44 @@ class FaultBook:
                 found += self._by_record[part]
         return sorted(found, key=lambda rule: int(rule.id[1:])) if len(found) > 1 else found
 
-    def choose(self, function_name: str, event: Any) -> tuple[FaultRule, int] | None:
-        """The first rule that fires on this invocation, and the attempt it fires on."""
+    def choose(self, function_name: str, event: Any) -> tuple[FaultRule, int, list[FaultRule]] | None:
+        """The first rule that fires on this invocation, the attempt it fires on, and the other
+        poison rules that fire on the same delivery (each poisons its own records of the batch)."""
         now = self._clock()
         self._expire(now)
         task, delivery = TASK_CALL.get(), STREAM_DELIVERY.get()
+        first: tuple[FaultRule, int] | None = None
+        also: list[FaultRule] = []
         with self._lock:  # a rule's counters and its seeded draws are taken in invocation order
             for rule in self._candidates(task, delivery, event):
+                if first is not None and (first[0].kind != "poison" or rule.kind != "poison"):
+                    continue
                 attempt = rule.selects(function_name, task, delivery, event)
-                if attempt is not None and rule.is_on(attempt):
-                    rule.injected += 1
-                    self._injections.append(
-                        {
-                            "rule": rule.id,
-                            "kind": rule.kind,
-                            "target": rule.label,
-                            "function": function_name,
-                            "state": task.state if task else None,
-                            "stateMachine": task.state_machine if task else None,
-                            "execution": task.execution if task else None,
-                            "mapping": delivery.mapping if delivery else None,
-                            "attempt": attempt,
-                            "records": [_record_keys(r) for r in _records(event)] if delivery else [],
-                            "at": now,
-                        }
-                    )
-                    return rule, attempt
-        return None
+                if attempt is None or not rule.is_on(attempt):
+                    continue
+                rule.injected += 1
+                self._injections.append(
+                    {
+                        "rule": rule.id,
+                        "kind": rule.kind,
+                        "target": rule.label,
+                        "function": function_name,
+                        "state": task.state if task else None,
+                        "stateMachine": task.state_machine if task else None,
+                        "execution": task.execution if task else None,
+                        "mapping": delivery.mapping if delivery else None,
+                        "attempt": attempt,
+                        "records": [_record_keys(r) for r in _selected_records(event, [rule])]
+                        if delivery
+                        else [],
+                        "at": now,
+                    }
+                )
+                if first is None:
+                    first = (rule, attempt)
+                else:
+                    also.append(rule)
+        return None if first is None else (first[0], first[1], also)
 
 
 BOOK = FaultBook()
@@ -402,11 +413,21 @@ def _joined(*logs: Any) -> str:
     return "\n".join(str(log) for log in logs if log)
 
 
-def _poisoned(event: dict[str, Any], rule: FaultRule) -> dict[str, Any]:
+def _selected_records(event: Any, rules: list[FaultRule]) -> list[dict[str, Any]]:
+    """The records of a delivery that these rules select (all of them for a rule without a record)."""
+    return [
+        record
+        for record in _records(event)
+        if any(rule.record is None or rule.record in _key_parts(record) for rule in rules)
+    ]
+
+
+def _poisoned(event: dict[str, Any], rules: list[FaultRule]) -> dict[str, Any]:
     """The event with the selected records' non-key image attributes made unreadable."""
+    selected = [id(record) for record in _selected_records(event, rules)]
     records = []
     for record in _records(event):
-        if rule.record is None or rule.record in _key_parts(record):
+        if id(record) in selected:
             stream = dict(record.get("dynamodb") or {})
             keys = set((stream.get("Keys") or {}).keys())
             image = stream.get("NewImage") or {}
@@ -424,9 +445,14 @@ def _function_timeout(func: dict[str, Any]) -> float:
 
 
 def apply_rule(
-    rule: FaultRule, attempt: int, execute: Callable[..., dict[str, Any]], func: dict[str, Any], event: Any
+    rule: FaultRule,
+    attempt: int,
+    execute: Callable[..., dict[str, Any]],
+    func: dict[str, Any],
+    event: Any,
+    also: list[FaultRule] | None = None,
 ) -> dict[str, Any]:
-    """Invoke (or not) as the rule says, and answer what the caller gets."""
+    """Invoke (or not) as the rule says, and answer what the caller gets (``also``: more poison rules)."""
     note = _note(rule, attempt)
     if rule.kind == "error":
         cause = rule.cause or f"injected by fault rule {rule.id}: the handler did not run"
@@ -453,7 +479,7 @@ def apply_rule(
         result = execute(func, event)
         return {**result, "log": _joined(note, result.get("log"))}
     if rule.kind == "poison":
-        result = execute(func, _poisoned(event, rule))
+        result = execute(func, _poisoned(event, [rule, *(also or [])]))
         return {**result, "log": _joined(note, result.get("log"))}
     if rule.kind == "duplicate-delivery":
         first = execute(func, event)
@@ -513,8 +539,8 @@ def with_faults(
             chosen = book.choose(str(config.get("FunctionName", "")), event)
             if chosen is None:
                 return execute(func, event, *args, **kwargs)
-            rule, attempt = chosen
-            return apply_rule(rule, attempt, lambda f, e: execute(f, e, *args, **kwargs), func, event)
+            rule, attempt, also = chosen
+            return apply_rule(rule, attempt, lambda f, e: execute(f, e, *args, **kwargs), func, event, also)
         finally:
             _DECIDING.reset(token)
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.demo_faults import OrderFaults, order_id_for_key
 from sandbox.dlq import list_dead_letters, redrive
+from sandbox.faults import fault_book
 from sandbox.orders import OrdersClient
 from sandbox.saga import executions_of, replay_saga
 from sandbox.settings import Settings
@@ -27,10 +29,14 @@ pytestmark = pytest.mark.integration
 QUANTITY = 2
 
 
-def order_with(api: OrdersClient, customer_id: str, product: str, faults: dict[str, Any]) -> str:
-    body = {"customerId": customer_id, "items": [{"productId": product, "quantity": QUANTITY, "price": 5.0}],
-            "faults": faults}  # fmt: skip
-    return str(api.place_order(body)["orderId"])
+def order_with(
+    api: OrdersClient, stack: LocalStack, region: str, customer_id: str, product: str, faults: dict[str, Any]
+) -> str:
+    """Place an order with the demo's faults: their rules are set for its id (from its key) first."""
+    key = uuid.uuid4().hex
+    OrderFaults(stack, region).add([(order_id_for_key(key), faults)])
+    body = {"customerId": customer_id, "items": [{"productId": product, "quantity": QUANTITY, "price": 5.0}]}
+    return str(api.place_order(body, key)["orderId"])
 
 
 def log_lines(stack: LocalStack, settings: Settings, logical_id: str, order_id: str, text: str) -> list[str]:
@@ -63,9 +69,11 @@ def assert_effects_once(stack: LocalStack, settings: Settings, tables: dict[str,
 def test_duplicate_delivery_starts_one_saga_and_charges_once(
     api, stack, engine_settings, tables, customer_id, make_product
 ):
-    # GIVEN an order whose outbox record the publisher reports as failed after publishing it
+    # GIVEN an order whose outbox record the stream delivers again after the publisher published it
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"duplicateDelivery": True})
+    order_id = order_with(
+        api, stack, engine_settings.region, customer_id, product, {"duplicateDelivery": True}
+    )
     # WHEN its saga ends
     order = api.follow_order(order_id, timeout=120)
     # THEN the record reached the publisher twice…
@@ -76,21 +84,22 @@ def test_duplicate_delivery_starts_one_saga_and_charges_once(
     # …but only one saga ran and every effect happened once
     assert order["status"] == "COMPLETED"
     assert_effects_once(stack, engine_settings, tables, order_id, product, status="COMPLETED")
-    # AND the trace shows both deliveries, the second finding the saga started
+    # AND the trace shows both deliveries, the first marked with the injected fault, the second
+    # finding the saga started
     deliveries = [e for e in trace_order(stack, engine_settings, order_id).entries if e.kind == "delivery"]
-    assert [e.status for e in deliveries] == ["FAILED", "SUCCEEDED"]
+    assert [e.status for e in deliveries] == ["SUCCEEDED", "SUCCEEDED"]
+    assert "injected duplicate-delivery" in deliveries[0].detail
     assert "already started" in deliveries[1].detail
 
 
 def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
     api, stack, engine_settings, tables, customer_id, make_product
 ):
-    # GIVEN a publisher that dies after starting the saga, before acknowledging the record
+    # GIVEN a publisher whose worker dies after starting the saga, before acknowledging the record
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"crash": "publisher"})
+    order_id = order_with(api, stack, engine_settings.region, customer_id, product, {"crash": "publisher"})
     order = api.follow_order(order_id, timeout=120)
-    # THEN the crash happened and the record was delivered again
-    assert log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "injected crash")
+    # THEN the record was delivered again after the crash
     redelivered = wait_until(
         lambda: len(log_lines(stack, engine_settings, "OutboxPublisherFunction", order_id, "outbox record published"))
         >= 2, timeout=90, what="the redelivery after the crash")  # fmt: skip
@@ -107,7 +116,7 @@ def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
 ):
     # GIVEN a reservation whose first attempt outlives the Task's TimeoutSeconds
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"timeout": "inventory"})
+    order_id = order_with(api, stack, engine_settings.region, customer_id, product, {"timeout": "inventory"})
     order = api.follow_order(order_id, timeout=120)
     # THEN the state timed out once and its retry completed the order
     reserve = order["steps"][0]
@@ -126,7 +135,7 @@ def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
 def test_replay_repeats_no_side_effect(api, stack, engine_settings, tables, customer_id, make_product):
     # GIVEN a completed order
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {})
+    order_id = order_with(api, stack, engine_settings.region, customer_id, product, {})
     api.follow_order(order_id, timeout=120)
     # WHEN its saga is started again with the same input, as an operator redrive would
     replay = replay_saga(stack, engine_settings.region, order_id)
@@ -144,7 +153,7 @@ def test_poisoned_record_is_dead_lettered_then_redriven(
 ):
     # GIVEN an order whose outbox record the publisher cannot read
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"poison": True})
+    order_id = order_with(api, stack, engine_settings.region, customer_id, product, {"poison": True})
     # WHEN the publisher has retried it as configured
     letter = wait_until(
         lambda: next((d for d in list_dead_letters(stack, engine_settings.region) if order_id in d.order_ids), None),
@@ -175,7 +184,9 @@ def test_only_the_poisoned_records_of_a_concurrent_burst_are_dead_lettered_and_r
 
     def place(index: int) -> str:
         faults = {"poison": True} if index in poisoned_at else {}
-        return order_with(api, f"cust-{uuid.uuid4().hex[:12]}", product, faults)
+        return order_with(
+            api, stack, engine_settings.region, f"cust-{uuid.uuid4().hex[:12]}", product, faults
+        )
 
     with outbox_paused(stack, engine_settings), ThreadPoolExecutor(6) as pool:
         order_ids = list(pool.map(place, range(12)))
@@ -198,7 +209,9 @@ def test_only_the_poisoned_records_of_a_concurrent_burst_are_dead_lettered_and_r
     assert [len(executions_of(stack, engine_settings.region, o)) for o in order_ids] == [
         0 if o in poisoned else 1 for o in order_ids
     ]
-    # WHEN the queue is redriven twice
+    # WHEN the poison is cleared (the rules of those two records) and the queue is redriven twice
+    book = fault_book(stack)
+    book.clear_rules([rule["id"] for rule in book.listed() if rule.get("record") in poisoned])
     publisher = physical_id(
         stack, engine_settings.region, engine_settings.stack_name, "OutboxPublisherFunction"
     )
@@ -221,18 +234,26 @@ def test_only_the_poisoned_records_of_a_concurrent_burst_are_dead_lettered_and_r
 def test_faults_combine(api, stack, engine_settings, tables, customer_id, make_product):
     # GIVEN a failing shipment and a duplicated delivery, then a replay
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"fail": "shipping", "duplicateDelivery": True})
+    order_id = order_with(
+        api,
+        stack,
+        engine_settings.region,
+        customer_id,
+        product,
+        {"fail": "shipping", "duplicateDelivery": True},
+    )
     order = api.follow_order(order_id, timeout=120)
     replay = replay_saga(stack, engine_settings.region, order_id)
     # THEN the order failed and was compensated once, whatever was delivered or replayed
-    assert order["compensations"] == ["RefundPayment", "ReleaseInventory"]
+    assert order["compensations"] == ["CancelShipment", "RefundPayment", "ReleaseInventory"]
     assert replay["status"] == "FAILED"
     effects = assert_effects_once(
         stack, engine_settings, tables, order_id, product, status="FAILED", executions=2
     )
     assert effects["payment"]["status"] == "REFUNDED"
-    assert effects["shipment"] is None
-    assert order["failureReason"].startswith("InjectedFailure")
+    # (the shipment never ran: its compensation left a tombstone, so a late one would change nothing)
+    assert effects["shipment"]["status"] == "VOID"
+    assert order["failureReason"].startswith("InjectedFault: injected failure in shipping")
 
 
 def test_a_step_that_always_times_out_is_compensated_itself_and_its_late_work_undone(
@@ -240,7 +261,7 @@ def test_a_step_that_always_times_out_is_compensated_itself_and_its_late_work_un
 ):
     # GIVEN an order whose payment outlives its timeout on every attempt, then does its work anyway
     product = make_product(stock=10)
-    order_id = order_with(api, customer_id, product, {"hang": "payment"})
+    order_id = order_with(api, stack, engine_settings.region, customer_id, product, {"hang": "payment"})
     # WHEN the saga gives up on it
     order = api.follow_order(order_id, timeout=120)
     # THEN the order failed on the timeout, and the payment was compensated too, before the stock
@@ -298,7 +319,12 @@ def test_replaying_orders_that_failed_out_of_stock_moves_nothing(
     product = make_product(stock=0)
     with ThreadPoolExecutor(4) as pool:
         order_ids = list(
-            pool.map(lambda _: order_with(api, f"cust-{uuid.uuid4().hex[:12]}", product, {}), range(4))
+            pool.map(
+                lambda _: order_with(
+                    api, stack, engine_settings.region, f"cust-{uuid.uuid4().hex[:12]}", product, {}
+                ),
+                range(4),
+            )
         )
         failed = list(pool.map(lambda order_id: api.follow_order(order_id, timeout=120), order_ids))
     assert all(f["status"] == "FAILED" and f["failureReason"].startswith("OutOfStockError") for f in failed)
