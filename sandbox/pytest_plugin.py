@@ -1,10 +1,12 @@
 """The saga sandbox as pytest fixtures, registered by `pip install` (the ``pytest11`` entry point).
 
 A test asks for ``sandbox_stack`` (a running engine with your template deployed, for the
-session), runs a state machine with ``sandbox_stack.execute(...)`` and asserts on the result, its
-``states`` and the stack's records. On the bundled order demo, ``place_order`` places an order
-with faults and ``sandbox.testing`` asserts on it (``assert_completed``, ``assert_compensated``,
-...). Nothing starts until a test asks for a fixture: this module imports only pytest at collection.
+session), runs a state machine with ``sandbox_stack.execute(..., faults=["ChargeCard:error-after"])``
+and asserts on the execution with ``sandbox.testing`` (``assert_succeeded``, ``assert_failed``,
+``assert_states``, ``assert_compensated``) and on the stack's records. ``sandbox_faults`` adds
+fault rules for one test and clears them after it. On the bundled order demo, ``place_order``
+places an order with the demo's faults and the same assertions take it. Nothing starts until a
+test asks for a fixture: this module imports only pytest at collection.
 
 A project creates what its template expects from outside (SSM parameters, another stack's table)
 in a ``sandbox_before_deploy(environment)`` hook of its conftest.py: it runs once the engine
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from sandbox.testing import OrderResult, SandboxStack
+    from sandbox.testing import FaultRules, OrderResult, SandboxStack
 
 ENGINE_CHOICES = ("embedded", "localstack", "ministack-docker")
 
@@ -128,6 +130,18 @@ def sandbox_stack(
         )
     finally:
         stop_engine(settings)
+
+
+@pytest.fixture
+def sandbox_faults(sandbox_stack: SandboxStack) -> Iterator[FaultRules]:
+    """Fault rules for this test (``add(TARGET, KIND, attempts=..., ...)``, ``load(PLAN)``); cleared after it."""
+    from sandbox.testing import FaultRules
+
+    rules = FaultRules(sandbox_stack)
+    try:
+        yield rules
+    finally:
+        rules.clear()
 
 
 @pytest.fixture

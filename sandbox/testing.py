@@ -1,32 +1,45 @@
 """Saga tests of your own project: run a state machine (or, on the demo, place an order), then assert.
 
 The pytest plugin (``sandbox.pytest_plugin``) hands these out as fixtures: ``sandbox_stack`` is a
-``SandboxStack`` of any template (``execute``, ``outputs``, ``client``, ``trace_text``);
-``place_order`` calls ``SandboxStack.place`` on the order demo. The order assertions fail with a
-message a person can act on, followed by the order's trace (the timeline `sandbox trace` prints).
+``SandboxStack`` of any template (``execute``, ``outputs``, ``client``, ``trace_text``), whose
+``execute`` returns an ``Execution`` (status, output, error, the states it ran, attempts,
+compensations, injected faults, its trace) and takes ``faults`` for that execution alone;
+``sandbox_faults`` adds fault rules for one test. ``assert_succeeded``, ``assert_failed``,
+``assert_states`` and ``assert_compensated`` fail with a message a person can act on, followed by
+the execution's trace. On the order demo, ``place_order`` calls ``SandboxStack.place``, and the
+same assertions take its ``OrderResult`` (followed by the order's timeline).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.dlq import DeadLetter, list_dead_letters
+from sandbox.executions import ExecutionResult
+from sandbox.faults import Attempts, FaultSpec, add_faults, fault_book, read_plan, scoped
 from sandbox.items import plain_item
 from sandbox.orders import SAGA_STEPS, OrdersClient
 from sandbox.runs import OrderRequest, OrderRun, run_order
 from sandbox.saga import executions_of
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, require_demo, reset_stack
-from sandbox.trace import Trace, render_text, trace_order
+from sandbox.trace import (
+    ExecutionTrace,
+    Trace,
+    render_execution_text,
+    render_text,
+    trace_execution,
+    trace_order,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-    from sandbox.executions import ExecutionResult
 
 # What each table's item says while the order holds it (a charge not refunded, ...).
 HELD = {"PaymentsTableName": "CHARGED", "ShipmentsTableName": "CREATED", "ReservationsTableName": "RESERVED"}
@@ -75,20 +88,30 @@ class SandboxStack:
         *,
         name: str | None = None,
         wait_seconds: float = 60,
-    ) -> ExecutionResult:
+        faults: Sequence[str | FaultSpec] = (),
+    ) -> Execution:
         """Start an execution of one of the stack's state machines (logical id, name or ARN; None: the
-        only one) and wait until it ends."""
+        only one) and wait until it ends.
+
+        ``faults`` break steps of this execution alone: ``"TARGET:KIND[:ATTEMPTS]"`` as
+        `sandbox execute --fault` takes them, or ``FaultSpec``s; their rules go once it ended.
+        """
         from sandbox.executions import run_execution
 
-        return run_execution(
-            self.stack,
-            self.region,
-            self.settings.stack_name,
-            state_machine,
-            input,
-            name=name,
-            wait_seconds=wait_seconds,
+        specs = [FaultSpec.parse_flag(spec) if isinstance(spec, str) else spec for spec in faults]
+        name = name or (f"test-{uuid.uuid4().hex[:12]}" if specs else None)
+        added = (
+            add_faults(self.stack, self.region, self.settings.stack_name, scoped(specs, name)) if name else []
         )
+        try:
+            result = run_execution(
+                self.stack, self.region, self.settings.stack_name, state_machine, input,
+                name=name, wait_seconds=wait_seconds,
+            )  # fmt: skip
+        finally:
+            if added:
+                fault_book(self.stack).clear_rules([rule["id"] for rule in added])
+        return Execution.of(result, self)
 
     def trace_text(self, execution_arn: str) -> str:
         """The execution's trace as `sandbox trace` prints it (for assertion messages)."""
@@ -167,6 +190,85 @@ class SandboxStack:
         return plain_item(found) if found else None
 
 
+@dataclass(frozen=True)
+class Execution(ExecutionResult):
+    """An execution a test ran: how it ended, and (read once, when asked) its trace."""
+
+    sandbox: SandboxStack | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, result: ExecutionResult, sandbox: SandboxStack) -> Execution:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(result)}, sandbox=sandbox)
+
+    @cached_property
+    def trace(self) -> ExecutionTrace:
+        """Every state it entered, each task's attempts with errors, Catch routes, log lines, injected faults."""
+        if self.sandbox is None:
+            raise ValueError("this execution was not run through a SandboxStack: it has no trace to read")
+        sandbox = self.sandbox
+        return trace_execution(sandbox.stack, sandbox.region, sandbox.settings.stack_name, self.arn)
+
+    @property
+    def attempts(self) -> dict[str, int]:
+        """Attempts of each task state it ran (a state entered twice counts both visits)."""
+        counts: dict[str, int] = {}
+        for state in self.trace.states:
+            if state.attempts:
+                counts[state.name] = counts.get(state.name, 0) + len(state.attempts)
+        return counts
+
+    @property
+    def compensations(self) -> list[str]:
+        """The compensation states that ran, in order."""
+        return self.trace.compensations
+
+    @property
+    def injected_faults(self) -> list[dict[str, Any]]:
+        """The faults the engine injected into its task attempts (rule, kind, state, attempt)."""
+        return self.trace.injected_faults
+
+    @property
+    def trace_text(self) -> str:
+        return render_execution_text(self.trace)
+
+    def fail(self, problem: str) -> SagaAssertionError:
+        """The error to raise: the problem, then the execution's trace."""
+        return SagaAssertionError(f"execution {self.name}: {problem}\n\n{self.trace_text}")
+
+
+class FaultRules:
+    """Fault rules a test adds (``sandbox_faults``); the fixture clears them after the test."""
+
+    def __init__(self, sandbox: SandboxStack) -> None:
+        self.sandbox = sandbox
+        self.rule_ids: list[str] = []
+
+    def add(self, target: str, kind: str, *, attempts: str = "all", **fields: Any) -> dict[str, Any]:
+        """Add one rule (``FaultSpec``'s fields: execution, record, percent, seed, duration_seconds,
+        error, cause, delay_ms, status, run_handler); the rule as the engine lists it."""
+        (rule,) = self.add_specs([FaultSpec(target, kind, Attempts.parse(attempts), **fields)])
+        return rule
+
+    def add_specs(self, specs: Sequence[FaultSpec]) -> list[dict[str, Any]]:
+        sandbox = self.sandbox
+        added = add_faults(sandbox.stack, sandbox.region, sandbox.settings.stack_name, list(specs))
+        self.rule_ids += [rule["id"] for rule in added]
+        return added
+
+    def load(self, plan: str | Path) -> list[dict[str, Any]]:
+        """Add every rule of a fault plan file."""
+        return self.add_specs(read_plan(Path(plan)))
+
+    def injections(self, execution: str | None = None) -> list[dict[str, Any]]:
+        """What the engine injected (into one execution, by name, when given)."""
+        return fault_book(self.sandbox.stack).injections(execution)
+
+    def clear(self) -> None:
+        """Remove the rules this test added (others' stay)."""
+        fault_book(self.sandbox.stack).clear_rules(self.rule_ids)
+        self.rule_ids = []
+
+
 def _faults(
     fail: str | None,
     flaky: dict[str, int] | None,
@@ -219,9 +321,36 @@ class OrderResult:
         """The order's timeline, read once from the engine."""
         return self.sandbox.trace(self.order_id)
 
+    @cached_property
+    def execution(self) -> Execution:
+        """The order's saga execution (named after the order), for the execution assertions."""
+        from sandbox.executions import read_execution, resolve_state_machine
+
+        sandbox = self.sandbox
+        names = executions_of(sandbox.stack, sandbox.region, self.order_id)
+        own = next((e for e in names if e["name"] == self.order_id), None)
+        if own is None:
+            raise self.fail("no saga execution is named after the order")
+        machine = resolve_state_machine(sandbox.stack, sandbox.region, sandbox.settings.stack_name, None)
+        sfn = sandbox.client("stepfunctions")
+        return Execution.of(read_execution(sfn, own["executionArn"], machine), sandbox)
+
     def fail(self, problem: str) -> SagaAssertionError:
         """The error to raise: the problem, then the order's trace."""
         return SagaAssertionError(f"order {self.order_id}: {problem}\n\n{render_text(self.trace)}")
+
+
+def assert_succeeded(execution: Execution) -> None:
+    """The execution succeeded."""
+    if execution.status != "SUCCEEDED":
+        error = f" ({execution.error}: {execution.cause})" if execution.error else ""
+        raise execution.fail(f"expected SUCCEEDED, the execution {execution.status}{error}")
+
+
+def assert_states(execution: Execution, states: Sequence[str]) -> None:
+    """It entered exactly these states, in this order (a retried state counts once per entry)."""
+    if execution.states != list(states):
+        raise execution.fail(f"expected the states {list(states)}, it ran {execution.states}")
 
 
 def assert_completed(result: OrderResult) -> None:
@@ -231,17 +360,25 @@ def assert_completed(result: OrderResult) -> None:
         raise result.fail(f"expected COMPLETED, the order is {result.status}{reason}")
 
 
-def assert_failed(result: OrderResult, reason: str | None = None) -> None:
-    """The saga failed the order, for a reason starting with ``reason`` when one is given."""
+def assert_failed(result: Execution | OrderResult, error: str | None = None) -> None:
+    """The execution failed (with this error name, when given); an order: the saga failed it, for a
+    reason starting with ``error`` when one is given."""
+    if isinstance(result, Execution):
+        if result.status != "FAILED":
+            raise result.fail(f"expected FAILED, the execution {result.status}")
+        if error is not None and result.error != error:
+            raise result.fail(f"expected the error {error!r}, it failed with {result.error!r}")
+        return
+    reason = error
     if result.status != "FAILED":
         raise result.fail(f"expected FAILED, the order is {result.status}")
     if reason is not None and not (result.failure_reason or "").startswith(reason):
         raise result.fail(f"expected a failure starting {reason!r}, the reason is {result.failure_reason!r}")
 
 
-def assert_compensated(result: OrderResult, compensations: list[str]) -> None:
+def assert_compensated(result: Execution | OrderResult, compensations: Sequence[str]) -> None:
     """These compensations ran, in this order (``[]``: none ran)."""
-    if result.compensations != compensations:
+    if result.compensations != list(compensations):
         raise result.fail(f"expected compensations {compensations}, the saga ran {result.compensations}")
 
 

@@ -146,24 +146,28 @@ def test_bad_input_is_400_and_leaves_nothing_behind(api, tables, customer_id, ma
     assert records_of_customer(tables, customer_id) == []
 
 
-def test_a_stack_without_fault_injection_refuses_faults(stack, engine_settings, customer_id, make_product):
-    # GIVEN the same template deployed as a second stack with FaultInjection disabled (the AWS default)
-    from dataclasses import replace
-
-    from sandbox.stack import deploy_local
-    from sandbox.targets import local_api_url
-
-    settings = replace(engine_settings, stack_name="saga-no-faults")
-    deployed = deploy_local(
-        settings, stack.engine, lambda _: None, {"FaultInjection": "disabled", "ApiAuth": "none"}
-    )
-    api = OrdersClient(local_api_url(stack.engine.endpoint_url, deployed.outputs["ApiId"]))
-    # WHEN an order asks for a failing payment
+def test_the_api_knows_no_faults_field_and_writes_nothing(
+    api: OrdersClient, tables, customer_id, make_product
+):
+    # GIVEN an order that asks for a failing payment in its body, as requests once could
     body = {**body_for(customer_id, make_product()), "faults": {"fail": "payment"}}
+    # WHEN it is posted
     response = api.post_order(body)
-    # THEN the API refuses it and writes nothing
+    # THEN the API refuses it as it refuses any unknown field: faults are not the business's
     assert response.status == 400
-    assert "fault injection is disabled" in response.body["message"]
+    assert response.body["message"].startswith("faults:")
+    assert records_of_customer(tables, customer_id) == []
+
+
+def test_an_order_placed_with_a_key_is_named_after_it(api: OrdersClient, customer_id, make_product):
+    # GIVEN a client's own Idempotency-Key
+    from sandbox.demo_faults import order_id_for_key
+
+    key = f"key-{uuid.uuid4().hex}"
+    # WHEN it places an order with it
+    placed = api.place_order(body_for(customer_id, make_product()), key)
+    # THEN the order's id is the one the client can compute before asking (fault rules use it)
+    assert placed["orderId"] == order_id_for_key(key)
 
 
 def test_the_catalog_sets_the_price_and_the_charge(api: OrdersClient, tables, customer_id, make_product):
