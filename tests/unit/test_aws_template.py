@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,17 +117,39 @@ def test_business_tables_are_retained_with_point_in_time_recovery(template: dict
         assert "TableName" not in table["Properties"]
 
 
-def test_api_is_iam_protected_and_faults_off_by_default(template: dict[str, Any]) -> None:
+def test_api_is_iam_protected_by_default(template: dict[str, Any]) -> None:
     assert template["Parameters"]["ApiAuth"]["Default"] == "iam"
-    assert template["Parameters"]["FaultInjection"]["Default"] == "disabled"
     methods = of_type(template, "AWS::ApiGateway::Method")
     assert len(methods) == 3
     for method in methods.values():
         assert method["Properties"]["AuthorizationType"] == {"Fn::If": ["IsApiAuthIam", "AWS_IAM", "NONE"]}
-    assert aws_parameters(is_fault_injection_enabled=False, is_api_open=False) == {
-        "FaultInjection": "disabled",
-        "ApiAuth": "iam",
-    }
+    assert aws_parameters(is_api_open=False) == {"ApiAuth": "iam"}
+    assert aws_parameters(is_api_open=True) == {"ApiAuth": "none"}
+
+
+def test_what_deploys_has_no_fault_switch(template: dict[str, Any]) -> None:
+    # Faults are injected by the local engine at the invoke boundary: nothing in the template turns
+    # them on, and no function is told about them
+    assert not [name for name in template["Parameters"] if "fault" in name.lower()]
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    functions = of_type(template, "AWS::Serverless::Function").values()
+    for variables in [
+        environment,
+        *(f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions),
+    ]:
+        assert not [name for name in variables if "FAULT" in name.upper()]
+
+
+def test_no_service_source_names_a_fault(project_dir: Path) -> None:
+    # GIVEN every source file of the demo's functions WHEN searched for a fault or an injection
+    # ("default" and Powertools' inject_lambda_context are not) THEN none names either
+    pattern = re.compile(r"(?<!de)fault|inject(?!_lambda_context)", re.IGNORECASE)
+    sources = sorted((project_dir / "services").rglob("*.py"))
+    assert sources
+    found = [f"{path.relative_to(project_dir)}:{number}: {line.strip()}"
+             for path in sources for number, line in enumerate(path.read_text().splitlines(), 1)
+             if pattern.search(line)]  # fmt: skip
+    assert found == []
 
 
 def of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -208,13 +231,13 @@ def test_local_and_aws_renders_differ_only_in_artifacts_and_named_parameters(
         "s3://saga-sandbox-artifacts/"
     )
     # AND the parameters differ only in the named ones, all of them declared by the template
-    aws_values = aws_parameters(is_fault_injection_enabled=False, is_api_open=False)
+    aws_values = aws_parameters(is_api_open=False)
     local_values = project_parameters(
         Settings.load(project_dir=project_dir), template
     )  # samconfig's local env
     assert set(local_values) == set(aws_values) <= set(template["Parameters"])
     differing = {name for name in local_values if local_values[name] != aws_values[name]}
-    assert differing == {"FaultInjection", "ApiAuth"}
+    assert differing == {"ApiAuth"}
 
 
 def test_cfn_lint_passes_on_the_template_and_the_packaged_template(

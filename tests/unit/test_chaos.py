@@ -198,11 +198,11 @@ CHEAP, DEAR = Decimal("24.00"), Decimal("12495.00")
         (None, CHEAP, True, ("FAILED", "OutOfStockError")),
         (None, DEAR, False, ("FAILED", "PaymentDeclinedError")),
         (None, DEAR, True, ("FAILED", "OutOfStockError")),  # the stock is checked before the card
-        ({"fail": "payment"}, DEAR, False, ("FAILED", "InjectedFailure: injected failure in payment")),
-        ({"fail": "inventory"}, CHEAP, True, ("FAILED", "InjectedFailure: injected failure in inventory")),
+        ({"fail": "payment"}, DEAR, False, ("FAILED", "InjectedFault: injected failure in payment")),
+        ({"fail": "inventory"}, CHEAP, True, ("FAILED", "InjectedFault: injected failure in inventory")),
         ({"fail": "shipping"}, DEAR, False, ("FAILED", "PaymentDeclinedError")),
         ({"hang": "payment"}, DEAR, False, ("FAILED", "States.Timeout")),
-        ({"hang": "shipping", "fail": "payment"}, CHEAP, False, ("FAILED", "InjectedFailure: injected failure in payment")),
+        ({"hang": "shipping", "fail": "payment"}, CHEAP, False, ("FAILED", "InjectedFault: injected failure in payment")),
         ({"timeout": "payment"}, DEAR, False, ("FAILED", "PaymentDeclinedError")),
         ({"poison": True, "fail": "payment"}, CHEAP, False, (DEAD_LETTERED, None)),
     ],
@@ -255,8 +255,10 @@ def test_a_history_becomes_the_states_entered_with_how_each_ended() -> None:
         ([("ReserveInventory", "States.Timeout")], ["ReleaseInventory"]),
         ([("ReserveInventory", None), ("ChargePayment", "PaymentDeclinedError")], ["ReleaseInventory"]),
         ([("ReserveInventory", None), ("ChargePayment", "States.Timeout")], ["RefundPayment", "ReleaseInventory"]),
-        ([("ReserveInventory", None), ("ChargePayment", None), ("CreateShipment", "InjectedFailure")],
-         ["RefundPayment", "ReleaseInventory"]),
+        # `--fail shipping`: a fault at the invoke boundary is no business answer, so shipping is undone too
+        ([("ReserveInventory", None), ("ChargePayment", None), ("CreateShipment", "InjectedFault")],
+         ["CancelShipment", "RefundPayment", "ReleaseInventory"]),
+        ([("ReserveInventory", "InjectedFault")], ["ReleaseInventory"]),
         ([("ReserveInventory", None), ("ChargePayment", None), ("CreateShipment", "Lambda.ServiceException")],
          ["CancelShipment", "RefundPayment", "ReleaseInventory"]),
         ([("ReserveInventory", None), ("ChargePayment", None), ("CreateShipment", None),
@@ -279,8 +281,8 @@ def ok(*names: str) -> tuple[StepRecord, ...]:
 
 SHIPPING_FAILED = (
     *ok("ReserveInventory", "ChargePayment"),
-    StepRecord("CreateShipment", False, "InjectedFailure"),
-    *ok("RefundPayment", "ReleaseInventory", "MarkOrderFailed"),
+    StepRecord("CreateShipment", False, "InjectedFault"),
+    *ok("CancelShipment", "RefundPayment", "ReleaseInventory", "MarkOrderFailed"),
 )
 PAYMENT_HUNG = (
     *ok("ReserveInventory"),
@@ -301,13 +303,13 @@ def consistent_records() -> ChaosRecords:
     stock, and a poisoned one, each with exactly the records the system leaves."""
     orders = {
         "c1": order_item("c1", "COMPLETED", {"mug": 2}, "24.00"),
-        "f1": order_item("f1", "FAILED", {"kettle": 1}, "59.90", faults={"fail": "shipping"},
-                         failureReason="InjectedFailure: injected failure in shipping"),
-        "h1": order_item("h1", "FAILED", {"mug": 1}, "12.00", faults={"hang": "payment"},
+        "f1": order_item("f1", "FAILED", {"kettle": 1}, "59.90",
+                         failureReason="InjectedFault: injected failure in shipping"),
+        "h1": order_item("h1", "FAILED", {"mug": 1}, "12.00",
                          failureReason="States.Timeout: Task timed out after 5 seconds"),
         "s1": order_item("s1", "FAILED", {"grinder": 21}, "2709.00",
                          failureReason="OutOfStockError: not enough stock for grinder"),
-        "p1": order_item("p1", "PENDING", {"mug": 1}, "12.00", faults={"poison": True}),
+        "p1": order_item("p1", "PENDING", {"mug": 1}, "12.00"),
     }  # fmt: skip
     tables = TableSnapshot(
         order_ids=tuple(orders),
@@ -343,6 +345,8 @@ def consistent_records() -> ChaosRecords:
         customer_orders={f"chaos-r-{order_id}": (order_id,) for order_id in orders},
         customer_charges={f"chaos-r-{order_id}": (order_id,) for order_id in ("c1", "f1", "h1")},
         customer_shipments={"chaos-r-c1": ("c1",)},
+        # The run's faults, as it set them (rules at the invoke boundary leave nothing in the order)
+        faults={"f1": {"fail": "shipping"}, "h1": {"hang": "payment"}, "p1": {"poison": True}},
     )
 
 
@@ -481,13 +485,26 @@ def test_an_order_that_ended_otherwise_than_its_faults_imply_is_caught() -> None
     # GIVEN an order with an injected shipping failure that completed, and one out of stock that
     # asked for less than the stock held
     records = consistent_records()
+    records = replace(records, faults={**records.faults, "c1": {"fail": "shipping"}})
     orders = dict(records.tables.orders)
-    orders["c1"] = {**orders["c1"], "faults": {"fail": "shipping"}}
     orders["s1"] = {**orders["s1"], "items": [{"productId": "grinder", "quantity": 2}]}
     found = broken(with_tables(records, orders=orders))
     assert found[IMPLIED] == (
-        "c1: COMPLETED; {'fail': 'shipping'}, total 24.00 imply FAILED (InjectedFailure: injected failure in shipping)",
+        "c1: COMPLETED; {'fail': 'shipping'}, total 24.00 imply FAILED (InjectedFault: injected failure in shipping)",
         "s1: FAILED (OutOfStockError: not enough stock for grinder); no faults, total 2709.00 imply COMPLETED",
+    )
+
+
+def test_the_checker_takes_an_orders_faults_from_the_run_not_from_the_order_item() -> None:
+    # GIVEN a completed order whose item says it was to fail (a field no service writes any more)
+    records = consistent_records()
+    orders = {**records.tables.orders, "c1": {**records.tables.orders["c1"], "faults": {"fail": "shipping"}}}
+    # THEN the checker goes by the faults the run set, and the order ended as they imply
+    assert check_records(with_tables(records, orders=orders)).holds
+    # AND without the run's faults, a failed order is judged as one that should have completed
+    found = broken(replace(records, faults={}))
+    assert found[IMPLIED][0] == (
+        "f1: FAILED (InjectedFault: injected failure in shipping); no faults, total 59.90 imply COMPLETED"
     )
 
 

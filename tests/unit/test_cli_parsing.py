@@ -8,12 +8,12 @@ import pytest
 
 from cli import order_options
 from cli.order_options import parse_faults, parse_item
-from order_api.models import Faults, RequestError, parse_order_request
+from order_api.models import RequestError, parse_order_request
 from sandbox import orders
 from sandbox.catalog import DEMO_PRODUCTS
+from sandbox.demo_faults import STEP_STATES, order_fault_specs
 from sandbox.errors import UsageError
 from sandbox.runs import OrderRequest
-from shared import faults as service_faults
 
 # ---------------------------------------------------------------- --item
 
@@ -82,9 +82,9 @@ def test_flaky_defaults_to_two_attempts_and_accepts_an_explicit_count() -> None:
     assert parse_faults("payment", ["shipping:1"]) == {"fail": "payment", "flaky": {"shipping": 1}}
 
 
-def test_flaky_default_matches_the_services_default() -> None:
-    assert order_options.DEFAULT_FLAKY_ATTEMPTS == service_faults.DEFAULT_FLAKY_ATTEMPTS == 2
-    assert orders.SAGA_STEPS == service_faults.STEP_SERVICES
+def test_every_step_the_flags_name_has_a_state_to_break() -> None:
+    assert order_options.DEFAULT_FLAKY_ATTEMPTS == 2
+    assert tuple(STEP_STATES) == orders.SAGA_STEPS
 
 
 @pytest.mark.parametrize("fail", ["bogus", "Payment", "notifications"])
@@ -107,9 +107,20 @@ def test_flaky_with_a_bad_count_is_a_usage_error() -> None:
 @pytest.mark.parametrize(
     ("fail", "flaky"), [("payment", []), (None, ["shipping"]), ("inventory", ["payment:3"])]
 )
-def test_parsed_faults_are_accepted_by_the_api_model(fail: str | None, flaky: list[str]) -> None:
-    faults = parse_faults(fail, flaky)
-    assert Faults.model_validate(faults).model_dump(exclude_defaults=True) == faults
+def test_parsed_faults_become_rules_scoped_to_the_order(fail: str | None, flaky: list[str]) -> None:
+    # GIVEN the flags parsed WHEN they become the order's rules
+    specs = order_fault_specs(parse_faults(fail, flaky), "o-1")
+    # THEN there is one rule per failing step, each scoped to the order's execution
+    assert len(specs) == (1 if fail else 0) + len(flaky)
+    assert {spec.execution for spec in specs} == {"o-1"}
+
+
+def test_faults_are_not_part_of_the_order_the_api_is_sent() -> None:
+    # GIVEN an order with every kind of fault
+    request = OrderRequest(faults={"fail": "payment", "flaky": {"shipping": 1}, "poison": True})
+    # THEN its body is the business request alone, which the API accepts as such
+    assert set(request.payload) == {"customerId", "items"}
+    parse_order_request(json.dumps(request.payload))
 
 
 @pytest.mark.parametrize(
@@ -135,9 +146,10 @@ def test_infrastructure_fault_flags() -> None:
     )  # fmt: skip
     assert faults == {"timeout": "payment", "hang": "shipping", "crash": "publisher", "duplicateDelivery": True,
                       "poison": True}  # fmt: skip
-    from order_api.models import Faults
-
-    assert not Faults.model_validate(faults).is_empty()
+    # AND each becomes a rule of its own
+    assert [spec.kind for spec in order_fault_specs(faults, "o-1")] == [
+        "timeout", "timeout", "duplicate-delivery", "crash", "poison",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -42,17 +42,17 @@ START RequestId: 1 Version: $LATEST
 Traceback (most recent call last):
   File "/var/task/payment/handler.py", line 23, in lambda_handler
     return handle_step(event, context, service="payment", actions=ACTIONS, logger=logger)
-  File "/var/task/shared/faults.py", line 31, in check_faults
+  File "/var/task/payment/charges.py", line 31, in charge_payment
     raise TransientStepError(
-shared.errors.TransientStepError: injected transient error in payment (attempt 1 of 2 failing)
+shared.errors.TransientStepError: payment provider timed out
 """
 
 
 @pytest.mark.parametrize(
     ("last_line", "name"),
     [
-        ("shared.errors.TransientStepError: injected transient error in payment", "TransientStepError"),
-        ("shared.errors.InjectedFailure: injected failure in payment", "InjectedFailure"),
+        ("shared.errors.TransientStepError: payment provider timed out", "TransientStepError"),
+        ("shared.errors.PaymentDeclinedError: card declined", "PaymentDeclinedError"),
         ("KeyError: 'orderId'", "KeyError"),
         (
             "botocore.errorfactory.ConditionalCheckFailedException: An error occurred: x: y",
@@ -100,7 +100,7 @@ def test_handler_error_is_renamed_to_the_exception_class() -> None:
     result = {
         "error": True,
         "log": TRACEBACK,
-        "body": {"errorType": "Runtime.HandlerError", "errorMessage": "injected transient error"},
+        "body": {"errorType": "Runtime.HandlerError", "errorMessage": "payment provider timed out"},
     }
     run = fake_run(result)
     # WHEN run through the patch (arguments passed through untouched)
@@ -108,7 +108,7 @@ def test_handler_error_is_renamed_to_the_exception_class() -> None:
     out = patched("fn", {"a": 1}, timeout=3)
     # THEN Step Functions sees the class name its Retry lists
     assert out["body"]["errorType"] == "TransientStepError"
-    assert out["body"]["errorMessage"] == "injected transient error"
+    assert out["body"]["errorMessage"] == "payment provider timed out"
     assert run.calls == [(("fn", {"a": 1}), {"timeout": 3})]
 
 

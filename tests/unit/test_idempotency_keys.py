@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
+from botocore.stub import Stubber
 
+from order_api import orders
 from order_api.models import RequestError, parse_order_request
 from tests.unit.memory_idempotency import MemoryPersistenceLayer
 
@@ -125,6 +127,7 @@ class Api:
     def __init__(self, handler: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         self.handler = handler
         self.placed: list[Any] = []
+        self.keys: list[str | None] = []  # the Idempotency-Key each placement was named after
         self.logs = io.StringIO()
         self.on_place: Any = None
         monkeypatch.setattr(handler, "place_order", self._place)
@@ -136,8 +139,9 @@ class Api:
         monkeypatch.setattr(handler, "place_order_once", once)
         monkeypatch.setattr(handler.logger.registered_handler, "stream", self.logs)
 
-    def _place(self, request: Any) -> dict[str, Any]:
+    def _place(self, request: Any, *, idempotency_key: str | None = None) -> dict[str, Any]:
         self.placed.append(request)
+        self.keys.append(idempotency_key)
         if self.on_place:
             self.on_place()
         return {"orderId": f"order-{len(self.placed)}", "status": "PENDING", "totalAmount": 12}
@@ -165,6 +169,8 @@ def test_the_same_key_and_body_replay_the_first_response_and_say_so(api: Api) ->
     assert (first["statusCode"], again["statusCode"]) == (201, 201)
     assert again["body"] == first["body"]
     assert len(api.placed) == 1
+    # AND the order was placed under its key (which names it)
+    assert api.keys == ["k1"]
     # AND the logs tell the placement from the replay (what `sandbox trace` reads)
     assert [
         (line["trace_event"], line["order_id"], line["idempotency_key"]) for line in api.trace_lines()
@@ -227,4 +233,38 @@ def test_without_a_key_every_request_places_an_order(api: Api) -> None:
     api.post(BODY)
     api.post(BODY)
     assert len(api.placed) == 2
+    assert api.keys == [None, None]
     assert [line["trace_event"] for line in api.trace_lines()] == ["order_placed", "order_placed"]
+
+
+def test_a_body_carrying_faults_is_a_400_and_places_nothing(api: Api) -> None:
+    # GIVEN a client that still sends faults in the order (they are rules at the invoke boundary now)
+    answer = api.post({**BODY, "faults": {"fail": "payment"}}, **{"idempotency-key": "k1"})
+    # THEN the API refuses the unknown field, as it refuses any other
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["message"].startswith("faults: Extra inputs are not permitted")
+    assert api.placed == []
+
+
+def test_a_key_whose_order_exists_is_a_409_once_its_idempotency_record_is_gone(
+    api: Api, client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the real placement, over a DynamoDB that already holds the order this key names (placed
+    # before its idempotency record expired): the conditional transaction is cancelled
+    monkeypatch.setattr(api.handler, "place_order", orders.place_order)
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    dynamodb = client_factory("dynamodb")
+    monkeypatch.setattr(orders, "client", lambda service: dynamodb)
+    with Stubber(dynamodb) as stubber:
+        stubber.add_response(
+            "batch_get_item", {"Responses": {"inv": [{"productId": {"S": "mug"}, "price": {"N": "12.00"}}]}}
+        )
+        stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException")
+        # WHEN the key is sent again
+        answer = api.post(BODY, **{"idempotency-key": "k1"})
+        stubber.assert_no_pending_responses()
+    # THEN it is a 409 naming the order the key placed, and no second order
+    assert answer["statusCode"] == 409
+    message = json.loads(answer["body"])["message"]
+    assert f"order {orders.order_id_for_key('k1')} was already placed with this Idempotency-Key" in message

@@ -71,10 +71,10 @@ FAILED_CHARGE = invocation(
     "req-fail",
     [
         powertools("ChargePayment failed", T0 + 30, "req-fail", "ERROR", correlation_id=ORDER,
-                   error_type="InjectedFailure"),
+                   error_type="PaymentDeclinedError"),
         "Traceback (most recent call last):",
         '  File "handler.py", line 23, in lambda_handler',
-        "shared.errors.InjectedFailure: injected failure in payment",
+        "shared.errors.PaymentDeclinedError: card declined",
     ],
     ended_ms=T0 + 40,
     duration_ms=38,
@@ -109,7 +109,7 @@ def test_parse_reads_powertools_fields_levels_and_request_ids() -> None:
     assert levels == [PLATFORM, "ERROR", "ERROR", "ERROR", "ERROR", PLATFORM, PLATFORM]
     structured = lines[1]
     assert structured.message == "ChargePayment failed"
-    assert structured.extras == {"correlation_id": ORDER, "error_type": "InjectedFailure"}
+    assert structured.extras == {"correlation_id": ORDER, "error_type": "PaymentDeclinedError"}
     # AND a structured line is dated by Powertools (ms), not by the engine's end-of-request stamp
     assert structured.at == datetime.fromtimestamp((T0 + 30) / 1000, tz=UTC)
 
@@ -152,7 +152,7 @@ def test_an_order_selects_whole_requests_including_their_tracebacks() -> None:
     # THEN every line of its request is kept (traceback lines do not name the order) and nothing else
     assert len(selected) == len(FAILED_CHARGE)
     assert {line.request_id for line in selected} == {"req-fail"}
-    assert any(line.message.startswith("shared.errors.InjectedFailure") for line in selected)
+    assert any(line.message.startswith("shared.errors.PaymentDeclinedError") for line in selected)
 
 
 def test_quiet_requests_are_dropped_on_request() -> None:

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 
-from order_api.models import OrderRequest, PriceConflictError, RequestError
+from order_api.models import DuplicateOrderError, OrderRequest, PriceConflictError, RequestError
 from order_api.orders import (
     build_order_records,
     execution_arn,
     list_orders,
+    order_id_for_key,
     place_order,
     price_from_catalog,
     read_saga,
@@ -60,26 +61,6 @@ def test_outbox_payload_is_the_order_as_json_without_keys() -> None:
     assert payload["items"][0] == {"productId": "espresso-beans", "quantity": 2, "price": 24.5}
     assert "pk" not in payload
     assert "faults" not in payload
-
-
-@pytest.mark.parametrize(
-    ("faults", "expected"),
-    [
-        ({"fail": "payment"}, {"fail": "payment"}),
-        ({"flaky": {"shipping": 2}}, {"flaky": {"shipping": 2}}),
-        ({"fail": "inventory", "flaky": {"payment": 1}}, {"fail": "inventory", "flaky": {"payment": 1}}),
-    ],
-)
-def test_faults_travel_with_the_order_only_when_given(faults: dict, expected: dict) -> None:
-    order, outbox = build_order_records(make_request(faults=faults), "o-1", NOW)
-    assert order["faults"] == expected
-    assert json.loads(outbox["payload"])["faults"] == expected
-
-
-def test_empty_faults_are_not_recorded() -> None:
-    order, outbox = build_order_records(make_request(faults={}), "o-1", NOW)
-    assert "faults" not in order
-    assert "faults" not in json.loads(outbox["payload"])
 
 
 def test_execution_arn_is_the_order_id_under_the_state_machine(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,6 +116,66 @@ def test_place_order_writes_order_and_outbox_in_one_conditional_transaction(
     assert response["status"] == "PENDING"
     assert response["totalAmount"] == 61
     datetime.fromisoformat(response["executedAt"])
+
+
+def test_an_order_placed_with_a_key_is_named_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN two orders placed with keys, and two without
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client = RecordingClient()
+    keyed = [place_order(make_request(), client, idempotency_key=key)["orderId"] for key in ("k1", "k2")]
+    unkeyed = [place_order(make_request(), client)["orderId"] for _ in range(2)]
+    # THEN a keyed order's id is its key's (a client knows it before asking), and both records carry it
+    assert keyed == [order_id_for_key("k1"), order_id_for_key("k2")]
+    puts = [entry["Put"]["Item"]["pk"]["S"] for entry in client.calls[0]["TransactItems"]]
+    assert puts == [f"ORDER#{keyed[0]}", f"OUTBOX#{keyed[0]}"]
+    # AND an order without a key gets a fresh id each time
+    assert len(set(unkeyed)) == 2 and not set(unkeyed) & set(keyed)
+
+
+def cancelled_transaction(client_factory: Any) -> tuple[Any, Stubber]:
+    """A DynamoDB client whose catalog read prices the order and whose transaction is cancelled."""
+    client = client_factory("dynamodb")
+    stubber = Stubber(client)
+    stubber.add_response("batch_get_item", {"Responses": {"inv": [
+        {"productId": {"S": p}, "price": {"N": price}} for p, price in CATALOG.items()
+    ]}})  # fmt: skip
+    stubber.add_client_error(
+        "transact_write_items",
+        service_error_code="TransactionCanceledException",
+        service_message="Transaction cancelled, please refer cancellation reasons for specific reasons "
+        "[ConditionalCheckFailed, ConditionalCheckFailed]",
+    )
+    return client, stubber
+
+
+def test_a_key_that_already_placed_its_order_is_a_duplicate(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an order whose records already exist (its key placed it once, its idempotency record expired)
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client, stubber = cancelled_transaction(client_factory)
+    # WHEN the key places it again THEN it is a DuplicateOrderError (a 409) naming the order, not the key
+    with (
+        stubber,
+        pytest.raises(DuplicateOrderError, match="already placed with this Idempotency-Key") as raised,
+    ):
+        place_order(make_request(), client, idempotency_key="secret-key-1")
+    assert order_id_for_key("secret-key-1") in str(raised.value)
+    assert "secret-key-1" not in str(raised.value)
+    stubber.assert_no_pending_responses()
+
+
+def test_a_cancelled_transaction_without_a_key_is_not_called_a_duplicate(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an order without a key, whose fresh id cannot have been used: a cancel is not a duplicate
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client, stubber = cancelled_transaction(client_factory)
+    with stubber, pytest.raises(client.exceptions.TransactionCanceledException):
+        place_order(make_request(), client)
 
 
 def priced_items(request: OrderRequest) -> list[tuple[str, Decimal | None]]:

@@ -335,7 +335,8 @@ def test_the_demos_seven_functions_share_one_build_of_services(
     for resource in functions.values():
         module = resource["Properties"]["Handler"].rsplit(".", 1)[0]
         assert f"{module.replace('.', '/')}.py" in names
-    assert "shared/faults.py" in names and "pydantic/__init__.py" in names
+    assert "shared/steps.py" in names and "pydantic/__init__.py" in names
+    assert "shared/faults.py" not in names  # the business code alone: faults are the engine's
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     (command,) = packaged.pip.calls
     assert f"-r {project_dir / 'services' / 'requirements.txt'}" in " ".join(command)

@@ -104,8 +104,8 @@ def test_compensations_are_flagged_and_listed_in_the_order_they_ran() -> None:
     history = History()
     for name in ("ReserveInventory", "ChargePayment"):
         history.step_ok(name, 10)
-    history.entered("CreateShipment").scheduled().failed("InjectedFailure", 3).exited("CreateShipment")
-    for name in ("RefundPayment", "ReleaseInventory", "MarkOrderFailed"):
+    history.entered("CreateShipment").scheduled().failed("InjectedFault", 3).exited("CreateShipment")
+    for name in ("CancelShipment", "RefundPayment", "ReleaseInventory", "MarkOrderFailed"):
         history.step_ok(name, 10)
     steps = summarize_steps(history.events)
     flags = {step["name"]: step["isCompensation"] for step in steps}
@@ -113,11 +113,12 @@ def test_compensations_are_flagged_and_listed_in_the_order_they_ran() -> None:
         "ReserveInventory": False,
         "ChargePayment": False,
         "CreateShipment": False,
+        "CancelShipment": True,
         "RefundPayment": True,
         "ReleaseInventory": True,
         "MarkOrderFailed": False,
     }
-    assert compensations_run(steps) == ["RefundPayment", "ReleaseInventory"]
+    assert compensations_run(steps) == ["CancelShipment", "RefundPayment", "ReleaseInventory"]
 
 
 def test_no_compensations_on_the_happy_path() -> None:
@@ -165,7 +166,8 @@ def test_events_before_the_first_task_are_ignored() -> None:
 def test_a_step_that_failed_the_execution_is_failed_not_retrying() -> None:
     # GIVEN RefundPayment exhausted its retries (it has no Catch) and the execution failed
     history = History().step_ok("ReserveInventory", 5).step_ok("ChargePayment", 5)
-    history.entered("CreateShipment").scheduled().failed("InjectedFailure", 1).exited("CreateShipment")
+    history.entered("CreateShipment").scheduled().failed("InjectedFault", 1).exited("CreateShipment")
+    history.step_ok("CancelShipment", 5)
     history.entered("RefundPayment").scheduled().failed("States.Timeout", 10)
     history.add("ExecutionFailed", 1, executionFailedEventDetails={"error": "States.Timeout"})
     steps = by_name(summarize_steps(history.events))

@@ -21,7 +21,6 @@ from order_status.transitions import describe_failure, set_order_status
 from payment.charges import CHARGE_LIMIT, charge_payment, refund_payment
 from shared import steps
 from shared.errors import (
-    InjectedFailure,
     InvalidTransitionError,
     OutOfStockError,
     PaymentDeclinedError,
@@ -372,11 +371,19 @@ def test_a_shipment_is_created_once_and_cancelled_once() -> None:
 
 
 def test_describe_failure_reads_the_lambda_error_message_from_a_json_cause() -> None:
-    cause = json.dumps(
-        {"errorMessage": "injected failure in payment", "errorType": "InjectedFailure", "stackTrace": ["..."]}
+    # GIVEN the error a fault rule answers for `--fail payment`, as Step Functions passes it on
+    cause = json.dumps({"errorMessage": "injected failure in payment", "errorType": "InjectedFault"})
+    # THEN the order's failure reason is the one `sandbox order` and the chaos checker expect
+    assert describe_failure({"Error": "InjectedFault", "Cause": cause}) == (
+        "InjectedFault: injected failure in payment"
     )
-    assert describe_failure({"Error": "InjectedFailure", "Cause": cause}) == (
-        "InjectedFailure: injected failure in payment"
+    # AND a handler's own error reads the same way, whatever else its cause carries
+    cause = json.dumps(
+        {"errorMessage": "card declined", "errorType": "PaymentDeclinedError", "stackTrace": ["..."]}
+    )
+    assert (
+        describe_failure({"Error": "PaymentDeclinedError", "Cause": cause})
+        == "PaymentDeclinedError: card declined"
     )
 
 
@@ -450,7 +457,7 @@ def actions() -> tuple[dict[str, Action], list[dict[str, Any]]]:
         ran.append(command)
         return {"ok": True}
 
-    return {"charge": Action("ChargePayment", run), "refund": Action("RefundPayment", run, True)}, ran
+    return {"charge": Action("ChargePayment", run), "refund": Action("RefundPayment", run)}, ran
 
 
 def step_event(action: str, **order: Any) -> dict[str, Any]:
@@ -467,32 +474,16 @@ def test_handle_step_runs_the_action_with_its_step_name(actions: Any) -> None:
     assert ran[0]["orderId"] == ORDER["orderId"]
 
 
-def test_handle_step_checks_faults_on_forward_actions_only(
-    actions: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAULT_INJECTION", "enabled")
+@pytest.mark.parametrize("action", ["charge", "refund"])
+def test_handle_step_reads_no_fault_from_the_order(actions: Any, action: str) -> None:
+    # GIVEN an order that still carries a faults field (faults are rules at the invoke boundary now)
     table, ran = actions
-    logger = Logger(service="test")
-    # GIVEN an order that asks payment to fail
-    # WHEN charging THEN the injected failure stops the action before it runs
-    with pytest.raises(InjectedFailure):
-        handle_step(
-            step_event("charge", faults={"fail": "payment"}),
-            Context(),
-            service="payment",
-            actions=table,
-            logger=logger,
-        )
-    assert ran == []
-    # AND the compensation of the same order still runs: faults never block compensations
-    handle_step(
-        step_event("refund", faults={"fail": "payment"}),
-        Context(),
-        service="payment",
-        actions=table,
-        logger=logger,
-    )
-    assert [command["step"] for command in ran] == ["RefundPayment"]
+    event = step_event(action, faults={"fail": "payment", "flaky": {"payment": 3}})
+    # WHEN its step runs THEN the action runs as for any order: the handlers hold no fault code
+    assert handle_step(event, Context(), service="payment", actions=table, logger=Logger(service="test")) == {
+        "ok": True
+    }
+    assert [command["step"] for command in ran] == [table[action].step]
 
 
 def test_handle_step_refuses_an_unknown_action(actions: Any) -> None:
@@ -590,21 +581,24 @@ def test_other_errors_are_not_stored_so_the_step_runs_again(memory_store: Memory
     assert len(calls) == 2 and step.was_replayed is False
 
 
-def test_a_failing_step_logs_its_error_with_the_order(actions: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAULT_INJECTION", "enabled")
-    table, _ = actions
+def test_a_failing_step_logs_its_error_with_the_order() -> None:
+    # GIVEN a charge that the card provider declines
+    def decline(command: dict[str, Any]) -> dict[str, Any]:
+        raise PaymentDeclinedError("card declined")
+
     output = io.StringIO()
     logger = Logger(service="test-failures", logger_handler=logging.StreamHandler(output))
-    with pytest.raises(InjectedFailure):
+    # WHEN the step runs THEN the error goes to the saga, logged with its step, type and order
+    with pytest.raises(PaymentDeclinedError):
         handle_step(
-            step_event("charge", faults={"fail": "payment"}), Context(), service="payment", actions=table,
-            logger=logger,
+            step_event("charge"), Context(), service="payment",
+            actions={"charge": Action("ChargePayment", decline)}, logger=logger,
         )  # fmt: skip
     line = json.loads(output.getvalue())
     assert (line["level"], line["message"], line["error_type"]) == (
         "ERROR",
         "ChargePayment failed",
-        "InjectedFailure",
+        "PaymentDeclinedError",
     )
     assert line["correlation_id"] == ORDER["orderId"]
 

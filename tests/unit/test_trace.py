@@ -66,14 +66,16 @@ class History:
 
 
 def fail_shipping_history() -> list[dict[str, Any]]:
-    """ReserveInventory, ChargePayment (one transient retry), CreateShipment fails, compensations."""
+    """ReserveInventory, ChargePayment (one transient retry), CreateShipment fails (`--fail shipping`), and
+    the compensations of all three."""
     return (
         History()
         .add("ExecutionStarted", 40)
         .task("ReserveInventory", 100, (120, None), result="RESERVED")
         .task("ChargePayment", 120, (150, "TransientStepError"), (200, None), result="CHARGED")
-        .task("CreateShipment", 200, (260, "InjectedFailure"))
-        .task("RefundPayment", 260, (290, None), result="REFUNDED")
+        .task("CreateShipment", 200, (260, "InjectedFault"))
+        .task("CancelShipment", 260, (275, None), result="NOTHING_TO_CANCEL")
+        .task("RefundPayment", 275, (290, None), result="REFUNDED")
         .task("ReleaseInventory", 290, (310, None), result="RELEASED")
         .task("MarkOrderFailed", 310, (370, None), result="FAILED")
         .add("FailStateEntered", 370, stateEnteredEventDetails={"name": "OrderFailed"})
@@ -146,7 +148,7 @@ def sources() -> TraceSources:
     return TraceSources(
         order_id=ORDER,
         order={"orderId": ORDER, "status": "FAILED", "createdAt": at(13).isoformat(),
-               "updatedAt": at(340).isoformat(), "failureReason": "InjectedFailure: InjectedFailure in CreateShipment"},
+               "updatedAt": at(340).isoformat(), "failureReason": "InjectedFault: InjectedFault in CreateShipment"},
         notifications=[{"type": "OrderFailed", "sentAt": at(360).isoformat()}],
         history=fail_shipping_history(),
         saga_status="FAILED",
@@ -175,6 +177,7 @@ def test_saga_entries_show_states_retries_the_catch_and_compensations() -> None:
         ("retry", "ChargePayment"),
         ("state", "CreateShipment"),
         ("catch", "CreateShipment"),
+        ("compensation", "CancelShipment"),
         ("compensation", "RefundPayment"),
         ("compensation", "ReleaseInventory"),
         ("state", "MarkOrderFailed"),
@@ -195,9 +198,10 @@ def test_saga_entries_show_states_retries_the_catch_and_compensations() -> None:
     shipment = by_name[("state", "CreateShipment")]
     assert (shipment.status, shipment.detail) == (
         "FAILED",
-        "1 attempt, InjectedFailure: InjectedFailure in CreateShipment",
+        "1 attempt, InjectedFault: InjectedFault in CreateShipment",
     )
-    assert by_name[("catch", "CreateShipment")].detail == "Catch InjectedFailure → RefundPayment"
+    assert by_name[("catch", "CreateShipment")].detail == "Catch InjectedFault → CancelShipment"
+    assert by_name[("compensation", "CancelShipment")].detail.startswith("compensation of CreateShipment")
     assert by_name[("compensation", "RefundPayment")].detail.startswith("compensation of ChargePayment")
 
 
@@ -242,6 +246,7 @@ def test_the_timeline_follows_the_order_from_request_to_replay() -> None:
         ("retry", "ChargePayment"),
         ("state", "CreateShipment"),
         ("catch", "CreateShipment"),
+        ("compensation", "CancelShipment"),
         ("compensation", "RefundPayment"),
         ("compensation", "ReleaseInventory"),
         ("state", "MarkOrderFailed"),
@@ -417,14 +422,17 @@ def test_mermaid_arrows_are_in_time_order_with_retries_and_compensations_visible
     assert index("API->>OrdersTable") < index("API-->>Client: 201 order placed")
     assert index("Saga->>Payment: ChargePayment") < index("Note over Saga,Payment: retry: attempt 1 failed")
     assert index("Note over Saga,Payment: retry") < index("Payment-->>Saga: SUCCEEDED, 2 attempts")
-    assert index("Shipping--xSaga: FAILED") < index("Note over Saga: Catch InjectedFailure → RefundPayment")
+    assert index("Shipping--xSaga: FAILED") < index("Note over Saga: Catch InjectedFault → CancelShipment")
+    assert index("Saga->>Shipping: CancelShipment (compensation)") < index(
+        "Saga->>Payment: RefundPayment (compensation)"
+    )
     assert index("Saga->>Payment: RefundPayment (compensation)") < index(
         "Saga->>Inventory: ReleaseInventory (compensation)"
     )
     assert index("Saga->>EventBridge: OrderFailed") < index("EventBridge->>Notifications: OrderFailed")
     assert (
         body[-1]
-        == "Note over Client,Notifications: order FAILED: InjectedFailure: InjectedFailure in CreateShipment"
+        == "Note over Client,Notifications: order FAILED: InjectedFault: InjectedFault in CreateShipment"
     )
 
 
