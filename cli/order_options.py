@@ -9,6 +9,7 @@ from sandbox.errors import UsageError
 from sandbox.orders import SAGA_STEPS
 
 DEFAULT_FLAKY_ATTEMPTS = 2
+MAX_FLAKY_ATTEMPTS = 3  # the saga's steps retry 3 times
 
 
 def parse_item(text: str) -> dict[str, Any]:
@@ -59,6 +60,11 @@ def parse_faults(
             attempts = int(count) if count else DEFAULT_FLAKY_ATTEMPTS
         except ValueError as error:
             raise UsageError(f"--flaky {spec!r}: {count!r} is not a whole number") from error
+        if not 1 <= attempts <= MAX_FLAKY_ATTEMPTS:
+            raise UsageError(
+                f"--flaky {spec!r}: give 1 to {MAX_FLAKY_ATTEMPTS} failing attempts (the step retries "
+                f"{MAX_FLAKY_ATTEMPTS} times; more would fail it for good: that is --fail)"
+            )
         faults.setdefault("flaky", {})[step] = attempts
     if timeout:
         faults["timeout"] = _step("--timeout", timeout)

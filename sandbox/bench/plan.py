@@ -62,7 +62,7 @@ class PlannedOrder:
     lines: tuple[OrderLine, ...]
     faults: dict[str, Any] | None = field(default=None, hash=False)
     expected_status: str = "COMPLETED"
-    # The start of the order's failureReason ("OutOfStockError", "InjectedFailure: injected failure in payment").
+    # The start of the order's failureReason ("OutOfStockError", "InjectedFault: injected failure in payment").
     expected_reason: str | None = None
     is_replayed: bool = False  # its saga is started again once it has ended (a redrive)
     duplicate: str | None = None  # the same POST sent again with its key: "after" the first, or "concurrent"
@@ -234,7 +234,7 @@ def plan_orders(catalog: dict[str, Product], count: int, mix: str, seed: int) ->
                     ordinary_lines(sellable, rng),
                     {"fail": step},
                     expected_status="FAILED",
-                    expected_reason=f"InjectedFailure: injected failure in {step}",
+                    expected_reason=f"InjectedFault: injected failure in {step}",
                 )
             )
         elif kind == "poison":

@@ -378,6 +378,7 @@ class FaultBook:
                     {
                         "rule": rule.id,
                         "kind": rule.kind,
+                        "error": rule.error,
                         "target": rule.label,
                         "function": function_name,
                         "state": task.state if task else None,

@@ -89,8 +89,7 @@ def idempotency_key(headers: dict[str, str]) -> str | None:
 
 
 @app.exception_handler(PriceConflictError)
-@app.exception_handler(DuplicateOrderError)
-def conflict(error: RequestError) -> Response[str]:
+def price_conflict(error: PriceConflictError) -> Response[str]:
     return json_response(409, {"message": str(error)})
 
 
@@ -117,6 +116,8 @@ def create_order() -> Response[str]:
     submission = {"key": key, "request": request.model_dump(mode="json")}
     try:
         body = place_order_once(submission=submission, request=request)
+    except DuplicateOrderError as error:
+        return refuse(409, key, "idempotency key already placed an order", str(error))
     except IdempotencyValidationError:
         return refuse(
             422,

@@ -129,8 +129,9 @@ def place_order(
             ]
         )
     except dynamodb_client.exceptions.TransactionCanceledException as error:
-        if idempotency_key is None:
-            raise
+        reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+        if idempotency_key is None or "ConditionalCheckFailed" not in reasons:
+            raise  # a conflict or throttle, not this key's earlier order: the client retries
         raise DuplicateOrderError(
             f"order {order_id} was already placed with this Idempotency-Key; use a new key for a new order"
         ) from error

@@ -260,7 +260,11 @@ def test_a_key_whose_order_exists_is_a_409_once_its_idempotency_record_is_gone(
         stubber.add_response(
             "batch_get_item", {"Responses": {"inv": [{"productId": {"S": "mug"}, "price": {"N": "12.00"}}]}}
         )
-        stubber.add_client_error("transact_write_items", service_error_code="TransactionCanceledException")
+        stubber.add_client_error(
+            "transact_write_items",
+            service_error_code="TransactionCanceledException",
+            modeled_fields={"CancellationReasons": [{"Code": "ConditionalCheckFailed"}] * 2},
+        )
         # WHEN the key is sent again
         answer = api.post(BODY, **{"idempotency-key": "k1"})
         stubber.assert_no_pending_responses()

@@ -133,7 +133,10 @@ def test_an_order_placed_with_a_key_is_named_after_it(monkeypatch: pytest.Monkey
     assert len(set(unkeyed)) == 2 and not set(unkeyed) & set(keyed)
 
 
-def cancelled_transaction(client_factory: Any) -> tuple[Any, Stubber]:
+def cancelled_transaction(
+    client_factory: Any,
+    reasons: tuple[str, ...] | list[str] = ("ConditionalCheckFailed", "ConditionalCheckFailed"),
+) -> tuple[Any, Stubber]:
     """A DynamoDB client whose catalog read prices the order and whose transaction is cancelled."""
     client = client_factory("dynamodb")
     stubber = Stubber(client)
@@ -145,6 +148,7 @@ def cancelled_transaction(client_factory: Any) -> tuple[Any, Stubber]:
         service_error_code="TransactionCanceledException",
         service_message="Transaction cancelled, please refer cancellation reasons for specific reasons "
         "[ConditionalCheckFailed, ConditionalCheckFailed]",
+        modeled_fields={"CancellationReasons": [{"Code": code} for code in reasons]},
     )
     return client, stubber
 
@@ -165,6 +169,18 @@ def test_a_key_that_already_placed_its_order_is_a_duplicate(
     assert order_id_for_key("secret-key-1") in str(raised.value)
     assert "secret-key-1" not in str(raised.value)
     stubber.assert_no_pending_responses()
+
+
+def test_a_transaction_cancelled_for_a_conflict_is_not_called_a_duplicate(
+    client_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a keyed order whose transaction lost a race with another write (not its key's earlier order)
+    monkeypatch.setenv("ORDERS_TABLE", "orders")
+    monkeypatch.setenv("INVENTORY_TABLE", "inv")
+    client, stubber = cancelled_transaction(client_factory, reasons=["TransactionConflict", "None"])
+    # WHEN it is placed THEN the cancel goes back to the caller as it is (a 5xx the client retries)
+    with stubber, pytest.raises(client.exceptions.TransactionCanceledException):
+        place_order(make_request(), client, idempotency_key="secret-key-2")
 
 
 def test_a_cancelled_transaction_without_a_key_is_not_called_a_duplicate(
