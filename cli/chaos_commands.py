@@ -1,9 +1,15 @@
-"""`sandbox chaos`: many orders under random faults, then a checker that proves nothing was lost or done twice."""
+"""`sandbox chaos`: many executions of any saga under random faults, then checks that prove what held.
+
+On the order demo it places orders through the API (the demo's invariants: nothing lost or done
+twice); on any stack, or with --inputs, it runs executions of a state machine with the user's inputs
+and judges them with the failure map's checks and the user's own invariants.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,9 +19,21 @@ from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchProgress, Progress
 from sandbox.chaos import FAULT_KINDS, ChaosConfig, ChaosReport, parse_fault_kinds, run_chaos
-from sandbox.errors import SandboxError
+from sandbox.errors import SandboxError, UsageError
+from sandbox.executions import resolve_state_machine
+from sandbox.saga_chaos import (
+    CHAOS_KINDS,
+    SagaChaosConfig,
+    SagaChaosReport,
+    load_invariants,
+    new_run_id,
+    plan_saga_chaos,
+    read_inputs,
+    run_saga_chaos,
+)
 from sandbox.settings import Settings
-from sandbox.stack import find_stack, require_demo
+from sandbox.stack import find_stack
+from sandbox.trace.execution_reading import read_definition
 
 
 @contextmanager
@@ -128,8 +146,39 @@ def _print_report(report: ChaosReport) -> None:
 
 
 def chaos(
-    orders: Annotated[int, typer.Option(help="How many orders to place.")] = 300,
-    concurrency: Annotated[int, typer.Option(help="Concurrent API clients.")] = 8,
+    state_machine: Annotated[
+        str | None,
+        typer.Argument(
+            help="Any stack: the state machine to run (logical id, name or ARN; default: the only one).",
+            show_default=False,
+        ),
+    ] = None,
+    executions: Annotated[int, typer.Option(help="Any stack: how many executions to run.")] = 200,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            help="Any stack: the executions' inputs, a JSON-lines file (taken in turn) or "
+            "module:function (called with the execution's index)."
+        ),
+    ] = None,
+    invariants: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--invariants",
+            help="Any stack: module:function checks of your own; each gets the "
+            "run (stack clients, executions) and returns its violations. Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    kinds: Annotated[
+        str,
+        typer.Option(help=f"Any stack: fault kinds drawn over the Lambda tasks: {', '.join(CHAOS_KINDS)}."),
+    ] = ",".join(CHAOS_KINDS),
+    fault_share: Annotated[
+        float, typer.Option(help="Any stack: the share of executions given a fault.")
+    ] = 0.6,
+    orders: Annotated[int, typer.Option(help="The order demo: how many orders to place.")] = 300,
+    concurrency: Annotated[int, typer.Option(help="Concurrent clients.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the plan (same seed, same orders and faults).")] = 1,
     faults: Annotated[
         str,
@@ -150,16 +199,22 @@ def chaos(
     ] = 300,
     json_output: JsonFlag = False,
 ) -> None:
-    """Place many orders under random faults, wait until all is quiet, and check every invariant.
+    """Run many executions under random faults, wait until all is quiet, and check every invariant.
 
-    The checker reads only what the system recorded (the tables, every saga execution and the history of each failed one, the outbox and its on-failure queue): every order terminal, one saga each (replays aside), nothing charged, reserved or shipped twice, every failed saga compensated in reverse order, stock conserved, every outbox record published or dead-lettered, no second order from a repeated POST, every order ended as its faults imply. Exit 1 on any violation, naming the orders, a trace command for each, and the command that plans the same run.
+    Any stack (or the demo with --inputs): N executions of the state machine, a share given one fault on a Lambda task (scoped to that execution), judged by checks that need no code (every execution ended; after each Catch, a path `sandbox saga map` predicts ran; each injected fault shows in the history where it was injected) and by your --invariants. The order demo: orders placed through its API; the checker reads only what the system recorded (the tables, every saga execution and the history of each failed one, the outbox and its on-failure queue): every order terminal, one saga each (replays aside), nothing charged, reserved or shipped twice, every failed saga compensated in reverse order, stock conserved, every outbox record published or dead-lettered, no second order from a repeated POST, every order ended as its faults imply. Exit 1 on any violation, naming the orders, a trace command for each, and the command that plans the same run.
     """
+    settings = Settings.load()
+    if inputs is not None or state_machine is not None or invariants or not settings.is_demo:
+        config_any = SagaChaosConfig(
+            executions, concurrency, seed, tuple(k.strip() for k in kinds.split(",") if k.strip()),
+            fault_share, wait_seconds,
+        )  # fmt: skip
+        _chaos_any_saga(settings, state_machine, inputs, invariants or [], config_any, json_output)
+        return
     config = ChaosConfig(
         orders, concurrency, seed, parse_fault_kinds(faults), duplicate_requests, wait_seconds
     )
     config.validate()
-    settings = Settings.load()
-    require_demo(settings, "chaos")
     stack = find_stack(settings)
     with _progress(orders, json_output) as on_progress:
         report = run_chaos(stack, settings.region, config, on_progress)
@@ -175,9 +230,90 @@ def chaos(
     )
 
 
+def _chaos_any_saga(
+    settings: Settings,
+    wanted: str | None,
+    inputs: str | None,
+    invariant_specs: list[str],
+    config: SagaChaosConfig,
+    json_output: bool,
+) -> None:
+    config.validate()
+    if inputs is None:
+        raise UsageError(
+            "say where the executions' inputs come from: --inputs FILE.jsonl or --inputs module:function",
+            hint="e.g. one JSON input per line in events/chaos.jsonl",
+        )
+    search = [settings.template_path.parent, Path.cwd()]
+    read = read_inputs(inputs, search)
+    checks = load_invariants(invariant_specs, search)
+    stack = find_stack(settings)
+    machine = resolve_state_machine(stack, settings.region, settings.stack_name, wanted)
+    definition = read_definition(stack.client("stepfunctions", settings.region), machine.arn)
+    if definition is None:
+        raise SandboxError(f"cannot read the definition of {machine.label} from the engine")
+    plan = plan_saga_chaos(definition, read, config, new_run_id())
+    with _saga_progress(len(plan), json_output) as on_progress:
+        report = run_saga_chaos(
+            stack, settings.region, machine, definition, plan, config, checks, on_progress
+        )
+    if json_output:
+        print_json({**report.to_json(), "executions": [e.to_json() for e in report.executions]})
+    else:
+        _print_saga_report(report)
+    if not report.is_held:
+        broken = sum(1 for check in report.checks if not check.is_held)
+        raise SandboxError(
+            f"chaos: {broken} check(s) did not hold", hint=f"the same run again: {report.rerun_command()}"
+        )
+
+
+@contextmanager
+def _saga_progress(total: int, is_quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """One bar, named by the stage (starting, running, checking), on a terminal; nothing otherwise."""
+    if is_quiet or not error_console.is_terminal:
+        yield lambda _stage, _done, _total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
+
+    with Bars(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+              console=error_console, transient=True) as bars:  # fmt: skip
+        task = bars.add_task("starting", total=total)
+        yield lambda stage, done, of: bars.update(task, description=stage, completed=done, total=of)
+
+
+def _print_saga_report(report: SagaChaosReport) -> None:
+    summary = report.to_json()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    run = summary["run"]
+    table.add_row(
+        "run",
+        f"{run['executions']} executions of {report.state_machine}, {run['concurrency']} clients, seed "
+        f"{run['seed']}, kinds {', '.join(run['kinds'])}, {summary['planned']} given a fault",
+    )
+    table.add_row("ended", _counts(summary["statuses"]))
+    table.add_row(
+        "injected", ", ".join(f"{k} {n}" for k, n in sorted(summary["injected"].items())) or "nothing"
+    )
+    table.add_row("speed", f"{summary['elapsedSeconds']} s, {summary['executionsPerSecond']} executions/s")
+    console.print(table, highlight=False)
+    for check in report.checks:
+        if check.is_held:
+            console.print(f"[green]✓[/green] {check.name}", highlight=False, soft_wrap=True)
+            continue
+        console.print(f"[red]✗[/red] {check.name}: {len(check.violations)} violation(s)", soft_wrap=True)
+        for violation in check.violations[:SHOWN_VIOLATIONS]:
+            console.print(f"    [dim]{violation}[/dim]", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add this command to the CLI."""
     app.command(
         epilog="Examples:  sandbox chaos    sandbox chaos --orders 2000 --seed 7    "
-        "sandbox chaos --orders 100 --faults fail,flaky,replay --duplicate-requests 0.2 --json"
+        "sandbox chaos --orders 100 --faults fail,flaky,replay --duplicate-requests 0.2 --json    "
+        "sandbox chaos BookingSaga --inputs events/chaos.jsonl --invariants tests.invariants:trip_invariants "
+        "--executions 300"
     )(project_command()(chaos))

@@ -338,6 +338,10 @@ class FaultBook:
     def listed(self) -> list[dict[str, Any]]:
         return list(self._call("GET")["rules"])
 
+    def late_invocations(self) -> int:
+        """Invocations a timeout rule still holds (they complete after their caller gave up)."""
+        return int(self._call("GET").get("lateInvocations") or 0)
+
     def clear(self, rule_id: str | None = None) -> int:
         """Remove one rule or all; how many went. An unknown id is a UsageError."""
         try:

@@ -13,7 +13,7 @@ same assertions take its ``OrderResult`` (followed by the order's timeline).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cached_property
@@ -27,6 +27,7 @@ from sandbox.items import plain_item
 from sandbox.orders import SAGA_STEPS, OrdersClient
 from sandbox.runs import OrderRequest, OrderRun, run_order
 from sandbox.saga import executions_of
+from sandbox.saga_chaos import ChaosContext, SagaChaosConfig, SagaChaosReport
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, require_demo, reset_stack
 from sandbox.trace import (
@@ -112,6 +113,27 @@ class SandboxStack:
             if added:
                 fault_book(self.stack).clear_rules([rule["id"] for rule in added])
         return Execution.of(result, self)
+
+    def chaos(
+        self,
+        state_machine: str | None = None,
+        *,
+        inputs: Callable[[int], Any],
+        invariants: Sequence[Callable[[ChaosContext], Iterable[str]]] = (),
+        config: SagaChaosConfig | None = None,
+    ) -> SagaChaosReport:
+        """A chaos run of one of the stack's state machines (see ``sandbox.saga_chaos``): ``inputs(i)``
+        gives the i-th execution's input; each invariant gets the run and returns its violations."""
+        from sandbox.executions import resolve_state_machine
+        from sandbox.saga_chaos import new_run_id, plan_saga_chaos, run_saga_chaos
+        from sandbox.trace.execution_reading import read_definition
+
+        config = config or SagaChaosConfig()
+        machine = resolve_state_machine(self.stack, self.region, self.settings.stack_name, state_machine)
+        definition = read_definition(self.client("stepfunctions"), machine.arn) or {}
+        plan = plan_saga_chaos(definition, inputs, config, new_run_id())
+        checks = [(getattr(check, "__name__", repr(check)), check) for check in invariants]
+        return run_saga_chaos(self.stack, self.region, machine, definition, plan, config, checks)
 
     def trace_text(self, execution_arn: str) -> str:
         """The execution's trace as `sandbox trace` prints it (for assertion messages)."""

@@ -402,6 +402,25 @@ class FaultBook:
 BOOK = FaultBook()
 
 
+class _Count:
+    """Invocations a timeout rule holds: they land after their caller gave up (a run is quiet at 0)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.value += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.value -= 1
+
+
+LATE = _Count()
+
+
 def _note(rule: FaultRule, attempt: int) -> str:
     return f"[sandbox fault] rule {rule.id} injected {rule.kind} on {rule.label} (attempt {attempt})"
 
@@ -511,17 +530,26 @@ def _timing_out(
 ) -> dict[str, Any]:
     """Outlive the caller's deadline, then complete late (the effect lands after the caller gave up)."""
     task = TASK_CALL.get()
+    LATE.enter()
     if task is not None and task.timeout_seconds:
-        signal_handler_start()  # the Task's clock starts now, and runs out while this waits
-        time.sleep(task.timeout_seconds + TIMEOUT_MARGIN_SECONDS)
-        result = execute(func, event)  # the Task has moved on; this answer is ignored
+        try:
+            signal_handler_start()  # the Task's clock starts now, and runs out while this waits
+            time.sleep(task.timeout_seconds + TIMEOUT_MARGIN_SECONDS)
+            result = execute(func, event)  # the Task has moved on; this answer is ignored
+        finally:
+            LATE.leave()
         return {**result, "log": _joined(note, result.get("log"))}
     limit = _function_timeout(func)
     time.sleep(limit)
     context = contextvars.copy_context()
-    threading.Thread(
-        target=context.run, args=(execute, func, event), name="late-invocation", daemon=True
-    ).start()
+
+    def complete_late() -> None:
+        try:
+            context.run(execute, func, event)
+        finally:
+            LATE.leave()
+
+    threading.Thread(target=complete_late, name="late-invocation", daemon=True).start()
     message = rule.cause or f"Task timed out after {limit:.2f} seconds (injected by fault rule {rule.id})"
     return _error_result(rule.error or TIMEOUT_ERROR, message, note)
 
@@ -595,7 +623,7 @@ def handle_request(book: FaultBook, method: str, path: str, query: str, body: by
     """One request to the fault route: (status, JSON answer)."""
     rest = path[len(ROUTE) :].strip("/")
     if method == "GET" and rest == "":
-        return 200, {"rules": book.listed()}
+        return 200, {"rules": book.listed(), "lateInvocations": LATE.value}
     if method == "GET" and rest == "injections":
         execution = urllib.parse.parse_qs(query).get("execution", [None])[0]
         return 200, {"injections": book.injections(execution)}
