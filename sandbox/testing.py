@@ -102,7 +102,9 @@ class SandboxStack:
         specs = [FaultSpec.parse_flag(spec) if isinstance(spec, str) else spec for spec in faults]
         name = name or (f"test-{uuid.uuid4().hex[:12]}" if specs else None)
         added = (
-            add_faults(self.stack, self.region, self.settings.stack_name, scoped(specs, name)) if name else []
+            add_faults(self.stack, self.region, self.settings.stack_name, scoped(specs, name))
+            if specs and name
+            else []
         )
         try:
             result = run_execution(
