@@ -25,6 +25,7 @@ from sandbox.engine import find_free_port
 from sandbox.orders import OrdersClient
 from sandbox.runs import OrderRequest, run_order
 from sandbox.settings import Settings
+from sandbox.stack import LocalStack
 from tests.browser.conftest import ConsolePage
 from tests.processes import SANDBOX, finish, run_sandbox
 
@@ -82,7 +83,11 @@ def summary(values: list[float]) -> str:
 
 
 def test_sandbox_ui_serves_the_live_page_on_loopback_only(
-    browser: Any, engine_settings: Settings, api: OrdersClient, console_figures: dict[str, str]
+    browser: Any,
+    engine_settings: Settings,
+    api: OrdersClient,
+    stack: LocalStack,
+    console_figures: dict[str, str],
 ):
     figures = console_figures
     port = find_free_port()
@@ -117,8 +122,9 @@ def test_sandbox_ui_serves_the_live_page_on_loopback_only(
         for round_ in range(ROUNDS):
             faults = {"fail": "payment"} if round_ % 2 else None
             run = run_order(
-                api, OrderRequest(items=({"productId": "mug", "quantity": 1},), faults=faults), follow=False
-            )
+                api, OrderRequest(items=({"productId": "mug", "quantity": 1},), faults=faults), follow=False,
+                local=(stack, engine_settings.region),
+            )  # fmt: skip
             elsewhere.append(latency_ms(page, api, run.order_id))
         busy = memory_kib(process.pid)
         figures["terminal state → page (placed on the page)"] = summary(from_page)

@@ -10,6 +10,7 @@ import pytest
 from boto3.dynamodb.types import TypeSerializer
 
 from sandbox.executions import run_execution
+from sandbox.faults import FaultSpec, add_faults
 from sandbox.orders import OrdersClient
 from sandbox.testing import SandboxStack
 from tests.browser.conftest import call
@@ -102,11 +103,15 @@ def test_the_stack_s_state_machines_are_listed_drawn_and_their_executions_opened
     console_url: str, sandbox_stack: SandboxStack
 ):
     stack, settings = sandbox_stack.stack, sandbox_stack.settings
-    # GIVEN one execution of the stack's state machine, started directly, failing its payment step
+    # GIVEN one execution of the stack's state machine, started directly, its payment step broken
+    # by a fault rule for that execution
     order_id = f"console-{uuid.uuid4().hex[:10]}"
     order = {"orderId": order_id, "customerId": "console", "totalAmount": "5.00", "status": "PENDING",
              "items": [{"productId": sandbox_stack.make_product(), "quantity": 1, "price": "5.00"}],
-             "createdAt": "2026-01-01T00:00:00+00:00", "faults": {"fail": "payment"}}  # fmt: skip
+             "createdAt": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+    add_faults(
+        stack, settings.region, settings.stack_name, [FaultSpec("ChargePayment", "error", execution=order_id)]
+    )
     item = {"pk": f"ORDER#{order_id}", "sk": "ORDER", **order}
     sandbox_stack.client("dynamodb").put_item(
         TableName=sandbox_stack.outputs["OrdersTableName"],
@@ -130,8 +135,11 @@ def test_the_stack_s_state_machines_are_listed_drawn_and_their_executions_opened
     # AND opens one: its trace, and the graph with the path it took
     status, opened = call(console_url + "api/executions/" + urllib.parse.quote(run.arn, safe=""))
     assert status == 200
-    assert opened["trace"]["compensations"] == ["ReleaseInventory", "MarkOrderFailed"]
+    assert opened["trace"]["compensations"] == ["RefundPayment", "ReleaseInventory", "MarkOrderFailed"]
     assert 'data-state="ChargePayment" data-outcome="failed"' in opened["graph"]
+    # AND marks the fault the engine injected, with its rule
+    (injected,) = opened["trace"]["injectedFaults"]
+    assert (injected["state"], injected["kind"], injected["attempt"]) == ("ChargePayment", "error", 1)
     assert 'data-state="ReleaseInventory" data-outcome="compensation"' in opened["graph"]
 
 

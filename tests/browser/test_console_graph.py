@@ -21,7 +21,7 @@ FAILED_SHIPPING = {
     "steps": [
         step("ReserveInventory"),
         step("ChargePayment"),
-        step("CreateShipment", "FAILED", errors=["InjectedFailure"]),
+        step("CreateShipment", "FAILED", errors=["InjectedFault"]),
         step("RefundPayment"),
         step("ReleaseInventory"),
         step("MarkOrderFailed"),

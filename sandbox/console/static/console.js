@@ -261,6 +261,10 @@ function visitDetail(visit) {
   if (visit.exitedAt) times.append(el("dt", {}, "exited"), el("dd", {}, visit.exitedAt));
   if (visit.attempts) times.append(el("dt", {}, "invocations"), el("dd", {}, String(visit.attempts)));
   box.append(times);
+  for (const fault of visit.injected || []) {
+    box.append(el("p", { class: "injected" },
+      `⚡ attempt ${fault.number}: injected ${fault.kind} by fault rule ${fault.rule} (on ${fault.target})`));
+  }
   for (const [index, failure] of visit.errors.entries()) {
     const cause = failure.cause && failure.cause.errorMessage ? failure.cause.errorMessage : pretty(failure.cause || "");
     box.append(el("h3", {}, `error ${index + 1}: ${failure.error}`), el("pre", {}, cause));
@@ -547,6 +551,7 @@ function executionVisit(state) {
     exitedAt: state.exitedAt,
     attempts: state.attempts.length,
     errors: state.attempts.filter((a) => a.error).map((a) => ({ error: a.error, cause: parseCause(a.cause) })),
+    injected: state.attempts.filter((a) => a.injectedFault).map((a) => ({ number: a.number, ...a.injectedFault })),
     result: null,
     input: state.input,
     output: state.output,
@@ -571,6 +576,9 @@ function renderExecutionTimeline(trace) {
     if (state.attempts.length > 1) details.push(`${state.attempts.length} attempts`);
     for (const attempt of state.attempts) {
       if (attempt.error) details.push(`attempt ${attempt.number}: ${attempt.error}`);
+      if (attempt.injectedFault) {
+        details.push(`⚡ injected ${attempt.injectedFault.kind} (rule ${attempt.injectedFault.rule}) on attempt ${attempt.number}`);
+      }
     }
     if (state.catch) details.push(`Catch ${state.catch.error || "error"} → ${state.catch.next}`);
     if (state.function) details.push(state.function);
