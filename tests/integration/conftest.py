@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from sandbox.demo_faults import OrderFaults, order_id_for_key
 from sandbox.orders import OrdersClient
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
@@ -106,8 +107,42 @@ def outbox_paused(stack: LocalStack, settings: Settings) -> Iterator[None]:
 
 
 @pytest.fixture
-def saga_input(tables: dict[str, Any], make_product: Callable[..., str]) -> Callable[..., dict[str, Any]]:
-    """The input the outbox publisher gives the demo's saga, for an ORDER# item of the test's own."""
+def order_faults(stack: LocalStack, engine_settings: Settings) -> Iterator[Callable[..., str]]:
+    """Gives an order (or an execution of the saga by that name) the demo's faults, as
+    `sandbox order` names them (``fail="payment"``, ``flaky={"payment": 2}``); cleared after the test."""
+    faults = OrderFaults(stack, engine_settings.region)
+    added: list[str] = []
+
+    def add(order_id: str, **flags: Any) -> str:
+        added.extend(faults.add([(order_id, flags)]))
+        return order_id
+
+    yield add
+    faults.clear(added)
+
+
+@pytest.fixture
+def place_with_faults(api: OrdersClient, order_faults: Callable[..., str]) -> Callable[..., dict[str, Any]]:
+    """Places an order through the API with the demo's faults: their rules are set first, for the
+    id the order API gives the order (from its Idempotency-Key)."""
+
+    def place(body: dict[str, Any], **flags: Any) -> dict[str, Any]:
+        key = uuid.uuid4().hex
+        order_faults(order_id_for_key(key), **flags)
+        return api.place_order(body, key)
+
+    return place
+
+
+@pytest.fixture
+def saga_input(
+    tables: dict[str, Any], make_product: Callable[..., str], order_faults: Callable[..., str]
+) -> Callable[..., dict[str, Any]]:
+    """The input the outbox publisher gives the demo's saga, for an ORDER# item of the test's own.
+
+    Faults (``fail="payment"``) are rules on the execution named after the order, the name the
+    publisher gives it: start the execution with ``name=`` its order id for them to fire.
+    """
 
     def make(**faults: Any) -> dict[str, Any]:
         order_id = f"exec-{uuid.uuid4().hex[:12]}"
@@ -120,9 +155,10 @@ def saga_input(tables: dict[str, Any], make_product: Callable[..., str]) -> Call
             "status": "PENDING",
             "createdAt": now,
             "updatedAt": now,
-            **({"faults": faults} if faults else {}),
         }
         tables["orders"].put_item(Item={"pk": f"ORDER#{order_id}", "sk": "ORDER", **order})
+        if faults:
+            order_faults(order_id, **faults)
         return {"order": order}
 
     return make

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sandbox.orders import OrdersClient
+from sandbox.runs import OrderRequest, run_order
 from sandbox.saga import execution_arn
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack, physical_id
@@ -64,12 +65,16 @@ def finished_trace(stack: LocalStack, settings: Settings, order_id: str, notific
 
 @pytest.fixture(scope="module")
 def failed_shipping(api: OrdersClient, stack: LocalStack, engine_settings: Settings, tables: Any) -> Trace:
-    """A --fail shipping order, placed through the API, traced once it is over."""
+    """A --fail shipping order, placed through the API as `sandbox order` places it, traced once it is over."""
     product = f"test-{uuid.uuid4().hex[:12]}"
     tables["inventory"].put_item(Item={"productId": product, "name": product, "price": 5, "stock": 10})
-    placed = api.place_order(order_body(f"cust-{uuid.uuid4().hex[:8]}", product, faults={"fail": "shipping"}))
-    api.follow_order(placed["orderId"], timeout=60)
-    return finished_trace(stack, engine_settings, placed["orderId"], "OrderFailed")
+    request = OrderRequest(
+        customer_id=f"cust-{uuid.uuid4().hex[:8]}",
+        items=({"productId": product, "quantity": 1},),
+        faults={"fail": "shipping"},
+    )
+    run = run_order(api, request, local=(stack, engine_settings.region), wait_seconds=60)
+    return finished_trace(stack, engine_settings, run.order_id, "OrderFailed")
 
 
 def position(trace: Trace, kind: str, name: str, status: str | None = None) -> int:
@@ -92,6 +97,7 @@ def test_a_failed_shipping_order_is_traced_in_causal_order(failed_shipping: Trac
         position(trace, "state", "ChargePayment", "SUCCEEDED"),
         position(trace, "state", "CreateShipment", "FAILED"),
         position(trace, "catch", "CreateShipment"),
+        position(trace, "compensation", "CancelShipment", "SUCCEEDED"),
         position(trace, "compensation", "RefundPayment", "SUCCEEDED"),
         position(trace, "compensation", "ReleaseInventory", "SUCCEEDED"),
         position(trace, "state", "MarkOrderFailed", "SUCCEEDED"),
@@ -108,11 +114,11 @@ def test_a_failed_shipping_order_is_traced_in_causal_order(failed_shipping: Trac
     )
     # AND the failure, the rules that matched and the final status are there
     failed = trace.entries[position(trace, "state", "CreateShipment")]
-    assert "InjectedFailure: injected failure in shipping" in failed.detail
+    assert "InjectedFault: injected failure in shipping" in failed.detail
     outcome = trace.entries[position(trace, "event", "OrderFailed")]
     assert "AuditRule" in outcome.detail and "notifications function" in outcome.detail
     assert (trace.status, trace.saga_status) == ("FAILED", "FAILED")
-    assert trace.failure_reason == "InjectedFailure: injected failure in shipping"
+    assert trace.failure_reason == "InjectedFault: injected failure in shipping"
     assert trace.notes == []
 
 
@@ -123,7 +129,7 @@ def test_the_cli_prints_the_trace_ending_with_the_final_status(failed_shipping: 
     assert lines[0].startswith(f"trace of order {failed_shipping.order_id}")
     assert any("↩ RefundPayment" in line for line in lines)
     assert [line for line in lines if line.startswith("order ")][-1] == (
-        "order FAILED — InjectedFailure: injected failure in shipping"
+        "order FAILED — InjectedFault: injected failure in shipping"
     )
 
 
@@ -198,12 +204,22 @@ def test_the_order_s_saga_execution_is_traced_as_an_execution_by_its_arn(
     assert document["catches"] == [
         {
             "state": "CreateShipment",
-            "error": "InjectedFailure",
-            "matched": "InjectedFailure",
-            "next": "RefundPayment",
+            "error": "InjectedFault",
+            "matched": "States.ALL",
+            "next": "CancelShipment",
         }
     ]
-    assert document["compensations"] == ["RefundPayment", "ReleaseInventory", "MarkOrderFailed"]
+    # (the failed step is undone too: its failure was not a business error, so it may have landed)
+    assert document["compensations"] == [
+        "CancelShipment",
+        "RefundPayment",
+        "ReleaseInventory",
+        "MarkOrderFailed",
+    ]
+    # AND the one attempt the demo's rule broke is marked as injected
+    assert [(fault["state"], fault["kind"], fault["attempt"]) for fault in document["injectedFaults"]] == [
+        ("CreateShipment", "error", 1)
+    ]
     charge = next(state for state in document["states"] if state["name"] == "ChargePayment")
     assert any(line["message"] == "ChargePayment done" for line in charge["attempts"][0]["logLines"])
     # AND the order id itself still gives the order's whole timeline
