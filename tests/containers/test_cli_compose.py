@@ -78,7 +78,7 @@ def test_status_says_which_engine_runs(cli: ComposeCli) -> None:
 def test_orders_run_on_the_container_engine(cli: ComposeCli) -> None:
     assert cli.json("order")["status"] == "COMPLETED"
     failed = cli.json("order", "--fail", "payment")
-    assert (failed["status"], failed["compensations"]) == ("FAILED", ["ReleaseInventory"])
+    assert (failed["status"], failed["compensations"]) == ("FAILED", ["RefundPayment", "ReleaseInventory"])
 
 
 def test_a_plain_up_redeploys_onto_the_running_engine(cli: ComposeCli) -> None:
