@@ -83,34 +83,39 @@ def test_a_succeeding_execution_runs_the_happy_path_with_each_task_s_log_lines(
 def test_a_failing_step_is_caught_and_compensated_and_its_error_logged(
     stack: LocalStack, engine_settings: Settings, saga_input: Callable[..., dict[str, Any]]
 ):
-    # GIVEN an input whose order fails the payment step
-    result = run(stack, engine_settings, saga_input(fail="payment"))
-    # THEN the execution failed, after releasing what it had reserved
+    # GIVEN an input whose order fails the payment step (a rule on the execution named after it)
+    execution_input = saga_input(fail="payment")
+    result = run(stack, engine_settings, execution_input, name=execution_input["order"]["orderId"])
+    # THEN the execution failed, after undoing the charge (it may have landed) and the reservation
     assert result.status == "FAILED" and not result.is_succeeded
     assert result.states == [
         "ReserveInventory",
         "ChargePayment",
+        "RefundPayment",
         "ReleaseInventory",
         "MarkOrderFailed",
         "OrderFailed",
     ]
     trace = trace_of(stack, engine_settings, result.arn)
     charge = next(state for state in trace.states if state.name == "ChargePayment")
-    assert (charge.status, charge.error) == ("FAILED", "InjectedFailure")
+    assert (charge.status, charge.error) == ("FAILED", "InjectedFault")
     assert "injected failure in payment" in str(charge.cause)
-    # AND the Catch that matched, the compensation and the step's own error line are in its trace
+    # AND the Catch that matched, the compensations and the injected fault are in its trace
     assert [catch.to_json() for catch in trace.catches] == [
         {
             "state": "ChargePayment",
-            "error": "InjectedFailure",
-            "matched": "InjectedFailure",
-            "next": "ReleaseInventory",
+            "error": "InjectedFault",
+            "matched": "States.ALL",
+            "next": "RefundPayment",
         }
     ]
-    assert trace.compensations == ["ReleaseInventory", "MarkOrderFailed"]
-    assert any("injected failure in payment" in line.raw for line in charge.attempts[-1].log_lines)
+    assert trace.compensations == ["RefundPayment", "ReleaseInventory", "MarkOrderFailed"]
+    assert [(fault["state"], fault["kind"]) for fault in trace.injected_faults] == [
+        ("ChargePayment", "error")
+    ]
     text = render_execution_text(trace)
-    assert "Catch InjectedFailure (matched InjectedFailure) → ReleaseInventory" in text
+    assert "Catch InjectedFault (matched States.ALL) → RefundPayment" in text
+    assert "[injected error (rule " in text
 
 
 def test_executions_running_at_once_are_each_traced_with_their_own_runs(
@@ -119,20 +124,25 @@ def test_executions_running_at_once_are_each_traced_with_their_own_runs(
     # GIVEN six executions started together, every other one failing its shipping step
     inputs = [saga_input(**({"fail": "shipping"} if index % 2 else {})) for index in range(6)]
     with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
-        results = list(pool.map(lambda item: run(stack, engine_settings, item), inputs))
+        results = list(
+            pool.map(lambda item: run(stack, engine_settings, item, name=item["order"]["orderId"]), inputs)
+        )
     # THEN each ended as its input asked, and each trace holds only its own function runs
     for index, (execution_input, result) in enumerate(zip(inputs, results, strict=True)):
         order_id = execution_input["order"]["orderId"]
         assert result.status == ("FAILED" if index % 2 else "SUCCEEDED"), result
         trace = trace_of(stack, engine_settings, result.arn)
         expected = (
-            ["ReserveInventory", "ChargePayment", "CreateShipment", "RefundPayment", "ReleaseInventory",
-             "MarkOrderFailed", "OrderFailed"]
+            ["ReserveInventory", "ChargePayment", "CreateShipment", "CancelShipment", "RefundPayment",
+             "ReleaseInventory", "MarkOrderFailed", "OrderFailed"]
             if index % 2
             else HAPPY_PATH
         )  # fmt: skip
         assert [state.name for state in trace.states] == expected
-        runs = [attempt for state in trace.states for attempt in state.attempts]
+        attempts = [attempt for state in trace.states for attempt in state.attempts]
+        # (an attempt a rule failed before its handler ran is no function run, and says so)
+        assert [(a.fault or {}).get("kind") for a in attempts if a.fault] == (["error"] if index % 2 else [])
+        runs = [attempt for attempt in attempts if not attempt.fault]
         assert all(attempt.request_id for attempt in runs), render_execution_text(trace)
         assert len({attempt.request_id for attempt in runs}) == len(runs)
         for attempt in runs:
@@ -214,14 +224,18 @@ def run_cli(engine_settings: Settings) -> Callable[..., subprocess.CompletedProc
 def test_execute_prints_the_trace_and_exits_1_when_the_execution_failed(
     run_cli: Any, saga_input: Callable[..., dict[str, Any]]
 ):
-    # GIVEN an input that fails the shipping step
-    result = run_cli("execute", SAGA, "--input", json.dumps(saga_input(fail="shipping")))
+    # GIVEN an execution whose shipping step fails (a fault rule for this execution alone)
+    result = run_cli("execute", SAGA, "--input", json.dumps(saga_input()), "--fault", "CreateShipment:error")
     # THEN the trace says what failed and what was undone, with no error line, and exit code 1
     assert result.returncode == 1, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0].startswith("execution ") and f"of {SAGA}" in lines[0]
-    assert any("Catch InjectedFailure (matched InjectedFailure) → RefundPayment" in line for line in lines)
+    assert any("Catch InjectedFault (matched States.ALL) → CancelShipment" in line for line in lines)
+    assert any(
+        line.strip().startswith("attempt 1: InjectedFault") and "injected error (rule " in line
+        for line in lines
+    ), result.stdout
     assert any("↩ RefundPayment" in line for line in lines)
     assert lines[-1].startswith("execution FAILED")
 
@@ -261,8 +275,9 @@ def test_bad_arguments_are_one_line_and_exit_1(run_cli: Any, args: tuple[str, ..
 def test_trace_last_of_a_state_machine_shows_its_latest_execution(
     run_cli: Any, stack: LocalStack, engine_settings: Settings, saga_input: Callable[..., dict[str, Any]]
 ):
-    result = run(stack, engine_settings, saga_input(fail="inventory"))
+    execution_input = saga_input(fail="inventory")
+    result = run(stack, engine_settings, execution_input, name=execution_input["order"]["orderId"])
     traced = run_cli("trace", "--last", SAGA)
     assert traced.returncode == 0, traced.stderr
     assert traced.stdout.splitlines()[0].startswith(f"execution {result.name} of {SAGA}")
-    assert "Catch InjectedFailure (matched InjectedFailure) → MarkOrderFailed" in traced.stdout
+    assert "Catch InjectedFault (matched States.ALL) → ReleaseInventory" in traced.stdout
