@@ -56,7 +56,12 @@ def test_each_task_result_names_the_invocation_whose_lines_the_trace_attaches(
         results: list[ExecutionResult] = list(
             pool.map(
                 lambda item: run_execution(
-                    stack, engine_settings.region, engine_settings.stack_name, SAGA, item
+                    stack,
+                    engine_settings.region,
+                    engine_settings.stack_name,
+                    SAGA,
+                    item,
+                    name=item["order"]["orderId"],  # the execution the payment's fault rule is for
                 ),
                 inputs,
             )
@@ -94,10 +99,10 @@ def test_each_task_result_names_the_invocation_whose_lines_the_trace_attaches(
 def test_a_failed_python_task_names_its_request_in_the_cause_as_aws_does(
     stack: LocalStack, engine_settings: Settings, saga_input: Callable[..., dict[str, Any]]
 ) -> None:
-    # GIVEN an execution whose payment step raises in its Python handler
-    result = run_execution(
-        stack, engine_settings.region, engine_settings.stack_name, SAGA, saga_input(fail="payment")
-    )
+    # GIVEN an execution whose payment step raises in its Python handler: a charge over the card limit
+    execution_input = saga_input()
+    execution_input["order"]["totalAmount"] = "12000.00"
+    result = run_execution(stack, engine_settings.region, engine_settings.stack_name, SAGA, execution_input)
     trace = trace_execution(stack, engine_settings.region, engine_settings.stack_name, result.arn)
     charge = next(state for state in trace.states if state.name == "ChargePayment")
     # WHEN its TaskFailed is read
@@ -105,5 +110,5 @@ def test_a_failed_python_task_names_its_request_in_the_cause_as_aws_does(
     cause = json.loads(failed["cause"])
     # THEN its cause is the Python runtime's error payload, naming the request that failed
     assert list(cause)[:4] == ["errorMessage", "errorType", "requestId", "stackTrace"], cause
-    assert cause["errorType"] == failed["error"] == "InjectedFailure"
+    assert cause["errorType"] == failed["error"] == "PaymentDeclinedError"
     assert charge.function and cause["requestId"] in start_lines(stack, engine_settings, charge.function)
