@@ -3,7 +3,8 @@
 `pip install` of the sandbox registers the plugin. `sandbox_stack` starts an engine and deploys
 the template once per session (`--sandbox-template path/to/template.yaml` for your own project;
 `--sandbox-reuse` to use the engine `sandbox up` started); `place_order` places an order with
-faults and waits until its saga ends. Each order uses a product of its own, so tests can run in
+the demo's faults (fault rules the engine applies to that order alone) and waits until its saga
+ends. Each order uses a product of its own, so tests can run in
 any order, or at once, without seeing each other's stock.
 """
 
@@ -19,6 +20,7 @@ from sandbox.testing import (
     assert_exactly_once,
     assert_failed,
     assert_no_dead_letters,
+    assert_states,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,11 +33,15 @@ def test_a_happy_order_completes_once(place_order):
     assert_exactly_once(order)
 
 
-def test_a_declined_payment_is_compensated(place_order):
+def test_a_failed_payment_is_compensated(place_order):
     order = place_order(fail="payment")
-    assert_failed(order, "InjectedFailure")
-    assert_compensated(order, ["ReleaseInventory"])
+    assert_failed(order, "InjectedFault")
+    assert_compensated(order, ["RefundPayment", "ReleaseInventory"])
     assert_exactly_once(order)
+    # the order's saga as an execution: the states it ran, and the fault rule that broke it
+    assert_states(order.execution, ["ReserveInventory", "ChargePayment", "RefundPayment", "ReleaseInventory",
+                                    "MarkOrderFailed", "OrderFailed"])  # fmt: skip
+    assert [fault["kind"] for fault in order.execution.injected_faults] == ["error"]
 
 
 def test_a_duplicated_delivery_still_charges_once(place_order, sandbox_stack):
@@ -51,8 +57,8 @@ def test_orders_running_at_once_each_end_as_their_faults_intend(place_order):
         orders = list(pool.map(lambda fault: place_order(**fault), faults))
     for order, fault in zip(orders, faults, strict=True):
         if "fail" in fault:
-            assert_failed(order, "InjectedFailure")
+            assert_failed(order, "InjectedFault")
         else:
             assert_completed(order)
         assert_exactly_once(order)
-    assert_compensated(orders[1], ["RefundPayment", "ReleaseInventory"])
+    assert_compensated(orders[1], ["CancelShipment", "RefundPayment", "ReleaseInventory"])

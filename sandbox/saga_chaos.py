@@ -269,8 +269,19 @@ def fault_targets(definition: dict[str, Any]) -> list[str]:
     return [
         name
         for name, state in state_definitions(definition).items()
-        if state.get("Type") == "Task" and function_of_state(state) is not None
+        if state.get("Type") == "Task" and _invokes_lambda(state)
     ]
+
+
+def _invokes_lambda(state: dict[str, Any]) -> bool:
+    """A Lambda task: the optimized integration, or a function's ARN as the resource (also before
+    its definition's substitutions are resolved)."""
+    resource = str(state.get("Resource", ""))
+    return (
+        "states:::lambda:invoke" in resource
+        or ":function:" in resource
+        or function_of_state(state) is not None
+    )
 
 
 def _draw_fault(state: str, kind: str, is_compensation: bool, rng: random.Random) -> FaultSpec:
