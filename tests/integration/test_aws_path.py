@@ -52,10 +52,12 @@ def test_deploy_order_and_destroy_through_the_aws_path(aws_cli: Any, stack: Loca
     ordered = aws_cli("order", "--json")
     assert ordered.returncode == 0, ordered.stderr
     assert json.loads(ordered.stdout)["status"] == "COMPLETED"
-    # AND faults are refused: the AWS stack has fault injection off
+    # AND faults are refused before anything is placed: AWS has no invoke-boundary hook (the
+    # deployed stack is the business code alone), and the hint points at FIS
     refused = aws_cli("order", "--fail", "payment")
     assert refused.returncode == 1
-    assert "fault injection is disabled" in refused.stderr
+    assert "AWS has no such hook" in refused.stderr and "sandbox faults export --fis" in refused.stderr
+    assert "Traceback" not in refused.stderr
     # AND unsigned requests are refused by the IAM-protected API
     unsigned = call_api("POST", f"{summary['apiUrl']}/orders", body=b"{}")
     assert unsigned.status == 403
