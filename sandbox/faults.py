@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import state_machines
+from sandbox.json_text import read_document
 from sandbox.trace.execution import state_definitions
 
 if TYPE_CHECKING:
@@ -204,14 +205,7 @@ _PLAN_FIELDS: dict[str, tuple[str, type]] = {
 
 def read_plan(path: Path) -> list[FaultSpec]:
     """The rules of a fault plan file (YAML or JSON): a list, or ``{faults: [...]}``."""
-    import yaml  # PyYAML: only where a plan is read
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise UsageError(f"cannot read the fault plan {path}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise UsageError(f"the fault plan {path} is neither YAML nor JSON: {error}") from error
+    doc = read_document(path, "fault plan")
     rules = doc.get("faults") if isinstance(doc, dict) else doc
     if not isinstance(rules, list) or not rules:
         raise UsageError(

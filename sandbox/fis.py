@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import UsageError
 from sandbox.faults import STREAM_KINDS, FaultSpec, StackTargets
+from sandbox.json_text import read_document
 from sandbox.trace.execution import function_of_state, state_definitions
 
 if TYPE_CHECKING:
@@ -123,15 +124,7 @@ def format_duration(seconds: float) -> str:
 
 def read_fis(path: Path) -> FisImport:
     """Import an FIS experiment template file (JSON, or YAML); UsageError when it is not one."""
-    import yaml  # PyYAML: only where a template file is read
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise UsageError(f"cannot read the FIS template {path}: {error.strerror or error}") from error
-    except yaml.YAMLError as error:
-        raise UsageError(f"the FIS template {path} is neither JSON nor YAML: {error}") from error
-    return import_fis(doc, source=path.name)
+    return import_fis(read_document(path, "FIS template"), source=path.name)
 
 
 def import_fis(doc: Any, *, source: str) -> FisImport:

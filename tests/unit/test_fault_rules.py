@@ -518,3 +518,14 @@ def test_a_duration_is_read_in_seconds(text: str, seconds: float) -> None:
 def test_a_bad_duration_is_refused(text: str) -> None:
     with pytest.raises(UsageError, match="--duration"):
         parse_duration(text)
+
+
+def test_the_sandbox_and_its_engine_patch_know_the_same_kinds():
+    # The patch is a package of its own (the container image runs it without the sandbox), so it
+    # keeps its own copy of the vocabulary: they must agree, or a rule is refused on one side only.
+    from sandbox import faults
+    from sandbox.engine_patches import faults as engine
+
+    assert faults.KINDS == engine.KINDS
+    assert faults.STREAM_KINDS == engine.STREAM_KINDS
+    assert faults.ROUTE == engine.ROUTE
