@@ -166,3 +166,31 @@ def test_the_saga_map_of_the_deployed_machine(cli: Cli):
     assert saga["happyPath"][:3] == ["ReserveInventory", "ChargePayment", "CreateShipment"]
     charge = next(step for step in saga["steps"] if step["state"] == "ChargePayment")
     assert any(route["next"] == "RefundPayment" for route in charge["catch"])
+
+
+def test_an_api_integration_answers_the_injected_status_and_writes_nothing(
+    cli: Cli, api, tables, customer_id, make_product
+):
+    # GIVEN the order API's function answering 503 through its integration, then throttled
+    from tests.integration.conftest import records_of_customer
+
+    body = {"customerId": customer_id, "items": [{"productId": make_product(), "quantity": 1}]}
+    rule = json.loads(
+        cli("faults", "add", "OrderApiFunction", "http-response", "--status", "503", "--json").stdout
+    )
+    try:
+        # WHEN an order is posted THEN the client gets the status, and no order was written
+        response = api.post_order(body)
+        assert response.status == 503 and "injected by fault rule" in response.body["message"]
+        assert records_of_customer(tables, customer_id) == []
+    finally:
+        cli("faults", "clear", rule["rules"][0]["id"])
+    throttle = json.loads(
+        cli("faults", "add", "OrderApiFunction", "throttle", "--attempts", "1", "--json").stdout
+    )
+    try:
+        # AND a throttled invocation is API Gateway's 429, after which the next request goes through
+        assert api.post_order(body).status == 429
+        assert api.post_order(body).status == 201
+    finally:
+        cli("faults", "clear", throttle["rules"][0]["id"])
