@@ -83,7 +83,7 @@ def test_orders_narrows_by_status_and_limit(cli: Cli, placed: dict[str, list[str
     assert failed and {entry["status"] for entry in failed} == {"FAILED"}
     assert set(placed["FAILED"]) <= {entry["orderId"] for entry in failed}
     assert {entry["failureReason"] for entry in failed if entry["orderId"] in placed["FAILED"]} == {
-        "InjectedFailure: injected failure in payment"
+        "InjectedFault: injected failure in payment"
     }
     # AND --limit keeps the newest (the status case does not matter)
     (newest_failed,) = cli.json("orders", "--status", "failed", "--limit", "1")["orders"]
@@ -147,7 +147,10 @@ def test_logs_of_an_unknown_order_is_an_error_naming_it(cli: Cli, placed: dict[s
     assert unknown.stderr.splitlines()[0] == "error: order nope not found"
     known = cli.run("logs", "--order", placed["FAILED"][0])
     assert known.returncode == 0, known.stderr
-    assert "InjectedFailure" in known.stdout
+    # (the charge's handler never ran: the failure is in the order's final status line, and the
+    # refund found nothing to refund)
+    assert "InjectedFault: injected failure in payment" in known.stdout, known.stdout
+    assert "ChargePayment done" not in known.stdout and "NOTHING_TO_REFUND" in known.stdout
 
 
 def test_status_json_puts_the_local_api_url_where_scripts_look(cli: Cli):
