@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.faults import fault_book
 from sandbox.runs import OrderAccepted, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ def test_concurrent_runs_each_end_as_their_faults_intend_and_report_their_own_ev
     product = make_product(stock=100)
     requests = {
         "happy": OrderRequest(customer_id, ({"productId": product, "quantity": 1},)),
-        "declined": OrderRequest(customer_id, ({"productId": product, "quantity": 1},), {"fail": "payment"}),
+        "failing": OrderRequest(customer_id, ({"productId": product, "quantity": 1},), {"fail": "payment"}),
         "flaky": OrderRequest(
             customer_id, ({"productId": product, "quantity": 1},), {"flaky": {"shipping": 2}}
         ),
@@ -39,7 +40,7 @@ def test_concurrent_runs_each_end_as_their_faults_intend_and_report_their_own_ev
         runs = dict(zip(requests, pool.map(run, requests), strict=True))
     # THEN each ended as intended, and its events are its own: accepted first, then its steps
     assert {name: r.status for name, r in runs.items()} == {
-        "happy": "COMPLETED", "declined": "FAILED", "flaky": "COMPLETED", "poisoned": "PENDING",
+        "happy": "COMPLETED", "failing": "FAILED", "flaky": "COMPLETED", "poisoned": "PENDING",
         "replayed": "COMPLETED", "accepted only": "PENDING",
     }  # fmt: skip
     assert all(r.is_as_expected for r in runs.values())
@@ -47,15 +48,23 @@ def test_concurrent_runs_each_end_as_their_faults_intend_and_report_their_own_ev
         accepted = run_events[0]
         assert isinstance(accepted, OrderAccepted) and accepted.order_id == runs[name].order_id
         assert all(isinstance(event, StepFinished) for event in run_events[1:])
-    assert [e.step["name"] for e in events["declined"][1:]] == [
+    assert [e.step["name"] for e in events["failing"][1:]] == [
         "ReserveInventory",
         "ChargePayment",
+        "RefundPayment",
         "ReleaseInventory",
         "MarkOrderFailed",
     ]
-    assert runs["declined"].final is not None and runs["declined"].final["compensations"] == [
-        "ReleaseInventory"
+    assert runs["failing"].final is not None and runs["failing"].final["compensations"] == [
+        "RefundPayment",
+        "ReleaseInventory",
     ]
+    # AND the fault rules each order was given are gone once it was followed to its end
+    order_ids = {r.order_id for r in runs.values()}
+    left = [
+        rule for rule in fault_book(stack).listed() if {rule.get("execution"), rule.get("record")} & order_ids
+    ]
+    assert left == []
     # AND the documents scripts read carry what happened
     documents: dict[str, Any] = {name: r.to_json() for name, r in runs.items()}
     assert documents["poisoned"]["deadLetter"]["condition"] == "RetryAttemptsExhausted"
