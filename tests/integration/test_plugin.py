@@ -25,7 +25,7 @@ def test_a_wrong_expectation_fails_with_a_message_and_the_orders_trace(place_ord
         assert_compensated(order, ["ReleaseInventory"])
     message = str(failed.value)
     assert message.startswith(f"order {order.order_id}: expected compensations ['ReleaseInventory'], ")
-    assert "the saga ran ['RefundPayment', 'ReleaseInventory']" in message
+    assert "the saga ran ['CancelShipment', 'RefundPayment', 'ReleaseInventory']" in message
     assert f"trace of order {order.order_id}" in message and "CreateShipment" in message
     assert message.rstrip().splitlines()[-1].startswith("order FAILED")
 
