@@ -193,13 +193,19 @@ def test_a_refused_greeting_fails_is_compensated_and_traced(project: Project) ->
 
 
 def test_the_demo_s_commands_say_so_in_one_line(project: Project) -> None:
-    for command in (["order"], ["orders"], ["dlq"], ["reset"], ["chaos", "--orders", "1"]):
+    for command in (["order"], ["orders"], ["dlq"], ["reset"]):
         result = project.run(*command)
         assert result.returncode == 1, command
         assert result.stderr.startswith(f"error: `sandbox {command[0]}` works on the bundled order demo"), (
             command
         )
         assert "bug in the sandbox" not in result.stderr
+    # AND chaos runs on any stack: with no demo orders to place, it asks in one line for the inputs
+    chaos = project.run("chaos", "--orders", "1")
+    assert chaos.returncode == 1
+    error, hint = chaos.stderr.splitlines()
+    assert error.startswith("error: say where the executions' inputs come from: --inputs FILE.jsonl")
+    assert hint.startswith("hint: ")
 
 
 def test_env_names_the_engine_and_the_project_s_outputs(project: Project) -> None:
