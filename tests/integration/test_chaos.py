@@ -47,10 +47,12 @@ def chaos_run(stack: LocalStack, engine_settings: Settings) -> tuple[ChaosReport
 
 
 def check_again(report: ChaosReport, stack: LocalStack, settings: Settings) -> ChaosVerdict:
-    """The checker run again on the run's records, as they are now."""
+    """The checker run again on the run's records, as they are now (each order's faults from the plan:
+    they are rules at the invoke boundary, so the order itself does not carry them)."""
     ids = [str(o.order_id) for o in report.load.accepted]
+    faults = {str(o.order_id): o.planned.faults for o in report.outcomes if o.order_id and o.planned.faults}
     return check(stack, settings.region, ids, stock_before=report.plan.stock, top_ups=report.plan.top_ups,
-                 customer_prefix=report.customer_prefix)  # fmt: skip
+                 customer_prefix=report.customer_prefix, faults=faults)  # fmt: skip
 
 
 def broken(verdict: ChaosVerdict) -> dict[str, tuple[str, ...]]:
@@ -129,7 +131,7 @@ def test_a_charge_sent_twice_and_a_refund_removed_are_named_with_their_orders(
     refunded = next(
         o
         for o in report.outcomes
-        if o.planned.expected_reason == "InjectedFailure: injected failure in shipping"
+        if o.planned.expected_reason == "InjectedFault: injected failure in shipping"
     )
     total = Decimal(str(completed.planned.total))
     with (
