@@ -759,7 +759,7 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
                     else _failure_text(attempt.error, attempt.cause)
                 )
                 named, then = attempt_words(state, attempt)
-                injected = f" [{attempt.fault_text}]" if attempt.fault_text else ""
+                injected = f" ⚡ {attempt.fault_text}" if attempt.fault_text else ""
                 lines.append(f"  {'':>10}  {indent}  {named}: {outcome}{injected}{then}")
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]
             for line in shown[:max_log_lines]:

@@ -42,7 +42,9 @@ def trips(index: int) -> dict[str, Any]:
 def _status(context: Any, table_output: str, trip_id: str) -> tuple[str | None, dict[str, Any]]:
     item = (
         context.client("dynamodb")
-        .get_item(TableName=context.outputs[table_output], Key={"tripId": {"S": trip_id}}, ConsistentRead=True)
+        .get_item(
+            TableName=context.outputs[table_output], Key={"tripId": {"S": trip_id}}, ConsistentRead=True
+        )
         .get("Item")
     )
     plain = {name: next(iter(value.values())) for name, value in (item or {}).items()}
@@ -62,7 +64,9 @@ def booked_trips_hold_everything(context: Any) -> list[str]:
         if (flight, hotel, payment) != ("RESERVED", "RESERVED", "CHARGED"):
             wrong.append(f"{trip}: booked, but flight {flight}, hotel {hotel}, payment {payment}")
         elif Decimal(str(charge.get("amount"))) != Decimal(str(execution.input["amount"])):
-            wrong.append(f"{trip}: charged {charge.get('amount')}, the trip costs {execution.input['amount']}")
+            wrong.append(
+                f"{trip}: charged {charge.get('amount')}, the trip costs {execution.input['amount']}"
+            )
     return wrong
 
 
