@@ -115,7 +115,7 @@ def test_a_failing_step_is_caught_and_compensated_and_its_error_logged(
     ]
     text = render_execution_text(trace)
     assert "Catch InjectedFault (matched States.ALL) → RefundPayment" in text
-    assert "[injected error (rule " in text
+    assert "⚡ injected error (rule " in text
 
 
 def test_executions_running_at_once_are_each_traced_with_their_own_runs(

@@ -792,8 +792,8 @@ def post(book: FaultBook, body: Any, path: str = ROUTE) -> tuple[int, Any]:
 
 def test_the_route_adds_lists_and_clears_rules() -> None:
     book = FaultBook()
-    # GIVEN an empty book, listed
-    assert handle_request(book, "GET", ROUTE, "", b"") == (200, {"rules": []})
+    # GIVEN an empty book, listed (with no late invocation held by a timeout rule)
+    assert handle_request(book, "GET", ROUTE, "", b"") == (200, {"rules": [], "lateInvocations": 0})
     # WHEN a valid rule is posted
     status, answer = post(book, {"rules": [{"target": {"state": "S"}, "kind": "error"}]})
     # THEN it is added and listed with its id
