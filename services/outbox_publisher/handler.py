@@ -118,7 +118,9 @@ def acknowledge(record: DynamoDBRecord, deliveries: dict[str, Delivery]) -> None
     delivery = deliveries[str(record.event_id)]
     logger.append_keys(stream_event_id=record.event_id)
     # An unreadable record still names its order: by its key, OUTBOX#<orderId>.
-    order_id = (delivery.order or {}).get("orderId") or str(delivery.keys.get("pk", "")).removeprefix("OUTBOX#")
+    order_id = (delivery.order or {}).get("orderId") or str(delivery.keys.get("pk", "")).removeprefix(
+        "OUTBOX#"
+    )
     logger.set_correlation_id(order_id)
     if delivery.error is not None:
         raise delivery.error

@@ -99,7 +99,10 @@ def test_a_compensation_only_gets_faults_it_can_retry_through():
     plan = plan_saga_chaos(SAGA, lambda i: {}, SagaChaosConfig(executions=400, seed=3), "r")
     # (a delay breaks nothing: it may come on every attempt)
     compensations = [
-        spec for p in plan for spec in p.faults if spec.target in ("Refund", "Unbook") and spec.kind != "delay"
+        spec
+        for p in plan
+        for spec in p.faults
+        if spec.target in ("Refund", "Unbook") and spec.kind != "delay"
     ]
     assert compensations
     for spec in compensations:
