@@ -69,7 +69,7 @@ def test_a_flaky_order_shows_its_attempt_count(page: ConsolePage):
     assert page.node("RefundPayment")["outcome"] == "not-reached"
     page.select_state("ChargePayment")
     page.wait(
-        lambda: page.text_of("#state-detail").count("TransientStepError") == 2,
+        lambda: page.text_of("#state-detail").count("Lambda.ServiceException") == 2,
         "ChargePayment's two failed attempts in its details",
     )
     page.wait(lambda: ("execution-end", "ExecutionSucceeded") in page.timeline(), "the execution's end")

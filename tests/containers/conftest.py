@@ -28,7 +28,15 @@ from sandbox.stack import LocalStack, deploy_local
 from sandbox.waiting import wait_until
 
 # The integration suite's fixtures and helpers, reused as they are: they only need `stack`.
-from tests.integration.conftest import api, customer_id, dynamodb, make_product, tables  # noqa: F401
+from tests.integration.conftest import (  # noqa: F401
+    api,
+    customer_id,
+    dynamodb,
+    giving_order_faults,
+    make_product,
+    place_with_faults,
+    tables,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ENGINE_PORT = 4566
@@ -198,9 +206,17 @@ def engine_settings(
 def stack(engine_container: tuple[Any, EngineState], engine_settings: Settings) -> LocalStack:
     _, state = engine_container
     started = time.perf_counter()
-    deployed = LocalStack(state, deploy_local(engine_settings, state).outputs)
+    deployed = LocalStack(state, deploy_local(engine_settings, state).outputs, engine_settings.stack_name)
     _summary["deploy_s"] = time.perf_counter() - started
     return deployed
+
+
+@pytest.fixture
+def order_faults(stack: LocalStack, engine_settings: Settings) -> Iterator[Any]:
+    """The demo's faults as rules: the MiniStack image carries the sandbox's engine patch, LocalStack does not."""
+    if engine_settings.engine == "localstack":
+        pytest.skip("LocalStack has no fault hook: the demo's faults run on the sandbox's engine only")
+    yield from giving_order_faults(stack, engine_settings.region)
 
 
 @pytest.hookimpl(hookwrapper=True)

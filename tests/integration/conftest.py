@@ -106,11 +106,10 @@ def outbox_paused(stack: LocalStack, settings: Settings) -> Iterator[None]:
         lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=True)
 
 
-@pytest.fixture
-def order_faults(stack: LocalStack, engine_settings: Settings) -> Iterator[Callable[..., str]]:
+def giving_order_faults(stack: LocalStack, region: str) -> Iterator[Callable[..., str]]:
     """Gives an order (or an execution of the saga by that name) the demo's faults, as
-    `sandbox order` names them (``fail="payment"``, ``flaky={"payment": 2}``); cleared after the test."""
-    faults = OrderFaults(stack, engine_settings.region)
+    `sandbox order` names them (``fail="payment"``, ``flaky={"payment": 2}``); cleared at the end."""
+    faults = OrderFaults(stack, region)
     added: list[str] = []
 
     def add(order_id: str, **flags: Any) -> str:
@@ -119,6 +118,12 @@ def order_faults(stack: LocalStack, engine_settings: Settings) -> Iterator[Calla
 
     yield add
     faults.clear(added)
+
+
+@pytest.fixture
+def order_faults(stack: LocalStack, engine_settings: Settings) -> Iterator[Callable[..., str]]:
+    """The demo's faults for this test's orders (see ``giving_order_faults``)."""
+    yield from giving_order_faults(stack, engine_settings.region)
 
 
 @pytest.fixture
