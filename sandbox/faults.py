@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import state_machines
 from sandbox.json_text import read_document
-from sandbox.trace.execution import state_definitions
+from sandbox.trace.execution import function_of_state, state_definitions
 
 if TYPE_CHECKING:
     from sandbox.stack import LocalStack
@@ -214,6 +214,26 @@ def read_plan(path: Path) -> list[FaultSpec]:
     return [FaultSpec.from_json(rule, f"{path.name}, rule {index + 1}") for index, rule in enumerate(rules)]
 
 
+def fault_targets(definition: dict[str, Any]) -> list[str]:
+    """The Task states of a definition that invoke a Lambda function (where faults land)."""
+    return [
+        name
+        for name, state in state_definitions(definition).items()
+        if state.get("Type") == "Task" and _invokes_lambda(state)
+    ]
+
+
+def _invokes_lambda(state: dict[str, Any]) -> bool:
+    """A Lambda task: the optimized integration, or a function's ARN as the resource (also before
+    its definition's substitutions are resolved)."""
+    resource = str(state.get("Resource", ""))
+    return (
+        "states:::lambda:invoke" in resource
+        or ":function:" in resource
+        or function_of_state(state) is not None
+    )
+
+
 @dataclass(frozen=True)
 class StackTargets:
     """What rules can target in a stack: its states, functions and stream mappings."""
@@ -238,9 +258,7 @@ class StackTargets:
         states: set[str] = set()
         for machine in state_machines(stack, region, stack_name):
             definition = json.loads(sfn.describe_state_machine(stateMachineArn=machine.arn)["definition"])
-            states.update(
-                name for name, state in state_definitions(definition).items() if state.get("Type") == "Task"
-            )
+            states.update(fault_targets(definition))
         return cls(frozenset(states), functions, mappings)
 
     def resolve(self, target: str) -> dict[str, str]:
@@ -256,7 +274,7 @@ class StackTargets:
         if target in self.mappings.values():
             return {"mapping": target}
         known = [
-            ("states", sorted(self.states)),
+            ("Lambda task states", sorted(self.states)),
             ("functions", sorted(self.functions)),
             ("stream mappings", sorted(self.mappings)),
         ]

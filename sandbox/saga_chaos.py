@@ -32,13 +32,12 @@ from typing import Any
 
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import TERMINAL_STATUSES, StateMachineRef, history_of
-from sandbox.faults import Attempts, FaultSpec, StackTargets, fault_book, scoped
+from sandbox.faults import Attempts, FaultSpec, StackTargets, fault_book, fault_targets, scoped
 from sandbox.saga_map import SagaMap, build_saga_map
 from sandbox.stack import LocalStack
 from sandbox.trace.execution import (
     ExecutionTrace,
     build_execution_trace,
-    function_of_state,
     state_definitions,
 )
 from sandbox.waiting import wait_until
@@ -262,26 +261,6 @@ def load_invariants(specs: Sequence[str], search: Sequence[Path]) -> list[tuple[
 
 
 # ------------------------------------------------------------------ plan
-
-
-def fault_targets(definition: dict[str, Any]) -> list[str]:
-    """The Task states of a definition that invoke a Lambda function (where faults land)."""
-    return [
-        name
-        for name, state in state_definitions(definition).items()
-        if state.get("Type") == "Task" and _invokes_lambda(state)
-    ]
-
-
-def _invokes_lambda(state: dict[str, Any]) -> bool:
-    """A Lambda task: the optimized integration, or a function's ARN as the resource (also before
-    its definition's substitutions are resolved)."""
-    resource = str(state.get("Resource", ""))
-    return (
-        "states:::lambda:invoke" in resource
-        or ":function:" in resource
-        or function_of_state(state) is not None
-    )
 
 
 def _draw_fault(state: str, kind: str, is_compensation: bool, rng: random.Random) -> FaultSpec:

@@ -335,7 +335,7 @@ def test_an_unknown_target_is_refused_listing_what_the_stack_has() -> None:
     # THEN it is a usage error whose hint lists the states, functions and mappings by name
     assert isinstance(refused.value, UsageError)
     assert refused.value.hint == (
-        "states: ChargePayment, ReserveInventory; functions: PaymentFunction, ShippingFunction; "
+        "Lambda task states: ChargePayment, ReserveInventory; functions: PaymentFunction, ShippingFunction; "
         "stream mappings: OutboxStreamMapping"
     )
 
