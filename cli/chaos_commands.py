@@ -23,6 +23,7 @@ from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import resolve_state_machine
 from sandbox.saga_chaos import (
     CHAOS_KINDS,
+    ChaosContext,
     SagaChaosConfig,
     SagaChaosReport,
     load_invariants,
@@ -245,9 +246,9 @@ def _chaos_any_saga(
             hint="e.g. one JSON input per line in events/chaos.jsonl",
         )
     search = [settings.template_path.parent, Path.cwd()]
-    read = read_inputs(inputs, search)
-    checks = load_invariants(invariant_specs, search)
     stack = find_stack(settings)
+    read = read_inputs(inputs, search, ChaosContext(stack, settings.region, dict(stack.outputs), ()))
+    checks = load_invariants(invariant_specs, search)
     machine = resolve_state_machine(stack, settings.region, settings.stack_name, wanted)
     definition = read_definition(stack.client("stepfunctions", settings.region), machine.arn)
     if definition is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import json
 import random
 import sys
@@ -235,8 +236,11 @@ def _import_callable(spec: str, what: str, search: Sequence[Path]) -> Callable[.
     return function  # type: ignore[no-any-return]
 
 
-def read_inputs(source: str, search: Sequence[Path]) -> Callable[[int], Any]:
-    """Execution inputs: a JSON-lines file (its lines in turn), or ``module:function`` called with the index."""
+def read_inputs(
+    source: str, search: Sequence[Path], context: ChaosContext | None = None
+) -> Callable[[int], Any]:
+    """Execution inputs: a JSON-lines file (its lines in turn), or ``module:function`` called with the
+    index (and the ``ChaosContext``, when it takes two arguments: inputs that need records first)."""
     path = Path(source)
     if path.suffix in (".jsonl", ".json", ".ndjson") or path.is_file():
         try:
@@ -252,7 +256,13 @@ def read_inputs(source: str, search: Sequence[Path]) -> Callable[[int], Any]:
         if not inputs:
             raise UsageError(f"--inputs {source}: no input in it (one JSON document per line)")
         return lambda index: inputs[index % len(inputs)]
-    function = _import_callable(source, "--inputs", search)
+    return bind_inputs(_import_callable(source, "--inputs", search), context)
+
+
+def bind_inputs(function: Callable[..., Any], context: ChaosContext | None) -> Callable[[int], Any]:
+    """Inputs by index: ``function(index)``, or ``function(index, context)`` when it takes two."""
+    if len(inspect.signature(function).parameters) >= 2:
+        return lambda index: function(index, context)
     return lambda index: function(index)
 
 
@@ -263,13 +273,13 @@ def load_invariants(specs: Sequence[str], search: Sequence[Path]) -> list[tuple[
 # ------------------------------------------------------------------ plan
 
 
-def _draw_fault(state: str, kind: str, is_compensation: bool, rng: random.Random) -> FaultSpec:
-    """One fault; a compensation's is transient (it must succeed in the end: a saga retries it)."""
+def _draw_fault(state: str, kind: str, is_transient_only: bool, rng: random.Random) -> FaultSpec:
+    """One fault: one its Retry can get through when ``is_transient_only``, else possibly permanent."""
     if kind == "delay":
         return FaultSpec(state, kind, Attempts(), delay_ms=rng.randint(50, 400))
     if kind == "timeout":
         return FaultSpec(state, kind, Attempts(1, 1))
-    if is_compensation:
+    if is_transient_only:
         return FaultSpec(state, kind, rng.choice([Attempts(1, 1), Attempts(1, 2)]),
                          error=None if kind == "throttle" else RETRIED_ERROR)  # fmt: skip
     attempts = rng.choice([Attempts(1, 1), Attempts(1, 2), Attempts()])
@@ -285,7 +295,14 @@ def plan_saga_chaos(
     targets = fault_targets(definition)
     if not targets and config.fault_share > 0:
         raise UsageError("the state machine has no Task that invokes a Lambda function: nothing to break")
-    compensations = {step.state for step in build_saga_map(definition).steps if step.role == "compensation"}
+    # A step may fail for good only where the saga claims to handle it: a Catch on every error
+    # moves it on. A compensation must finish in the end, and a step with no catch-all has nowhere
+    # to go (`sandbox saga map` already reports that): both get faults their Retry gets through.
+    permanent = {
+        step.state
+        for step in build_saga_map(definition).steps
+        if step.is_caught_all and step.role != "compensation"
+    }
     rng = random.Random(config.seed)
     kinds = list(config.kinds)
     weights = [KIND_WEIGHTS[kind] for kind in kinds]
@@ -294,7 +311,7 @@ def plan_saga_chaos(
         faults: tuple[FaultSpec, ...] = ()
         if kinds and rng.random() < config.fault_share:
             state, kind = rng.choice(targets), rng.choices(kinds, weights)[0]
-            faults = (_draw_fault(state, kind, state in compensations, rng),)
+            faults = (_draw_fault(state, kind, state not in permanent, rng),)
         planned.append(PlannedExecution(index, f"chaos-{run_id}-{index:05d}", inputs(index), faults))
     return planned
 

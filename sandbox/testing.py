@@ -120,20 +120,22 @@ class SandboxStack:
         self,
         state_machine: str | None = None,
         *,
-        inputs: Callable[[int], Any],
+        inputs: Callable[..., Any],
         invariants: Sequence[Callable[[ChaosContext], Iterable[str]]] = (),
         config: SagaChaosConfig | None = None,
     ) -> SagaChaosReport:
         """A chaos run of one of the stack's state machines (see ``sandbox.saga_chaos``): ``inputs(i)``
-        gives the i-th execution's input; each invariant gets the run and returns its violations."""
+        (or ``inputs(i, context)``) gives the i-th execution's input; each invariant gets the run and
+        returns its violations."""
         from sandbox.executions import resolve_state_machine
-        from sandbox.saga_chaos import new_run_id, plan_saga_chaos, run_saga_chaos
+        from sandbox.saga_chaos import bind_inputs, new_run_id, plan_saga_chaos, run_saga_chaos
         from sandbox.trace.execution_reading import read_definition
 
         config = config or SagaChaosConfig()
         machine = resolve_state_machine(self.stack, self.region, self.settings.stack_name, state_machine)
         definition = read_definition(self.client("stepfunctions"), machine.arn) or {}
-        plan = plan_saga_chaos(definition, inputs, config, new_run_id())
+        context = ChaosContext(self.stack, self.region, dict(self.outputs), ())
+        plan = plan_saga_chaos(definition, bind_inputs(inputs, context), config, new_run_id())
         checks = [(getattr(check, "__name__", repr(check)), check) for check in invariants]
         return run_saga_chaos(self.stack, self.region, machine, definition, plan, config, checks)
 

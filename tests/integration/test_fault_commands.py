@@ -193,3 +193,22 @@ def test_an_api_integration_answers_the_injected_status_and_writes_nothing(
     finally:
         cli("faults", "clear", throttle["rules"][0]["id"])
     assert api.post_order(body).status == 201
+
+
+def test_the_demo_s_invariants_plug_into_chaos_for_any_saga(stack: LocalStack, engine_settings: Settings):
+    # GIVEN the demo as a scenario of the generic chaos: saga inputs of its own, its checker as invariants
+    from sandbox.chaos import scenario
+    from sandbox.saga_chaos import SagaChaosConfig
+    from sandbox.testing import SandboxStack
+
+    sandbox = SandboxStack(engine_settings, stack)
+    # WHEN 150 executions run with faults on the saga's steps (error-after on a charge included)
+    report = sandbox.chaos(
+        SAGA,
+        inputs=scenario.saga_orders,
+        invariants=[scenario.nothing_lost_or_done_twice],
+        config=SagaChaosConfig(executions=150, seed=4),
+    )
+    # THEN every check and the demo's invariants held
+    assert report.is_held, {check.name: check.violations[:5] for check in report.checks if not check.is_held}
+    assert report.injected_by_kind().get("error-after", 0) > 10
