@@ -1,7 +1,8 @@
 """Chaos for any saga: many executions of a state machine under random faults at the invoke boundary.
 
 The run draws, for a share of its executions, one fault over the state machine's Lambda tasks
-(every kind a task can take: ``error``, ``error-after``, ``throttle``, ``delay``, ``timeout``),
+(every kind a task can take: ``error``, ``error-after``, ``throttle``, ``delay``, ``timeout``;
+permanent only on a step that a Catch moves on from whatever the error, transient elsewhere),
 scoped to that execution, sets every rule in one request, starts the executions from concurrent
 clients and waits until each has ended. It then judges the run with checks that need no user code:
 
