@@ -7,6 +7,7 @@ They stay finite, so a real hang still fails: the process is killed and its outp
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -64,6 +65,12 @@ def finish(process: subprocess.Popen[str], *, timeout: float, what: str) -> subp
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def as_from_a_terminal() -> None:
+    """In a child before it runs: SIGINT handled as a terminal's Ctrl-C is, whatever this run inherited
+    (`nohup make test`, or a CI runner, starts with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def started_sandbox(*args: str, env: Mapping[str, str], output: Path) -> Iterator[subprocess.Popen[str]]:
     """`sandbox ARGS` in the background, stdout and stderr into ``output``; killed if still running after."""
@@ -75,6 +82,7 @@ def started_sandbox(*args: str, env: Mapping[str, str], output: Path) -> Iterato
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=as_from_a_terminal,
         )
         try:
             yield process

@@ -27,7 +27,7 @@ from sandbox.runs import OrderRequest, run_order
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 from tests.browser.conftest import ConsolePage
-from tests.processes import SANDBOX, finish, run_sandbox
+from tests.processes import SANDBOX, as_from_a_terminal, finish, run_sandbox
 
 pytestmark = pytest.mark.integration
 ROUNDS = 6  # orders of each kind: placed from the page, placed elsewhere
@@ -102,6 +102,7 @@ def test_sandbox_ui_serves_the_live_page_on_loopback_only(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     try:
         line = first_line(process, timeout=60)

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -349,6 +349,17 @@ class FollowedLogs:
         return [LogLine("payment", datetime.now(UTC), "INFO", f"line {self.calls}", "s1")]
 
 
+@pytest.fixture
+def python_s_own_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for a test that presses Ctrl-C, whatever the run inherited: a
+    `nohup make test` (or a CI runner that starts jobs that way) starts with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def press_ctrl_c_inside_a_finalizer() -> None:
     """SIGINT landing while a finalizer runs, as when a garbage-collected urllib3 pool closes its sockets."""
     pool = type("Pool", (), {})()
@@ -357,6 +368,7 @@ def press_ctrl_c_inside_a_finalizer() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.usefixtures("python_s_own_sigint")
 def test_ctrl_c_lost_in_a_finalizer_still_ends_the_follow_loop() -> None:
     # GIVEN the follow loop, with Ctrl-C handled by the CLI's handler
     emitted: list[LogLine] = []
@@ -372,6 +384,7 @@ def test_ctrl_c_lost_in_a_finalizer_still_ends_the_follow_loop() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.usefixtures("python_s_own_sigint")
 def test_ctrl_c_during_the_pause_ends_the_follow_loop_at_once() -> None:
     # GIVEN the follow loop pausing a minute between polls
     press = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
@@ -388,6 +401,7 @@ def test_ctrl_c_during_the_pause_ends_the_follow_loop_at_once() -> None:
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.usefixtures("python_s_own_sigint")
 def test_ctrl_c_pressed_before_the_loop_starts_polls_nothing() -> None:
     logs = FollowedLogs()
     with remembered_ctrl_c() as ctrl_c:
