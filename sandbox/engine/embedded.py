@@ -17,7 +17,7 @@ from typing import Any
 
 from sandbox.engine import probes
 from sandbox.engine.state import LOG_FILE, EngineState, remove_engine_state, write_engine_state
-from sandbox.engine_patches import RUNTIMES_ENV, WORKERS_ENV
+from sandbox.engine_patches import RUNTIMES_ENV, SERVER_ENV, WORKERS_ENV
 from sandbox.errors import EngineError, EngineNotRunningError, WaitTimeoutError
 from sandbox.runtimes import RUNTIMES_FOLDER
 from sandbox.settings import Settings
@@ -49,6 +49,8 @@ def engine_environment(
         env[WORKERS_ENV] = str(lambda_workers)
     if runtimes_dir is not None:
         env[RUNTIMES_ENV] = str(runtimes_dir)
+    if os.environ.get(SERVER_ENV):  # the engine's HTTP server, for comparisons (sandbox.engine_patches.server)
+        env[SERVER_ENV] = os.environ[SERVER_ENV]
     env.update(
         GATEWAY_PORT=str(port),
         BIND_HOST="127.0.0.1",  # an unauthenticated emulator must not listen on the network

@@ -70,6 +70,7 @@ from .pin import (
     resolve,
 )
 from .runtimes import LAUNCH_FILE, RUNTIMES_ENV, runtime_launcher, with_runtime_launchers
+from .server import SERVER_ENV, chosen_server, serve_engine, uvicorn_config
 from .streams import polling_streams, with_stream_batch_semantics
 from .timeouts import (
     HANDLER_START_WAIT_SECONDS,
@@ -121,6 +122,7 @@ __all__ = [
     "REAP_INTERVAL_SECONDS",
     "REPLACED",
     "RUNTIMES_ENV",
+    "SERVER_ENV",
     "SHARED_FOLDER",
     "SNS_PUBLISH",
     "WORKERS_ENV",
@@ -137,6 +139,7 @@ __all__ = [
     "apply_request_ids",
     "cause_with_request_id",
     "check_engine",
+    "chosen_server",
     "draining_to_log_end_marker",
     "exception_name",
     "init_error_report",
@@ -158,6 +161,7 @@ __all__ = [
     "reporting_python_init_errors",
     "resolve",
     "runtime_launcher",
+    "serve_engine",
     "sharing_python_code",
     "sharing_zipfile_module",
     "signal_handler_start",
@@ -165,6 +169,7 @@ __all__ = [
     "start_worker_reaper",
     "timing_from_handler_start",
     "unpack_shared",
+    "uvicorn_config",
     "with_error_types",
     "with_fault_route",
     "with_faults",
@@ -302,6 +307,4 @@ def main() -> None:
 
     start_worker_reaper(lambda_runtime.reap_idle_workers)
     threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
-    from ministack.app import main as engine_main
-
-    engine_main()
+    serve_engine()

@@ -45,6 +45,7 @@ REPLACED = (
     "ministack.services.stepfunctions._invoke_resource",  # also read: the Task timeouts wrap the patched one
 )
 READ = (
+    "ministack.app._resolve_port",
     "ministack.services.lambda_svc._iter_all_esms",
     "ministack.services.lambda_svc._send_ddb_stream_failure_record",
     "ministack.core.lambda_runtime.ensure_spawned",
