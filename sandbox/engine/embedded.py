@@ -49,7 +49,9 @@ def engine_environment(
         env[WORKERS_ENV] = str(lambda_workers)
     if runtimes_dir is not None:
         env[RUNTIMES_ENV] = str(runtimes_dir)
-    if os.environ.get(SERVER_ENV):  # the engine's HTTP server, for comparisons (sandbox.engine_patches.server)
+    if os.environ.get(
+        SERVER_ENV
+    ):  # the engine's HTTP server, for comparisons (sandbox.engine_patches.server)
         env[SERVER_ENV] = os.environ[SERVER_ENV]
     env.update(
         GATEWAY_PORT=str(port),

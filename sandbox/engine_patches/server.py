@@ -1,12 +1,13 @@
-"""The engine's ASGI app served by uvicorn (uvloop, httptools) instead of the engine's own hypercorn.
+"""The engine's ASGI app under uvicorn (uvloop, httptools), as an alternative to the engine's hypercorn.
 
-Half of the engine's CPU per order was its HTTP stack: about 24 requests per order, each parsed
-and answered in pure Python by hypercorn and h11. uvicorn with uvloop and httptools answers the
-same app measured about 2x cheaper per request. What the engine relies on stays as it was: the
-ASGI lifespan (its startup captures the loop its worker threads call back into, and starts its
-background threads), keep-alive of 75 s, no Server header and no second Date header (the app adds
-its own), Expect: 100-continue, chunked bodies, and a prompt stop on SIGTERM.
-``SANDBOX_ENGINE_SERVER=hypercorn`` serves it the engine's way, for comparison.
+About 24 HTTP requests reach the engine per order, each parsed and answered in pure Python by
+hypercorn and h11; uvicorn with uvloop and httptools answers one request about 2x cheaper. Whole
+orders tell another story (README, Benchmarks): under a 300-order burst uvicorn saved about 4% of
+the CPU per order but its p95 latency was 1.7x hypercorn's, so the engine's own server stays the
+default and ``SANDBOX_ENGINE_SERVER=uvicorn`` chooses this one. What the engine relies on holds
+under both (tests/integration/test_engine_server.py): the ASGI lifespan (its startup captures the
+loop its worker threads call back into), keep-alive of 75 s, no Server header and one Date header
+(the app adds its own), Expect: 100-continue, chunked bodies, and a prompt stop on SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 SERVER_ENV = "SANDBOX_ENGINE_SERVER"
-SERVERS = ("uvicorn", "hypercorn")
+SERVERS = ("hypercorn", "uvicorn")
 KEEP_ALIVE_SECONDS = 75  # the engine's own (hypercorn's keep_alive_timeout); uvicorn's default is 5
 
 
 def chosen_server(environ: Mapping[str, str]) -> str:
-    """The server to run: uvicorn, or hypercorn when asked (anything else is refused at start)."""
-    server = environ.get(SERVER_ENV, "uvicorn") or "uvicorn"
+    """The server to run: the engine's hypercorn, or uvicorn when asked (anything else is refused at start)."""
+    server = environ.get(SERVER_ENV, "hypercorn") or "hypercorn"
     if server not in SERVERS:
         raise SystemExit(
             f"sandbox engine refused to start: {SERVER_ENV}={server!r}: choose {' or '.join(SERVERS)}"
