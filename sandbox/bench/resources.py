@@ -21,6 +21,9 @@ class ProcessTreeSample:
     cpu_seconds: float  # user + system, including children they have reaped
     rss_bytes: int  # summed over the processes (pages they share count more than once)
     descendants: int
+    # Summed proportional set size: each shared page split among its sharers, so the sum is what
+    # the tree costs the machine (None where /proc has no smaps_rollup).
+    pss_bytes: int | None = None
 
 
 def _read_stats(proc_dir: Path) -> Iterator[tuple[int, list[str]]]:
@@ -52,7 +55,21 @@ def read_process_tree(root_pid: int, proc_dir: Path = Path("/proc")) -> ProcessT
     # utime, stime, cutime, cstime: a worker that exited and was reaped lives on in its parent's c*time.
     cpu = sum(sum(int(value) for value in stats[pid][11:15]) for pid in tree)
     rss = sum(int(stats[pid][21]) for pid in tree)
-    return ProcessTreeSample(cpu / ticks, rss * page, len(tree) - 1)
+    pss = [_pss_bytes(proc_dir / str(pid)) for pid in tree]
+    summed_pss = sum(p for p in pss if p is not None) if any(p is not None for p in pss) else None
+    return ProcessTreeSample(cpu / ticks, rss * page, len(tree) - 1, summed_pss)
+
+
+def _pss_bytes(process_dir: Path) -> int | None:
+    """A process's proportional set size from its smaps_rollup (None when unreadable or gone)."""
+    try:
+        text = (process_dir / "smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024  # kB
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,12 +81,19 @@ class ResourceUsage:
     peak_workers: int
     workers_before: int
     samples: int
+    peak_pss_bytes: int | None = None
+    pss_after_bytes: int | None = None  # at the end of the run, the burst over
 
     def as_dict(self, orders: int) -> dict[str, Any]:
+        def mb(value: int | None) -> float | None:
+            return None if value is None else round(value / 2**20, 1)
+
         return {
             "cpuSeconds": round(self.cpu_seconds, 2),
             "cpuSecondsPerOrder": round(self.cpu_seconds / orders, 4) if orders else None,
             "peakRssMb": round(self.peak_rss_bytes / 2**20, 1),
+            "peakPssMb": mb(self.peak_pss_bytes),
+            "pssAfterMb": mb(self.pss_after_bytes),
             "peakWorkers": self.peak_workers,
             "workersBefore": self.workers_before,
             "samples": self.samples,
@@ -85,6 +109,7 @@ class ResourceSampler:
         self._thread = threading.Thread(target=self._run, name="bench-resource-sampler", daemon=True)
         self._first: ProcessTreeSample | None = None
         self._peak_rss = self._peak_workers = self._samples = 0
+        self._peak_pss: int | None = None
 
     @property
     def samples(self) -> int:
@@ -96,6 +121,8 @@ class ResourceSampler:
             self._samples += 1
             self._peak_rss = max(self._peak_rss, sample.rss_bytes)
             self._peak_workers = max(self._peak_workers, sample.descendants)
+            if sample.pss_bytes is not None:
+                self._peak_pss = max(self._peak_pss or 0, sample.pss_bytes)
         return sample
 
     def _run(self) -> None:
@@ -122,4 +149,6 @@ class ResourceSampler:
             self._peak_workers,
             first.descendants,
             self._samples,
+            self._peak_pss,
+            last.pss_bytes,
         )

@@ -66,6 +66,7 @@ def test_a_faults_run_ends_as_planned_and_the_tables_hold(
     assert summary["throughput"]["acceptedPerSecond"] > 0 and summary["throughput"]["completedPerSecond"] > 0
     resources = summary["resources"]
     assert resources["cpuSeconds"] > 0 and resources["peakRssMb"] > 0 and resources["peakWorkers"] >= 1
+    assert 0 < resources["peakPssMb"] <= resources["peakRssMb"] and resources["pssAfterMb"] > 0
     # AND it reported its progress while it ran, ending with every order terminal
     assert [stage for stage in dict.fromkeys(p.stage for p in seen)] == ["planning", "placing", "finishing",
                                                                          "checking"]  # fmt: skip

@@ -590,6 +590,14 @@ def test_a_process_tree_sums_cpu_and_rss_of_every_descendant(tmp_path: Path) -> 
     assert sample.rss_bytes == 160 * page
     assert sample.descendants == 2
     assert read_process_tree(99, tmp_path) is None
+    # AND without smaps_rollup there is no PSS; with it, each process's Pss line is summed
+    assert sample.pss_bytes is None
+    for pid, kilobytes in ((10, 300), (11, 40)):
+        (tmp_path / str(pid) / "smaps_rollup").write_text(
+            f"Rss: 999 kB\nPss:  {kilobytes} kB\nShared_Clean: 1 kB\n"
+        )
+    sampled = read_process_tree(10, tmp_path)
+    assert sampled is not None and sampled.pss_bytes == 340 * 1024
 
 
 def test_sampling_the_test_process_sees_its_child_and_its_cpu() -> None:
@@ -611,6 +619,9 @@ def test_sampling_the_test_process_sees_its_child_and_its_cpu() -> None:
         wait_until(lambda: sampler.samples >= 3, timeout=5, what="three samples", interval=0.01)
         usage = sampler.stop()
         assert usage.peak_workers >= 1 and usage.peak_rss_bytes > 0 and usage.samples >= 2
+        # PSS splits shared pages among their sharers: never more than the summed RSS
+        assert usage.peak_pss_bytes is not None and 0 < usage.peak_pss_bytes <= usage.peak_rss_bytes
+        assert usage.pss_after_bytes is not None and usage.pss_after_bytes > 0
     finally:
         child.communicate(b"")
 
