@@ -8,10 +8,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cli.options import JsonFlag, project_command
-from cli.output import console, error_console, print_each_stage, print_json, styled
+from cli.output import console, error_console, facts_table, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
 from sandbox.settings import Settings
@@ -57,9 +56,7 @@ def _subjects(check: Check) -> str:
 
 
 def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table()
     run = summary["run"]
     rate = f", {run['rate']:g}/s" if run["rate"] else ""
     table.add_row(

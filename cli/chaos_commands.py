@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cli.options import JsonFlag, project_command
-from cli.output import console, error_console, print_each_stage, print_json, styled
+from cli.options import JsonFlag, StateMachineArgument, project_command
+from cli.output import console, error_console, facts_table, print_each_stage, print_json, styled
 from sandbox.bench import SHOWN_VIOLATIONS, BenchProgress, Progress
 from sandbox.chaos import FAULT_KINDS, ChaosConfig, ChaosReport, parse_fault_kinds, run_chaos
 from sandbox.errors import SandboxError, UsageError
@@ -80,9 +79,7 @@ def _counts(counts: dict[str, int]) -> str:
 
 def _print_report(report: ChaosReport) -> None:
     summary = report.as_dict()
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table()
     run = summary["run"]
     table.add_row(
         "run",
@@ -147,13 +144,7 @@ def _print_report(report: ChaosReport) -> None:
 
 
 def chaos(
-    state_machine: Annotated[
-        str | None,
-        typer.Argument(
-            help="Any stack: the state machine to run (logical id, name or ARN; default: the only one).",
-            show_default=False,
-        ),
-    ] = None,
+    state_machine: StateMachineArgument = None,
     executions: Annotated[int, typer.Option(help="Any stack: how many executions to run.")] = 200,
     inputs: Annotated[
         str | None,
@@ -286,9 +277,7 @@ def _saga_progress(total: int, is_quiet: bool) -> Iterator[Callable[[str, int, i
 
 def _print_saga_report(report: SagaChaosReport) -> None:
     summary = report.to_json()
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table = facts_table()
     run = summary["run"]
     table.add_row(
         "run",

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cli.options import JsonFlag, project_command
+from cli.options import JsonFlag, StateMachineArgument, project_command
 from cli.output import error_console, print_json
 from cli.trace_commands import print_execution_trace
 from sandbox.errors import UsageError
 from sandbox.executions import read_input, resolve_state_machine, run_execution
-from sandbox.faults import FaultSpec, add_faults, fault_book, read_plan, scoped
+from sandbox.faults import FaultSpec, faults_for_execution, read_plan
 from sandbox.mock_config import apply_mock_config, for_machine, read_mock_config
 from sandbox.settings import Settings
 from sandbox.stack import find_stack
@@ -21,13 +20,7 @@ from sandbox.trace import trace_execution
 
 
 def execute(
-    state_machine: Annotated[
-        str | None,
-        typer.Argument(
-            help="The state machine: its logical id, name or ARN (default: the stack's only one).",
-            show_default=False,
-        ),
-    ] = None,
+    state_machine: StateMachineArgument = None,
     input_text: Annotated[
         str | None,
         typer.Option(
@@ -79,26 +72,21 @@ def execute(
     machine = resolve_state_machine(stack, settings.region, settings.stack_name, state_machine)
     if mock_config is not None and test_case is not None:
         apply_mock_config(stack, for_machine(read_mock_config(mock_config), machine, test_case, mock_config))
-    # Rules scoped to this execution need its name before it starts.
-    name = name or (f"run-{uuid.uuid4().hex[:12]}" if specs else None)
-    added = (
-        add_faults(stack, settings.region, settings.stack_name, scoped(specs, name)) if specs and name else []
-    )
+    with faults_for_execution(
+        stack, settings.region, settings.stack_name, specs, name, prefix="run"
+    ) as named:
 
-    def run() -> Any:
-        return run_execution(
-            stack, settings.region, settings.stack_name, machine.arn, execution_input,
-            name=name, wait_seconds=wait_seconds, test_case=test_case,
-        )  # fmt: skip
+        def run() -> Any:
+            return run_execution(
+                stack, settings.region, settings.stack_name, machine.arn, execution_input,
+                name=named, wait_seconds=wait_seconds, test_case=test_case,
+            )  # fmt: skip
 
-    try:
         if json_output or not error_console.is_terminal:
             result = run()
         else:
             with error_console.status(f"running {machine.label}…"):
                 result = run()
-    finally:  # what the engine injected stays listed for the trace
-        fault_book(stack).clear_rules([rule["id"] for rule in added])
     traced = trace_execution(stack, settings.region, settings.stack_name, result.arn)
     if json_output:
         print_json({**traced.to_json(), "isSucceeded": result.is_succeeded})

@@ -18,6 +18,13 @@ class Target(StrEnum):
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+StateMachineArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="The state machine: its logical id, name or ARN (default: the stack's only one).",
+        show_default=False,
+    ),
+]
 StageOption = Annotated[
     str | None, typer.Option(help="Stage: the AWS stack is saga-sandbox-STAGE.", show_default="dev")
 ]

@@ -7,12 +7,15 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from sandbox.errors import SandboxError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # Without a terminal nothing is wrapped or cut: a line is as long as what it says.
 PLAIN_WIDTH = 10_000
@@ -97,3 +100,13 @@ def print_each_stage(describe: Callable[[Any], str]) -> Callable[[Any], None]:
             error_console.print(f"[dim]{describe(progress)}…[/dim]")
 
     return say
+
+
+def facts_table() -> Table:
+    """A borderless two-column table of facts: a bold name, then what it is (reports' summaries)."""
+    from rich.table import Table  # here: only reports draw it, and every command imports this module
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    return table

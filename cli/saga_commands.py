@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.options import JsonFlag, project_command
+from cli.options import JsonFlag, StateMachineArgument, project_command
 from cli.output import console, print_json
 from sandbox.errors import UsageError
 from sandbox.executions import resolve_state_machine
@@ -38,13 +38,7 @@ ENDING_STYLES = {"fail": "red", "success": "yellow", "loop": "dim"}
 
 
 def map_saga(
-    state_machine: Annotated[
-        str | None,
-        typer.Argument(
-            help="The state machine: its logical id, name or ARN (default: the stack's only one).",
-            show_default=False,
-        ),
-    ] = None,
+    state_machine: StateMachineArgument = None,
     definition: Annotated[
         Path | None,
         typer.Option(

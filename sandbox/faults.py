@@ -15,7 +15,9 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -408,6 +410,25 @@ def spec_of_rule(rule: dict[str, Any]) -> FaultSpec:
 def scoped(specs: Iterable[FaultSpec], execution: str) -> list[FaultSpec]:
     """The rules, each scoped to one execution by name."""
     return [replace(spec, execution=execution) for spec in specs]
+
+
+@contextmanager
+def faults_for_execution(
+    stack: LocalStack, region: str, stack_name: str, specs: list[FaultSpec], name: str | None, *, prefix: str
+) -> Iterator[str | None]:
+    """The execution's name (a new ``PREFIX-…`` one when rules need it), its rules set for the block.
+
+    The rules go after it; what the engine injected stays listed, for the execution's trace.
+    """
+    if not specs:
+        yield name
+        return
+    name = name or f"{prefix}-{uuid.uuid4().hex[:12]}"
+    added = add_faults(stack, region, stack_name, scoped(specs, name))
+    try:
+        yield name
+    finally:
+        fault_book(stack).clear_rules([rule["id"] for rule in added])
 
 
 def describe_rule(rule: dict[str, Any]) -> str:

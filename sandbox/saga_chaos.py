@@ -351,15 +351,15 @@ def run_saga_chaos(
 
         with ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="chaos-start") as pool:
             list(pool.map(start, plan))
-        statuses: dict[str, str] = {}
 
         def ended() -> bool:
-            for name, arn in arns.items():
-                if statuses.get(name) not in TERMINAL_STATUSES:
-                    statuses[name] = str(sfn.describe_execution(executionArn=arn)["status"])
-            done = sum(1 for status in statuses.values() if status in TERMINAL_STATUSES)
-            on_progress("running", done, len(plan))
-            return done == len(plan)
+            # One listing of the machine's running executions per poll, not a describe of each.
+            pages = sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=machine.arn, statusFilter="RUNNING"
+            )
+            running = sum(1 for page in pages for entry in page["executions"] if entry["name"] in arns)
+            on_progress("running", len(plan) - running, len(plan))
+            return running == 0
 
         with contextlib.suppress(SandboxError):  # the `ended` check names the executions still running
             wait_until(ended, timeout=config.wait_seconds, what=f"the {len(plan)} executions of the run to end",

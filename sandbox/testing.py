@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.executions import ExecutionResult
-from sandbox.faults import Attempts, FaultSpec, add_faults, fault_book, read_plan, scoped
+from sandbox.faults import Attempts, FaultSpec, add_faults, fault_book, faults_for_execution, read_plan
 from sandbox.items import plain_item
 from sandbox.orders import SAGA_STEPS, OrdersClient
 from sandbox.runs import OrderRequest, OrderRun, run_order
@@ -100,20 +100,10 @@ class SandboxStack:
         from sandbox.executions import run_execution
 
         specs = [FaultSpec.parse_flag(spec) if isinstance(spec, str) else spec for spec in faults]
-        name = name or (f"test-{uuid.uuid4().hex[:12]}" if specs else None)
-        added = (
-            add_faults(self.stack, self.region, self.settings.stack_name, scoped(specs, name))
-            if specs and name
-            else []
-        )
-        try:
-            result = run_execution(
-                self.stack, self.region, self.settings.stack_name, state_machine, input,
-                name=name, wait_seconds=wait_seconds,
-            )  # fmt: skip
-        finally:
-            if added:
-                fault_book(self.stack).clear_rules([rule["id"] for rule in added])
+        stack, region, stack_name = self.stack, self.region, self.settings.stack_name
+        with faults_for_execution(stack, region, stack_name, specs, name, prefix="test") as named:
+            result = run_execution(stack, region, stack_name, state_machine, input, name=named,
+                                   wait_seconds=wait_seconds)  # fmt: skip
         return Execution.of(result, self)
 
     def chaos(
