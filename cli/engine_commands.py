@@ -6,26 +6,20 @@ import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from cli import watch_commands
 from cli.options import JsonFlag, complete_engine, project_command
 from cli.output import console, error_console, print_json, print_key_values, styled
-from sandbox.engine import (
-    EngineState,
-    adopt_running_engine,
-    engine_of,
-    locked_state_dir,
-    recorded_engine,
-    running_engine,
-    stop_engine,
-)
 from sandbox.errors import EngineNotRunningError, StackNotFoundError
 from sandbox.settings import ENGINES, Settings
-from sandbox.stack import LocalStack, bring_up, find_stack, run_before_deploy
-from sandbox.targets import local_outputs
+
+# The engine, stack and target modules load in the command that runs: `sandbox --help` and the
+# other commands never pay for them.
+if TYPE_CHECKING:
+    from sandbox.engine import EngineState
+    from sandbox.stack import LocalStack
 
 T = TypeVar("T")
 
@@ -62,6 +56,8 @@ def _local_outputs(stack: LocalStack) -> dict[str, str]:
     resolve locally; a script reading ``.stack.outputs.ApiUrl`` gets the one that works (as
     ``.stack.apiUrl``).
     """
+    from sandbox.targets import local_outputs
+
     outputs = local_outputs(stack.outputs, stack.engine.endpoint_url)
     return {**outputs, "ApiUrl": stack.api_url} if stack.has_api else outputs
 
@@ -119,6 +115,9 @@ def up(
     order demo. Its functions are built as `sam build` builds them; parameters come from
     --parameter-overrides over samconfig.toml over the template's defaults.
     """
+    from sandbox.engine import adopt_running_engine, engine_of, locked_state_dir
+    from sandbox.stack import bring_up, run_before_deploy
+
     settings = Settings.load(port=port, engine=engine)
     # One `up`, `down` or `reset` at a time per state folder: a second `up` waits, then finds
     # the engine running and the stack deployed.
@@ -166,12 +165,20 @@ def up(
     if ui:
         from cli import console_commands  # it loads the web server when it serves: `up` alone never does
 
-        console_commands.serve_console(settings, alongside=watch_commands.run_watch if watch else None)
+        console_commands.serve_console(settings, alongside=_watch if watch else None)
     elif watch:
-        watch_commands.run_watch()
+        _watch()
+
+
+def _watch() -> None:
+    from cli.watch_commands import run_watch  # file events load here: only `--watch` needs them
+
+    run_watch()
 
 
 def _print_stack(stack: LocalStack) -> None:
+    from sandbox.targets import local_outputs
+
     rows = {"API": stack.api_url} if stack.has_api else {}
     outputs = local_outputs(stack.outputs, stack.engine.endpoint_url)
     rows.update({key: value for key, value in sorted(outputs.items()) if key not in ("ApiUrl",)})
@@ -180,6 +187,8 @@ def _print_stack(stack: LocalStack) -> None:
 
 def down(json_output: JsonFlag = False) -> None:
     """Stop the engine `sandbox up` started (its Lambda workers, or its compose containers)."""
+    from sandbox.engine import engine_of, locked_state_dir, stop_engine
+
     settings = Settings.load()
     repairs: list[str] = []
 
@@ -213,6 +222,9 @@ def down(json_output: JsonFlag = False) -> None:
 
 def status(json_output: JsonFlag = False) -> None:
     """Show the engine, the stack and its outputs (API URL, tables, state machine)."""
+    from sandbox.engine import recorded_engine, running_engine
+    from sandbox.stack import find_stack
+
     settings = Settings.load()
     report: dict[str, Any] = {"engine": {"running": False}, "stack": {"deployed": False}}
     stack: LocalStack | None = None
@@ -223,6 +235,7 @@ def status(json_output: JsonFlag = False) -> None:
             "running": True,
             **_engine_summary(state),
             "uptimeSeconds": int(time.time() - state.started_at),
+            "memory": _memory(state),
         }
         stack = find_stack(settings)
         report["stack"] = {
@@ -245,6 +258,8 @@ def status(json_output: JsonFlag = False) -> None:
             f"engine  {styled('RUNNING')} {engine['name']} {recorded.engine.describe(recorded.state)} "
             f"on {engine['endpoint']} (up {engine['uptimeSeconds']}s)"
         )
+        if engine["memory"] is not None:
+            console.print(f"memory  {_describe_memory(engine['memory'])}", highlight=False)
         for note in recorded.engine.status_notes(recorded.state):
             console.print(f"[dim]{note}[/dim]")
     else:
@@ -256,6 +271,29 @@ def status(json_output: JsonFlag = False) -> None:
         console.print(f"stack   {settings.stack_name} from {_template_name(settings)}")
     if problem:
         console.print(f"[dim]{problem}[/dim]")
+
+
+def _memory(state: EngineState) -> dict[str, Any] | None:
+    """Summed RSS and PSS of the embedded engine and its Lambda workers; None for a container engine."""
+    if state.pid is None:
+        return None  # a container's processes are the container runtime's to measure
+    from sandbox.bench.resources import read_process_tree  # /proc's figures, as `sandbox bench` reads them
+
+    sample = read_process_tree(state.pid)
+    if sample is None:
+        return None
+
+    def mb(value: int | None) -> float | None:
+        return None if value is None else round(value / 2**20, 1)
+
+    return {"rssMb": mb(sample.rss_bytes), "pssMb": mb(sample.pss_bytes), "workers": sample.descendants}
+
+
+def _describe_memory(memory: dict[str, Any]) -> str:
+    """``RSS 412 MB, PSS 203 MB (engine + 7 workers)``: PSS splits shared pages among their sharers."""
+    pss = f", PSS {memory['pssMb']:.0f} MB" if memory["pssMb"] is not None else ""
+    workers = memory["workers"]
+    return f"RSS {memory['rssMb']:.0f} MB{pss} (engine + {workers} worker{'s' if workers != 1 else ''})"
 
 
 def register(app: typer.Typer) -> None:
