@@ -41,6 +41,14 @@ def _note(line: str) -> None:
     error_console.print(line, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
+def _start_prewarm(stack: LocalStack, settings: Settings) -> list[str] | None:
+    """Ask the engine to warm the stack's functions; the names it warms, None when it cannot."""
+    from sandbox.prewarm import request_prewarm, stack_functions
+
+    functions = stack_functions(stack.client("cloudformation", settings.region), settings.stack_name)
+    return request_prewarm(stack.engine.endpoint_url, functions) if functions else None
+
+
 def _template_name(settings: Settings) -> str:
     """The template, as the user would name it from here; the demo's says so."""
     path = settings.template_path
@@ -107,6 +115,14 @@ def up(
             "(SSM parameters, another stack's table).",
         ),
     ] = None,
+    prewarm: Annotated[
+        bool,
+        typer.Option(
+            "--prewarm/--no-prewarm",
+            help="Start one worker of each function in the background once deployed, so the first "
+            "invocation is warm (--no-prewarm: each function's first invocation is a cold start, as on AWS).",
+        ),
+    ] = True,
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the project's SAM template (a no-op when both are already up).
@@ -130,6 +146,7 @@ def up(
             "starting", json_output, lambda progress: bring_up(settings, progress, _note, before_deploy=hook)
         )
     stack, deploy = result.stack, result.deploy
+    warming = _start_prewarm(stack, settings) if prewarm else None
     summary = {
         "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
         "stack": {
@@ -141,6 +158,7 @@ def up(
             "outputs": _local_outputs(stack),
         },
         "seededProducts": result.seeded_products,
+        "prewarming": warming or [],
         "timingsMs": result.timings_ms,
     }
     if json_output:
@@ -156,6 +174,8 @@ def up(
         f"[green]✓[/green] stack {settings.stack_name} {stack_line} from {_template_name(settings)}"
     )
     _print_stack(stack)
+    if warming:
+        console.print(f"[dim]warming {len(warming)} function(s) in the background (--no-prewarm: cold)[/dim]")
     tries = (
         "sandbox order, sandbox order --fail payment"
         if settings.is_demo

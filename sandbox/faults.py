@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import state_machines
 from sandbox.json_text import read_document
+from sandbox.prewarm import FUNCTION_TYPES
 from sandbox.trace.execution import function_of_state, state_definitions
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ KINDS = (
 STREAM_KINDS = frozenset({"duplicate-delivery", "delayed-delivery", "poison"})
 KINDS_WITH_DELAY = frozenset({"delay", "delayed-delivery"})
 ROUTE = "/_sandbox/faults"
-FUNCTION_TYPES = frozenset({"AWS::Lambda::Function", "AWS::Serverless::Function"})
 MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
 _ATTEMPTS = re.compile(r"^(?P<first>\d+)(?:-(?P<last>\d*))?$")
 

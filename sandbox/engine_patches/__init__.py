@@ -13,7 +13,11 @@ failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics)
 would see on AWS), ``unpacking`` (Python workers of the same code share one unpacked copy and its
 bytecode), ``integrations`` (an ``sns:publish`` Task keeps its MessageAttributes; a Lambda Task
 carries its invocation's request id, as AWS's response does), ``faults`` (fault rules at the
-Lambda invoke boundary, and the ``/_sandbox/faults`` route that sets them); ``pin`` holds the version and the
+Lambda invoke boundary, and the ``/_sandbox/faults`` route that sets them), ``zygotes`` (Python
+workers forked from a parent that imported what their runtime provides and what their
+dependencies' workers import; ``zygote_server`` is that parent), ``prewarm`` (the
+``/_sandbox/workers`` route: live workers, one worker of each function started ahead),
+``routes`` (the sandbox's JSON routes beside the AWS APIs); ``pin`` holds the version and the
 engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
@@ -69,6 +73,8 @@ from .pin import (
     missing_engine_names,
     resolve,
 )
+from .prewarm import Prewarmer, engine_prewarmer, warmable, with_prewarm_route
+from .routes import with_json_route
 from .runtimes import LAUNCH_FILE, RUNTIMES_ENV, runtime_launcher, with_runtime_launchers
 from .server import SERVER_ENV, chosen_server, serve_engine, uvicorn_config
 from .streams import polling_streams, with_stream_batch_semantics
@@ -107,10 +113,21 @@ from .workers import (
     with_worker_queue,
     worker_ttl_seconds,
 )
+from .zygotes import (
+    FORKED_WORKERS_ENV,
+    ForkedWorker,
+    WorkerParent,
+    WorkerParentError,
+    WorkerParents,
+    forked_workers_enabled,
+    forking_subprocess,
+    is_python_worker,
+)
 
 __all__ = [
     "BOOK",
     "DEFAULT_WORKER_TTL_SECONDS",
+    "FORKED_WORKERS_ENV",
     "HANDLER_STARTED",
     "HANDLER_START_WAIT_SECONDS",
     "INIT_ERROR_PREFIX",
@@ -126,24 +143,34 @@ __all__ = [
     "SHARED_FOLDER",
     "SNS_PUBLISH",
     "WORKERS_ENV",
+    "WORKER_PARENTS",
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "EnginePatchError",
     "FaultBook",
     "FaultRule",
     "FaultRuleError",
+    "ForkedWorker",
     "LambdaInvocation",
+    "Prewarmer",
     "SharingZipFile",
     "WorkerLease",
+    "WorkerParent",
+    "WorkerParentError",
+    "WorkerParents",
     "apply_patches",
     "apply_request_ids",
     "cause_with_request_id",
     "check_engine",
     "chosen_server",
     "draining_to_log_end_marker",
+    "engine_prewarmer",
     "exception_name",
+    "forked_workers_enabled",
+    "forking_subprocess",
     "init_error_report",
     "is_lambda_resource",
+    "is_python_worker",
     "keep_worker_on_handler_error",
     "killing_crashed_workers",
     "lambda_invoke_output",
@@ -170,11 +197,14 @@ __all__ = [
     "timing_from_handler_start",
     "unpack_shared",
     "uvicorn_config",
+    "warmable",
     "with_error_types",
     "with_fault_route",
     "with_faults",
     "with_handler_errors_kept",
+    "with_json_route",
     "with_message_attributes",
+    "with_prewarm_route",
     "with_request_ids",
     "with_runtime_launchers",
     "with_start_signal",
@@ -183,6 +213,10 @@ __all__ = [
     "with_worker_queue",
     "worker_ttl_seconds",
 ]
+
+
+# The engine's worker parents (one per Python runtime binary), started at their first worker.
+WORKER_PARENTS = WorkerParents()
 
 
 def apply_patches() -> str:
@@ -226,7 +260,7 @@ def _patch_fault_route() -> None:
     # Looked up by name for every Task state, so the invoke path knows the state and execution.
     stepfunctions._execute_task = with_task_calls(stepfunctions._execute_task)
     # The engine's main() serves the module's `app`, looked up when it starts.
-    ministack.app.app = with_fault_route(ministack.app.app)
+    ministack.app.app = with_prewarm_route(with_fault_route(ministack.app.app), engine_prewarmer())
 
 
 def _patch_worker_pools(environ: Mapping[str, str]) -> None:
@@ -283,6 +317,9 @@ def _patch_runtimes() -> None:
     from ministack.services import stepfunctions
 
     lambda_runtime._detect_runtime_binary = with_runtime_launchers(lambda_runtime._detect_runtime_binary)
+    if forked_workers_enabled(os.environ):
+        # The engine's one Popen of a Python worker forks it from a pre-imported parent instead.
+        lambda_runtime.subprocess = forking_subprocess(WORKER_PARENTS)
     lambda_runtime.zipfile = sharing_zipfile_module()
     lambda_runtime.Worker._spawn = sharing_python_code(lambda_runtime.Worker._spawn)
     # The dispatch table holds the function itself, looked up by resource prefix.

@@ -33,10 +33,11 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .routes import App, with_json_route
 from .streams import STREAM_DELIVERY
 from .timeouts import signal_handler_start
 
@@ -615,9 +616,6 @@ def killing_crashed_workers(invoke: Callable[..., dict[str, Any]]) -> Callable[.
 
 # --------------------------------------------------------------------- the control route
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
 
 def handle_request(book: FaultBook, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
     """One request to the fault route: (status, JSON answer)."""
@@ -652,27 +650,8 @@ def handle_request(book: FaultBook, method: str, path: str, query: str, body: by
     return 404, {"message": f"no route {method} {path}"}
 
 
-def with_fault_route(
-    app: Callable[..., Awaitable[None]], book: FaultBook = BOOK
-) -> Callable[..., Awaitable[None]]:
+def with_fault_route(app: App, book: FaultBook = BOOK) -> App:
     """The engine's ASGI app, answering the fault route itself."""
-
-    async def app_with_faults(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope.get("type") == "http" else ""
-        if not (path == ROUTE or path.startswith(ROUTE + "/")):
-            await app(scope, receive, send)
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        query = scope.get("query_string", b"").decode()
-        status, answer = handle_request(book, scope.get("method", "GET"), path, query, body)
-        encoded = json.dumps(answer).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": encoded})
-
-    return app_with_faults
+    return with_json_route(
+        app, ROUTE, lambda method, path, query, body: handle_request(book, method, path, query, body)
+    )

@@ -35,6 +35,7 @@ REPLACED = (
     "ministack.core.lambda_runtime.Worker.invoke",
     "ministack.core.lambda_runtime.Worker._spawn",
     "ministack.core.lambda_runtime.zipfile",
+    "ministack.core.lambda_runtime.subprocess",
     "ministack.core.lambda_runtime.ProvidedWorker.invoke",
     "ministack.services.stepfunctions._invoke_resource_with_timeout",
     "ministack.services.stepfunctions._run_execution",  # its code, in place
@@ -49,6 +50,9 @@ READ = (
     "ministack.services.lambda_svc._iter_all_esms",
     "ministack.services.lambda_svc._send_ddb_stream_failure_record",
     "ministack.core.lambda_runtime.ensure_spawned",
+    "ministack.services.lambda_svc._functions",  # its records, for the workers route
+    "ministack.core.lambda_runtime._workers",
+    "ministack.core.lambda_runtime._lock",
     "ministack.core.lambda_runtime.reap_idle_workers",
     "ministack.services.stepfunctions._ExecutionError",
     "ministack.services.stepfunctions._SERVICE_DISPATCH",  # its sns:publish entry is replaced in place

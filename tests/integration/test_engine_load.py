@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import uuid
 from collections import Counter
@@ -14,6 +12,7 @@ import pytest
 
 from sandbox.engine_patches import DEFAULT_WORKER_TTL_SECONDS, REAP_INTERVAL_SECONDS
 from sandbox.orders import OrdersClient
+from sandbox.prewarm import engine_workers
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
@@ -22,12 +21,9 @@ pytestmark = pytest.mark.integration
 
 BURST_ORDERS = 32
 BURST_CONCURRENCY = 8
-# A worker's script lives in the temporary directory the engine makes for it:
-# /tmp/ministack-lambda-<FunctionName>-<random, no hyphen>/_worker.py
-_WORKER_SCRIPT = re.compile(r"ministack-lambda-(?P<function>.+)-[^-/]+/_worker\.\w+$")
 
 
-def _parent_pid(pid: str) -> int | None:
+def _parent_pid(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             text = stat.read()
@@ -37,35 +33,44 @@ def _parent_pid(pid: str) -> int | None:
     return int(text[text.rindex(")") + 2 :].split()[1])
 
 
-def workers_by_function(engine_pid: int) -> Counter[str]:
-    """The engine's Lambda worker processes, counted by function name (from /proc)."""
-    counts: Counter[str] = Counter()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if _parent_pid(pid) != engine_pid:
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                arguments = cmdline.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        match = next(filter(None, (_WORKER_SCRIPT.search(argument) for argument in arguments)), None)
-        if match:
-            counts[match.group("function")] += 1
-    return counts
+def _descends_from(pid: int, ancestor: int) -> bool:
+    # A forked worker is the engine's grandchild (the engine -> the worker parent -> the worker).
+    for _ in range(4):
+        parent = _parent_pid(pid)
+        if parent is None or parent <= 1:
+            return False
+        if parent == ancestor:
+            return True
+        pid = parent
+    return False
+
+
+def workers_by_function(engine_pid: int, endpoint_url: str) -> Counter[str]:
+    """The engine's live Lambda worker processes, counted by function name.
+
+    The engine says which process serves which function; /proc confirms each is a live process
+    under the engine.
+    """
+    workers = engine_workers(endpoint_url)
+    assert workers is not None, "the engine did not list its workers"
+    return Counter(
+        worker["function"] for worker in workers["workers"] if _descends_from(int(worker["pid"]), engine_pid)
+    )
 
 
 class PeakWorkers:
     """Samples the engine's workers in the background and keeps each function's peak."""
 
-    def __init__(self, engine_pid: int) -> None:
+    def __init__(self, engine_pid: int, endpoint_url: str) -> None:
         self.engine_pid = engine_pid
+        self.endpoint_url = endpoint_url
         self.peak: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
         while True:
-            self.peak |= workers_by_function(self.engine_pid)  # |: the larger count of each
+            self.peak |= workers_by_function(self.engine_pid, self.endpoint_url)  # |: the larger of each
             if self._stop.wait(0.05):
                 return
 
@@ -98,7 +103,10 @@ def test_a_burst_of_orders_completes_on_at_most_the_configured_workers_per_funct
     # GIVEN a product with stock for the whole burst
     product = make_product(stock=BURST_ORDERS)
     # WHEN 32 orders are placed, 8 at a time, and their sagas followed
-    with PeakWorkers(stack.engine.pid) as workers, ThreadPoolExecutor(BURST_CONCURRENCY) as pool:
+    with (
+        PeakWorkers(stack.engine.pid, stack.engine.endpoint_url) as workers,
+        ThreadPoolExecutor(BURST_CONCURRENCY) as pool,
+    ):
         orders = list(pool.map(lambda _: place_and_follow(api, customer_id, product), range(BURST_ORDERS)))
     # THEN every saga completed: none waited its way into a Task timeout
     assert Counter(order["status"] for order in orders) == {"COMPLETED": BURST_ORDERS}
@@ -108,7 +116,9 @@ def test_a_burst_of_orders_completes_on_at_most_the_configured_workers_per_funct
     assert max(workers.peak.values()) <= cap, workers.peak
     # AND the surplus is reaped within seconds: one warm worker per function is left
     wait_until(
-        lambda: max(workers_by_function(stack.engine.pid).values(), default=0) <= 1,
+        lambda: (
+            max(workers_by_function(stack.engine.pid, stack.engine.endpoint_url).values(), default=0) <= 1
+        ),
         timeout=DEFAULT_WORKER_TTL_SECONDS + REAP_INTERVAL_SECONDS + 10,
         what="the engine to reap the surplus Lambda workers",
     )
