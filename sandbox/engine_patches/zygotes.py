@@ -183,10 +183,13 @@ class WorkerParent:
             "services": PRELOAD_SERVICES,
             "dependencies": dependencies,
         }
-        self.process.stdin.write(json.dumps(config).encode() + b"\n")
-        self.process.stdin.flush()
-        ready, _, _ = select.select([self.process.stdout], [], [], _START_SECONDS)
-        answer = self.process.stdout.readline() if ready else b""
+        try:
+            self.process.stdin.write(json.dumps(config).encode() + b"\n")
+            self.process.stdin.flush()
+            ready, _, _ = select.select([self.process.stdout], [], [], _START_SECONDS)
+            answer = self.process.stdout.readline() if ready else b""
+        except BrokenPipeError:  # it exited at once
+            answer = b""
         if answer.strip() != b"ready":
             self.stop()
             raise WorkerParentError(f"the worker parent on {binary} did not start (its errors are above)")
