@@ -103,12 +103,14 @@ from .workers import (
     WORKER_WAIT_SECONDS,
     WORKERS_ENV,
     WorkerLease,
+    draining_leased_workers,
     draining_to_log_end_marker,
     keep_worker_on_handler_error,
     lambda_workers,
     mark_end_of_logs,
     reap_periodically,
     start_worker_reaper,
+    stop_if_retired,
     with_handler_errors_kept,
     with_worker_queue,
     worker_ttl_seconds,
@@ -163,6 +165,7 @@ __all__ = [
     "cause_with_request_id",
     "check_engine",
     "chosen_server",
+    "draining_leased_workers",
     "draining_to_log_end_marker",
     "engine_prewarmer",
     "exception_name",
@@ -194,6 +197,7 @@ __all__ = [
     "signal_handler_start",
     "signalling_start",
     "start_worker_reaper",
+    "stop_if_retired",
     "timing_from_handler_start",
     "unpack_shared",
     "uvicorn_config",
@@ -270,13 +274,19 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
     # The engine's own per-function ceiling (0, unbounded, in the engine), read at every lease.
     lambda_runtime._LOCAL_MAX_WORKERS = lambda_workers(environ)
     lambda_runtime._LOCAL_WORKER_TTL = worker_ttl_seconds(environ)
+    kill = lambda_runtime.kill_workers
     acquire, release = with_worker_queue(
-        lambda_runtime.acquire_worker, lambda_runtime.release_worker, wait_seconds=WORKER_WAIT_SECONDS
+        lambda_runtime.acquire_worker,
+        lambda_runtime.release_worker,
+        wait_seconds=WORKER_WAIT_SECONDS,
+        released=lambda worker: stop_if_retired(worker, kill),
     )
     # lambda_svc imported both names from lambda_runtime: patch both namespaces.
     for module in (lambda_runtime, lambda_svc):
         module.acquire_worker = acquire
         module.release_worker = release
+    # An update of a function's code (hot reload) lets its in-flight invocations finish.
+    lambda_runtime.kill_workers = draining_leased_workers(kill, lambda_runtime._lock)
     lambda_runtime._PYTHON_WORKER_SCRIPT = mark_end_of_logs(
         keep_worker_on_handler_error(reporting_python_init_errors(lambda_runtime._PYTHON_WORKER_SCRIPT))
     )

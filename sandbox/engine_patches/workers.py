@@ -62,6 +62,7 @@ def with_worker_queue(
     *,
     wait_seconds: float,
     clock: Callable[[], float] = time.monotonic,
+    released: Callable[[Any], None] = lambda _worker: None,
 ) -> tuple[Callable[..., WorkerLease], Callable[[Any], None]]:
     """Make an invocation wait for a free worker when its function's pool is full.
 
@@ -78,6 +79,7 @@ def with_worker_queue(
         with freed:
             while True:
                 worker, reason = acquire(func_name, *args, **kwargs)
+                _lease.worker = worker
                 remaining = deadline - clock()
                 if worker is not None or reason != "func_cap" or remaining <= 0:
                     if worker is None and reason == "func_cap":
@@ -95,11 +97,51 @@ def with_worker_queue(
             worker.last_used = time.time()
         try:
             release(worker)
+            released(worker)
         finally:
             with freed:
                 freed.notify_all()
 
     return acquire_waiting, release_notifying
+
+
+# A worker an invalidation found leased: it is out of its pool and stops once its invocation ends.
+RETIRED = "_sandbox_retired"
+# The worker the current thread leased last: an invocation that invalidates its own function
+# (its worker failed) stops that worker at once.
+_lease = threading.local()
+
+
+def draining_leased_workers(
+    kill: Callable[[list[Any]], None], pool_lock: threading.Lock
+) -> Callable[[list[Any]], None]:
+    """The engine's ``kill_workers``: idle workers stop now, leased ones once their invocation ends.
+
+    The engine killed every worker of a function whose code changed (hot reload, an update, an
+    init failure of another worker), in-flight ones too, so an invocation running when the user
+    saved a file failed with "Worker process died". On AWS an update lets running invocations
+    finish on the old code; the next ones start on the new. ``released`` (see
+    ``with_worker_queue``) stops a retired worker when its lease ends.
+    """
+
+    def kill_or_drain(workers: list[Any]) -> None:
+        now = []
+        with pool_lock:  # the engine guards in_use with its pool lock
+            own = getattr(_lease, "worker", None)
+            for worker in workers:
+                if worker is not None and worker.in_use and worker is not own:
+                    setattr(worker, RETIRED, True)
+                else:
+                    now.append(worker)
+        kill(now)
+
+    return kill_or_drain
+
+
+def stop_if_retired(worker: Any, kill: Callable[[list[Any]], None]) -> None:
+    """Stop a released worker that was retired while leased (off the releasing thread: it waits)."""
+    if getattr(worker, RETIRED, False):
+        threading.Thread(target=kill, args=([worker],), name="sandbox-retire-worker", daemon=True).start()
 
 
 def reap_periodically(reap: Callable[[], int], interval: float, stop: threading.Event) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.prewarm import engine_workers
 from sandbox.runtimes import RUNTIMES_FOLDER, Runtime, prepare_runtimes
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
@@ -132,6 +134,56 @@ def test_concurrent_invocations_on_the_isolated_runtime_each_answer(
     # THEN each gets its own answer
     assert [error for error, _ in answers] == [None] * 8
     assert sorted(payload["n"] for _, payload in answers) == list(range(8))
+
+
+GATED = """import json, os, time
+
+def lambda_handler(event, context):
+    while not os.path.exists(event["gate"]):  # the test opens the gate once the code has changed
+        time.sleep(0.01)
+    return {"version": VERSION, "pid": os.getpid()}
+"""
+
+
+def test_invocations_in_flight_when_the_code_changes_finish_on_the_old_code_and_the_next_run_the_new(
+    prepared: dict[str, Runtime], lam: Any, stack: LocalStack, tmp_path: Any
+) -> None:
+    # GIVEN two invocations of a function in flight at once (the engine's cap on 2 cores), each held
+    # by the test's gate
+    name = make_function(lam, PYTHON, "app.lambda_handler", {"app.py": "VERSION = 1\n" + GATED})
+    gate = tmp_path / "gate"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        running = [pool.submit(invoke, lam, name, {"gate": str(gate)}) for _ in range(2)]
+
+        def leased() -> list[int]:
+            workers = engine_workers(stack.engine.endpoint_url) or {"workers": []}
+            pids = [w["pid"] for w in workers["workers"] if w["function"] == name and w["inUse"]]
+            return pids if len(pids) == 2 else []
+
+        in_flight = wait_until(leased, timeout=60, what="two invocations in flight")
+        # WHEN the function's code is updated (as `sandbox watch` does on a save), then the gate opens
+        lam.update_function_code(FunctionName=name, ZipFile=zipped({"app.py": "VERSION = 2\n" + GATED}))
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        gate.touch()
+        answers = [future.result(timeout=60) for future in running]
+    # THEN each in-flight invocation finished on the old code, on the worker it started on
+    assert [error for error, _ in answers] == [None] * 2, answers
+    assert sorted((payload["version"], payload["pid"]) for _, payload in answers) == [
+        (1, p) for p in sorted(in_flight)
+    ]
+    # AND the next invocation runs the new code, and the old workers are gone
+    assert invoke(lam, name, {"gate": str(gate)})[1]["version"] == 2
+    wait_until(
+        lambda: not any(_is_alive(pid) for pid in in_flight), timeout=10, what="the old workers to stop"
+    )
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_cold_start_on_the_isolated_runtime(prepared: dict[str, Runtime], lam: Any) -> None:
