@@ -97,6 +97,7 @@ def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
         )
     else:
         table.add_row("engine + workers", summary["resourcesNote"] or "not measured")
+    _add_calls(table, summary["callsPerOrder"])
     console.print(table, highlight=False)
     for check in report.verdict.checks:
         if check.skipped:
@@ -118,6 +119,28 @@ def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _add_calls(table: Any, calls: dict[str, Any] | None) -> None:
+    """Rows of what an order asked of the engine: calls per order by service, then by operation."""
+    if not calls:
+        table.add_row("calls/order", "[dim]not counted (the engine has no calls route)[/dim]")
+        return
+    table.add_row(
+        "calls/order",
+        f"{calls['calls']:g} AWS API calls, {calls['invocations']:g} Lambda invocations "
+        f"(over {calls['orders']} orders)",
+    )
+    for service, per_order in calls["byService"].items():
+        operations = ", ".join(
+            f"{entry['operation']} {entry['perOrder']:g}"
+            for entry in calls["byOperation"]
+            if entry["service"] == service
+        )
+        table.add_row(f"  {service}", f"{per_order:g}: {operations}")
+    functions = ", ".join(f"{entry['function']} {entry['perOrder']:g}" for entry in calls["byFunction"])
+    if functions:
+        table.add_row("  invocations", functions)
 
 
 def bench(

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.bench.calls import CallCounts
 from sandbox.bench.plan import BenchConfig, BenchPlan
 from sandbox.bench.resources import ResourceUsage
 from sandbox.bench.verdict import Verdict
@@ -50,6 +51,7 @@ class Load:
     finished_at: float  # the last order terminal
     resources: ResourceUsage | None
     resources_note: str | None
+    calls: CallCounts | None = None  # what the engine answered from the first POST to the last order's end
 
     @property
     def accepted(self) -> list[OrderOutcome]:
@@ -91,7 +93,12 @@ class Load:
             "failureReasons": self.failure_reasons(),
             "resources": self.resources.as_dict(len(self.accepted)) if self.resources else None,
             "resourcesNote": self.resources_note,
+            "callsPerOrder": self.calls.per_order(self.terminal_count()) if self.calls else None,
         }
+
+    def terminal_count(self) -> int:
+        """Accepted orders that reached a terminal status (what the engine's counts are shared by)."""
+        return sum(1 for o in self.accepted if o.is_terminal)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from sandbox.bench.calls import CallCounts, observed, read_call_counts
 from sandbox.bench.plan import BenchConfig, BenchPlan, PlannedOrder, plan_orders
 from sandbox.bench.report import BenchReport, Load
 from sandbox.bench.resources import ResourceSampler, ResourceUsage
@@ -101,7 +102,8 @@ def run_load(
     ``identity`` names each order's customer and idempotency key. ``then`` runs once every order
     is terminal, while the engine's cost is still being measured.
     """
-    dynamodb: DynamoDBClient = stack.client("dynamodb", region)
+    observer = observed(stack)  # the run's own calls are counted apart from the orders'
+    dynamodb: DynamoDBClient = observer.client("dynamodb", region)
     count = len(plan.orders)
     is_poisoning = any(order.is_poisoned for order in plan.orders)
     if is_poisoning and "OutboxFailureQueueUrl" not in stack.outputs:
@@ -115,7 +117,7 @@ def run_load(
     watcher = OrderWatcher(
         dynamodb,
         stack.outputs["OrdersTableName"],
-        read_dead_letters=OnFailureQueue(stack, region).letters if is_poisoning else lambda: (),
+        read_dead_letters=OnFailureQueue(observer, region).letters if is_poisoning else lambda: (),
     )
     client = OrdersClient(stack.api_url)
     sampler = ResourceSampler(stack.engine.pid) if stack.engine.pid is not None else None
@@ -139,10 +141,12 @@ def run_load(
         return left == 0
 
     # The planned faults, as rules scoped to each order (named after its key), set before any is placed.
-    order_faults = OrderFaults(stack, region)
+    order_faults = OrderFaults(observer, region)
     rules = order_faults.add(
         (order_id_for_key(identity(order)[1]), order.faults) for order in plan.orders if order.faults
     )
+    calls_before = read_call_counts(stack.engine.endpoint_url)
+    calls: CallCounts | None = None
     if sampler:
         sampler.start()
     started = time.time()
@@ -195,6 +199,8 @@ def run_load(
                 else None,
             ) from error
         finished = max((o.finished_at or 0 for o in outcomes), default=time.time())
+        calls_after = read_call_counts(stack.engine.endpoint_url) if calls_before else None
+        calls = calls_after.since(calls_before) if calls_after and calls_before else None
         then(outcomes)
     finally:
         stop.set()
@@ -204,7 +210,7 @@ def run_load(
                 resources = sampler.stop()
             except SandboxError as error:  # never hide the error that ended the run
                 note = str(error)
-    return Load(outcomes, started, placed, max(finished, placed), resources, note)
+    return Load(outcomes, started, placed, max(finished, placed), resources, note, calls)
 
 
 def run_bench(

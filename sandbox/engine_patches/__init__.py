@@ -6,7 +6,7 @@ version but the one they were written against is refused at start, as is one lac
 they replace or read (``REPLACED``, ``READ``).
 
 One module per patch: ``errors`` (errorType as AWS's runtimes name it: exception classes, init
-failures, Node errors, throttles), ``streams`` (DynamoDB stream batch semantics), ``workers``
+failures, Node errors, throttles), ``streams`` (DynamoDB stream mappings in lanes, AWS's failure semantics), ``workers``
 (bounded worker pools, the reaper, workers kept after handler errors, the log-end marker),
 ``timeouts`` (Task timeouts from the handler's start, no delay before an execution),
 ``runtimes`` (workers started by the sandbox's per-runtime launchers: the function sees what it
@@ -31,7 +31,6 @@ import os
 import sys
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 from .errors import (
     INIT_ERROR_PREFIX,
@@ -77,7 +76,7 @@ from .prewarm import Prewarmer, engine_prewarmer, warmable, with_prewarm_route
 from .routes import with_json_route
 from .runtimes import LAUNCH_FILE, RUNTIMES_ENV, runtime_launcher, with_runtime_launchers
 from .server import SERVER_ENV, chosen_server, serve_engine, uvicorn_config
-from .streams import polling_streams, with_stream_batch_semantics
+from .streams import polling_dynamodb_streams
 from .timeouts import (
     HANDLER_START_WAIT_SECONDS,
     HANDLER_STARTED,
@@ -181,7 +180,7 @@ __all__ = [
     "main",
     "mark_end_of_logs",
     "missing_engine_names",
-    "polling_streams",
+    "polling_dynamodb_streams",
     "query_message_attributes",
     "reap_periodically",
     "recording_error_reports",
@@ -212,7 +211,6 @@ __all__ = [
     "with_request_ids",
     "with_runtime_launchers",
     "with_start_signal",
-    "with_stream_batch_semantics",
     "with_task_calls",
     "with_worker_queue",
     "worker_ttl_seconds",
@@ -237,18 +235,10 @@ def apply_patches() -> str:
 
     lambda_svc._execute_function_warm = with_error_types(lambda_svc._execute_function_warm)
 
-    def find_mapping(function_name: str, source_arn: str) -> dict[str, Any] | None:
-        for _account, _region, mapping in lambda_svc._iter_all_esms():
-            if mapping.get("FunctionName") == function_name and mapping.get("EventSourceArn") == source_arn:
-                return dict(mapping)
-        return None
-
-    # Faults inside the stream semantics: a faulted delivery is retried, bisected and sent on
-    # failure as a failed handler would be.
-    lambda_svc._execute_function = with_stream_batch_semantics(
-        with_faults(lambda_svc._execute_function), find_mapping, lambda_svc._send_ddb_stream_failure_record
-    )
-    lambda_svc._poll_dynamodb_streams = polling_streams(lambda_svc._poll_dynamodb_streams)
+    # Faults inside the stream lanes (they deliver through _execute_function as it is then): a
+    # faulted delivery is retried, bisected and sent on failure as a failed handler would be.
+    lambda_svc._execute_function = with_faults(lambda_svc._execute_function)
+    lambda_svc._poll_dynamodb_streams = polling_dynamodb_streams(lambda_svc)
     _patch_worker_pools(os.environ)
     apply_request_ids()  # before the Task timeouts wrap the engine's Task dispatch
     _patch_task_timeouts()

@@ -51,13 +51,32 @@ def read_reservation(order_id: str, dynamodb: Any) -> dict[str, Any] | None:
     item = dynamodb.get_item(
         TableName=table_name("RESERVATIONS_TABLE"), Key=_reservation_key(order_id), ConsistentRead=True
     ).get("Item")
-    if item is None:
-        return None
+    return _reservation_of(item) if item is not None else None
+
+
+def _reservation_of(item: dict[str, Any]) -> dict[str, Any]:
     items = [
         {"productId": entry["M"]["productId"]["S"], "quantity": int(entry["M"]["quantity"]["N"])}
         for entry in item.get("items", {}).get("L", [])
     ]
     return {"status": item["status"]["S"], "items": items}
+
+
+def _cancelled_reservation(
+    reasons: list[dict[str, Any]], index: int, order_id: str, dynamodb: Any
+) -> dict[str, Any] | None:
+    """The reservation a cancelled reserve met, from the transaction's reasons where they tell it.
+
+    DynamoDB evaluates every condition of a cancelled transaction and gives each item's reason:
+    ``None`` for the reservation means there was none; a failed condition carries the stored one
+    (ALL_OLD). Without reasons, or without the item, it is read.
+    """
+    reason = reasons[index] if len(reasons) > index else {}
+    if reason.get("Code") == "None":
+        return None
+    if reason.get("Code") == "ConditionalCheckFailed" and reason.get("Item"):
+        return _reservation_of(reason["Item"])
+    return read_reservation(order_id, dynamodb)
 
 
 def reserve_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, Any]:
@@ -79,6 +98,8 @@ def reserve_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, An
                 "reservedAt": {"S": now_iso()},
             },
             "ConditionExpression": "attribute_not_exists(orderId)",
+            # A cancelled transaction then says what reservation is stored: no read after it.
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
     try:
@@ -86,14 +107,14 @@ def reserve_stock(command: dict[str, Any], dynamodb: Any = None) -> dict[str, An
     except ClientError as error:
         if error.response["Error"]["Code"] != "TransactionCanceledException":
             raise
-        existing = read_reservation(order_id, dynamodb)
+        reasons: list[Any] = list(error.response.get("CancellationReasons") or [])
+        existing = _cancelled_reservation(reasons, len(items), order_id, dynamodb)
         if existing is not None and existing["status"] == RESERVED:
             return {"status": RESERVED, "items": existing["items"]}  # an earlier run reserved it
         if existing is not None:
             raise StepAlreadyCompensatedError(
                 f"the reservation of order {order_id} is already {existing['status']}: nothing reserved"
             ) from error
-        reasons = error.response.get("CancellationReasons") or []
         short = [
             items[index]["productId"]
             for index, reason in enumerate(reasons[: len(items)])

@@ -159,19 +159,42 @@ def execution_arn(order_id: str) -> str:
     return machine.replace(":stateMachine:", ":execution:", 1) + f":{order_id}"
 
 
+HISTORY_PAGE_SIZE = 1000  # GetExecutionHistory's largest page
+# An execution's closing history event -> its status (DescribeExecution's names).
+CLOSING_EVENTS = {
+    "ExecutionSucceeded": "SUCCEEDED",
+    "ExecutionFailed": "FAILED",
+    "ExecutionTimedOut": "TIMED_OUT",
+    "ExecutionAborted": "ABORTED",
+}
+
+
+def execution_status(events: list[dict[str, Any]]) -> str:
+    """The execution's status from its history: its closing event's, RUNNING without one."""
+    for event in sorted(events, key=lambda e: int(e["id"]), reverse=True):
+        status = CLOSING_EVENTS.get(event["type"])
+        if status:
+            return status
+    return "RUNNING"
+
+
 def read_saga(order_id: str, sfn: Any = None) -> dict[str, Any]:
     """The saga's status and steps for an order; NOT_STARTED before the publisher ran."""
     sfn = sfn or client("stepfunctions")
     arn = execution_arn(order_id)
+    events: list[dict[str, Any]] = []
     try:
-        status = sfn.describe_execution(executionArn=arn)["status"]
+        # The history alone: its closing event is the status (no DescribeExecution), and a page
+        # of the largest size holds a whole saga's history (one call).
+        pages = sfn.get_paginator("get_execution_history").paginate(
+            executionArn=arn, PaginationConfig={"PageSize": HISTORY_PAGE_SIZE}
+        )
+        for page in pages:
+            events.extend(page["events"])
     except sfn.exceptions.ExecutionDoesNotExist:
         return {"sagaStatus": "NOT_STARTED", "steps": [], "compensations": []}
-    events: list[dict[str, Any]] = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        events.extend(page["events"])
     steps = summarize_steps(events)
-    return {"sagaStatus": status, "steps": steps, "compensations": compensations_run(steps)}
+    return {"sagaStatus": execution_status(events), "steps": steps, "compensations": compensations_run(steps)}
 
 
 def get_order(order_id: str, table: Any = None) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from shared.aws import named_table
 from shared.errors import InvalidTransitionError
+from shared.records import ALL_OLD, stored_item
 from shared.status import FAILED, allowed_predecessors
 
 
@@ -47,12 +48,16 @@ def set_order_status(command: dict[str, Any], table: Any = None) -> dict[str, An
             ConditionExpression=f"attribute_exists(pk) AND ({condition})",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValuesOnConditionCheckFailure=ALL_OLD,
         )
     except ClientError as error:
         if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
             raise
-        current = table.get_item(Key={"pk": f"ORDER#{order_id}", "sk": "ORDER"}, ConsistentRead=True)
-        current_status = current.get("Item", {}).get("status")
+        # The refused update carries the order it was checked against; read it only without.
+        current = stored_item(error) or table.get_item(
+            Key={"pk": f"ORDER#{order_id}", "sk": "ORDER"}, ConsistentRead=True
+        ).get("Item", {})
+        current_status = current.get("status")
         if current_status == status:
             return {"orderId": order_id, "status": status, "changed": False}
         raise InvalidTransitionError(

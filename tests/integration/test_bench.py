@@ -171,6 +171,29 @@ def test_the_cli_prints_a_table_and_the_verdict(cli_env: dict[str, str]):
     assert "✓ every accepted order is terminal" in result.stdout
 
 
+def test_the_cli_prints_the_calls_each_order_made_by_service_and_operation(cli_env: dict[str, str]):
+    # GIVEN a small happy run, through the CLI
+    result = run_cli(cli_env, "--orders", "6", "--concurrency", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    calls = json.loads(result.stdout)["callsPerOrder"]
+    per_operation = {(e["service"], e["operation"]): e["perOrder"] for e in calls["byOperation"]}
+    # THEN each order made its one POST, its one catalog read and started its one saga: the run's
+    # own polling of the orders table (BatchGetItem too) is not counted as the orders'
+    assert calls["orders"] == 6
+    assert per_operation[("apigateway", "POST /orders")] == 1.0
+    assert per_operation[("dynamodb", "BatchGetItem")] == 1.0
+    assert per_operation[("stepfunctions", "StartExecution")] == 1.0
+    assert per_operation[("dynamodb", "TransactWriteItems")] == 2.0  # the outbox and the reservation
+    assert ("dynamodb", "GetItem") not in per_operation  # no step read back what it had just written
+    assert calls["calls"] == sum(e["count"] for e in calls["byOperation"]) / 6
+    # AND six functions ran once for each order (the publisher once for each stream batch)
+    assert sorted(e["perOrder"] for e in calls["byFunction"])[1:] == [1.0] * 6
+    # AND the table says so too
+    table = run_cli(cli_env, "--orders", "2", "--concurrency", "1")
+    assert table.returncode == 0, table.stderr
+    assert "calls/order" in table.stdout and "StartExecution 1" in table.stdout
+
+
 @pytest.fixture
 def paused_outbox(stack: LocalStack, engine_settings: Settings, tables: dict[str, Any]) -> Iterator[None]:
     """The outbox stream mapping disabled: orders are accepted but stay PENDING until it resumes.

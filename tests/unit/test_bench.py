@@ -693,3 +693,73 @@ def test_a_request_sent_once_has_no_second_answer() -> None:
     outcome = OrderOutcome(PlannedOrder(0, "happy", ()))
     _place(api, outcome, "c", "k", watched, threading.Event(), 0.0)  # type: ignore[arg-type]
     assert api.posts == 1 and outcome.duplicate_answers == [] and outcome.order_id == "order-1"
+
+
+# --- calls per order -----------------------------------------------------------------------------
+
+
+def counts(calls: dict[str, dict[str, int]], invocations: dict[str, int]) -> Any:
+    from sandbox.bench.calls import CallCounts
+
+    return CallCounts.from_json({"calls": calls, "observer": {"dynamodb": {"BatchGetItem": 99}},
+                                 "invocations": invocations})  # fmt: skip
+
+
+def test_calls_per_order_are_the_counts_grown_during_the_run_shared_by_its_orders() -> None:
+    # GIVEN the engine's counts before a run (a deploy's calls) and after its two orders
+    before = counts({"cloudformation": {"DescribeStacks": 4}, "dynamodb": {"PutItem": 5}}, {"inv-fn": 1})
+    after = counts(
+        {
+            "cloudformation": {"DescribeStacks": 4},
+            "dynamodb": {"PutItem": 21, "UpdateItem": 12},
+            "stepfunctions": {"StartExecution": 2},
+        },
+        {"inv-fn": 3, "pay-fn": 2},
+    )
+    # WHEN the run's share is taken
+    per_order = after.since(before).per_order(2)
+    # THEN the deploy's calls and the watcher's own (observer) reads are not the orders'
+    assert per_order["calls"] == 15.0 and per_order["invocations"] == 2.0
+    assert per_order["byService"] == {"dynamodb": 14.0, "stepfunctions": 1.0}
+    assert per_order["byOperation"] == [
+        {"service": "dynamodb", "operation": "PutItem", "perOrder": 8.0, "count": 16},
+        {"service": "dynamodb", "operation": "UpdateItem", "perOrder": 6.0, "count": 12},
+        {"service": "stepfunctions", "operation": "StartExecution", "perOrder": 1.0, "count": 2},
+    ]
+    assert per_order["byFunction"] == [
+        {"function": "inv-fn", "perOrder": 1.0, "count": 2},
+        {"function": "pay-fn", "perOrder": 1.0, "count": 2},
+    ]
+
+
+def test_the_report_carries_calls_per_terminal_order_and_none_without_counts() -> None:
+    done = OrderOutcome(PlannedOrder(0, "happy", ()), 100.0, 100.01, "h", None, "COMPLETED", None, 100.2)
+    calls = counts({"dynamodb": {"PutItem": 8}}, {"inv-fn": 1})
+    with_calls = Load((done,), 100.0, 100.01, 100.2, None, "not measured", calls)
+    assert with_calls.figures()["callsPerOrder"]["calls"] == 8.0
+    assert Load((done,), 100.0, 100.01, 100.2, None, "not measured").figures()["callsPerOrder"] is None
+
+
+def test_the_runs_own_clients_mark_their_calls_as_the_observers() -> None:
+    # GIVEN a stack on an engine, seen by the run
+    from botocore.awsrequest import AWSRequest
+
+    from sandbox.bench.calls import OBSERVER_HEADER, observed
+    from sandbox.stack import LocalStack
+
+    engine = SimpleNamespace(endpoint_url="http://127.0.0.1:1", engine="embedded", pid=None)
+    stack = LocalStack(engine, {"OrdersTableName": "orders"}, "s")  # type: ignore[arg-type]
+    seen = observed(stack)
+    # WHEN one of its clients signs a request
+    client = seen.client("dynamodb", "us-east-1")
+    request = AWSRequest(method="POST", url="http://127.0.0.1:1/", headers={})
+    client.meta.events.emit("before-sign.dynamodb.GetItem", request=request)
+    # THEN the request carries the observer header; the stack is otherwise the same
+    assert request.headers[OBSERVER_HEADER] == "bench"
+    assert seen.outputs == stack.outputs and seen.name == "s" and seen.engine is engine
+
+
+def test_an_engine_without_the_calls_route_counts_nothing() -> None:
+    from sandbox.bench.calls import read_call_counts
+
+    assert read_call_counts("http://127.0.0.1:9", timeout=1) is None

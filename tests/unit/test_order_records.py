@@ -14,6 +14,7 @@ from order_api.models import DuplicateOrderError, OrderRequest, PriceConflictErr
 from order_api.orders import (
     build_order_records,
     execution_arn,
+    execution_status,
     list_orders,
     order_id_for_key,
     place_order,
@@ -291,7 +292,7 @@ def test_read_saga_before_the_publisher_ran_is_not_started(
     monkeypatch.setenv("STATE_MACHINE_ARN", MACHINE_ARN)
     sfn = client_factory("stepfunctions")
     with Stubber(sfn) as stubber:
-        stubber.add_client_error("describe_execution", service_error_code="ExecutionDoesNotExist")
+        stubber.add_client_error("get_execution_history", service_error_code="ExecutionDoesNotExist")
         assert read_saga("o-1", sfn=sfn) == {"sagaStatus": "NOT_STARTED", "steps": [], "compensations": []}
 
 
@@ -324,24 +325,20 @@ def test_read_saga_summarizes_every_history_page(
         event(6, "TaskScheduled"),
         event(7, "TaskSucceeded"),
         event(8, "TaskStateExited", stateExitedEventDetails={"name": "ReleaseInventory"}),
+        event(9, "ExecutionFailed"),
     ]
     sfn = client_factory("stepfunctions")
     with Stubber(sfn) as stubber:
+        # One call per page, the largest pages, and no DescribeExecution: the history says the status
         stubber.add_response(
-            "describe_execution",
-            {
-                "executionArn": arn,
-                "stateMachineArn": MACHINE_ARN,
-                "status": "FAILED",
-                "startDate": t,
-            },
-            {"executionArn": arn},
+            "get_execution_history",
+            {"events": first, "nextToken": "page-2"},
+            {"executionArn": arn, "maxResults": 1000},
         )
         stubber.add_response(
-            "get_execution_history", {"events": first, "nextToken": "page-2"}, {"executionArn": arn}
-        )
-        stubber.add_response(
-            "get_execution_history", {"events": second}, {"executionArn": arn, "nextToken": "page-2"}
+            "get_execution_history",
+            {"events": second},
+            {"executionArn": arn, "nextToken": "page-2", "maxResults": 1000},
         )
         saga = read_saga("o-1", sfn=sfn)
         stubber.assert_no_pending_responses()
@@ -351,6 +348,25 @@ def test_read_saga_summarizes_every_history_page(
         ("ReleaseInventory", "SUCCEEDED"),
     ]
     assert saga["compensations"] == ["ReleaseInventory"]
+
+
+@pytest.mark.parametrize(
+    ("closing", "status"),
+    [
+        (None, "RUNNING"),
+        ("ExecutionSucceeded", "SUCCEEDED"),
+        ("ExecutionFailed", "FAILED"),
+        ("ExecutionTimedOut", "TIMED_OUT"),
+        ("ExecutionAborted", "ABORTED"),
+    ],
+)
+def test_the_saga_status_is_its_history_closing_event(closing: str | None, status: str) -> None:
+    # GIVEN a history that ends (or not yet) with a closing event, listed out of order
+    events = [{"id": 2, "type": "TaskStateEntered"}, {"id": 1, "type": "ExecutionStarted"}]
+    if closing:
+        events.insert(0, {"id": 3, "type": closing})
+    # WHEN reading its status THEN it is DescribeExecution's name for that event
+    assert execution_status(events) == status
 
 
 class ScanTable:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
@@ -31,6 +32,8 @@ from shared.steps import Action, handle_step
 from shipping.shipments import cancel_shipment, create_shipment
 from tests.unit.memory_idempotency import MemoryPersistenceLayer
 
+SERIALIZER = TypeSerializer()
+
 ORDER = {
     "orderId": "0b4c5a7e-0000-4000-8000-000000000001",
     "customerId": "c-1",
@@ -46,15 +49,26 @@ def client_error(code: str, operation: str = "UpdateItem") -> ClientError:
 class FakeTable:
     """A DynamoDB Table stand-in that records calls and can fail its writes."""
 
-    def __init__(self, *, write_error: str | None = None, item: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        *,
+        write_error: str | None = None,
+        item: dict[str, Any] | None = None,
+        is_item_in_error: bool = False,
+    ):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.write_error = write_error
         self.item = item
+        self.is_item_in_error = is_item_in_error  # the failed write carries ``item`` (ALL_OLD)
 
     def _write(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         self.calls.append((name, kwargs))
         if self.write_error:
-            raise client_error(self.write_error)
+            error = client_error(self.write_error)
+            if self.is_item_in_error and self.item is not None:
+                serialized = {key: SERIALIZER.serialize(value) for key, value in self.item.items()}
+                error.response["Item"] = serialized  # type: ignore[typeddict-unknown-key]
+            raise error
         return {}
 
     def put_item(self, **kwargs: Any) -> dict[str, Any]:
@@ -69,16 +83,37 @@ class FakeTable:
 
 
 class MemoryTable:
-    """A one-key DynamoDB Table in memory, with the conditions the step records use."""
+    """A one-key DynamoDB Table in memory, with the conditions the step records use.
 
-    def __init__(self, key_name: str = "orderId"):
+    A failed condition carries the stored item when asked (ReturnValuesOnConditionCheckFailure),
+    as DynamoDB's error does, in its wire format; ``reads`` counts GetItem calls.
+    """
+
+    def __init__(self, key_name: str = "orderId", *, returns_old: bool = True):
         self.key_name = key_name
         self.items: dict[str, dict[str, Any]] = {}
+        self.returns_old = returns_old  # False: an engine whose errors never carry the item
+        self.reads = 0
 
-    def put_item(self, *, Item: dict[str, Any], ConditionExpression: str) -> None:
+    def _condition_failed(
+        self, stored: dict[str, Any] | None, asked: str | None, operation: str
+    ) -> ClientError:
+        error = client_error("ConditionalCheckFailedException", operation)
+        if stored is not None and asked == "ALL_OLD" and self.returns_old:
+            error.response["Item"] = {key: SERIALIZER.serialize(value) for key, value in stored.items()}  # type: ignore[typeddict-unknown-key]
+        return error
+
+    def put_item(
+        self,
+        *,
+        Item: dict[str, Any],
+        ConditionExpression: str,
+        ReturnValuesOnConditionCheckFailure: str | None = None,
+    ) -> None:
         assert ConditionExpression == f"attribute_not_exists({self.key_name})"
-        if Item[self.key_name] in self.items:
-            raise client_error("ConditionalCheckFailedException", "PutItem")
+        stored = self.items.get(Item[self.key_name])
+        if stored is not None:
+            raise self._condition_failed(stored, ReturnValuesOnConditionCheckFailure, "PutItem")
         self.items[Item[self.key_name]] = dict(Item)
 
     def update_item(self, *, Key: dict[str, Any], ConditionExpression: str, **kwargs: Any) -> None:
@@ -86,10 +121,13 @@ class MemoryTable:
         values = kwargs["ExpressionAttributeValues"]
         stored = self.items.get(Key[self.key_name])
         if stored is None or stored["status"] != values[":source"]:
-            raise client_error("ConditionalCheckFailedException")
+            raise self._condition_failed(
+                stored, kwargs.get("ReturnValuesOnConditionCheckFailure"), "UpdateItem"
+            )
         stored["status"] = values[":target"]
 
     def get_item(self, *, Key: dict[str, Any], ConsistentRead: bool) -> dict[str, Any]:
+        self.reads += 1
         stored = self.items.get(Key[self.key_name])
         return {"Item": dict(stored)} if stored else {}
 
@@ -141,8 +179,14 @@ def expect_reservation_read(dynamodb: Any, status: str | None) -> None:
     dynamodb.stubber.add_response("get_item", response, expected)
 
 
-def cancel_transaction(dynamodb: Any, reasons: list[str] | None) -> None:
-    fields = {"CancellationReasons": [{"Code": code} for code in reasons]} if reasons else {}
+def cancel_transaction(
+    dynamodb: Any, reasons: list[str] | None, stored: dict[str, Any] | None = None
+) -> None:
+    """The transaction cancelled for ``reasons``; ``stored`` rides on the last (the reservation's)."""
+    entries: list[dict[str, Any]] = [{"Code": code} for code in reasons or []]
+    if stored is not None:
+        entries[-1]["Item"] = stored
+    fields = {"CancellationReasons": entries} if reasons else {}
     dynamodb.stubber.add_client_error(
         "transact_write_items", service_error_code="TransactionCanceledException", modeled_fields=fields
     )
@@ -160,6 +204,7 @@ def test_reserve_takes_the_stock_and_records_the_reservation_in_one_transaction(
                     "TableName": "reservations",
                     "Item": {**reservation_item("RESERVED"), "reservedAt": {"S": ANY}},
                     "ConditionExpression": "attribute_not_exists(orderId)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
         ]
@@ -173,9 +218,8 @@ def test_reserve_takes_the_stock_and_records_the_reservation_in_one_transaction(
 
 def test_reserve_maps_a_cancelled_transaction_to_out_of_stock_naming_the_product(dynamodb: Any) -> None:
     # GIVEN DynamoDB cancels the transaction because the grinder's condition failed, and the
-    # order has no reservation of its own
+    # reservation's own condition held (the order has none): no read follows
     cancel_transaction(dynamodb, ["None", "ConditionalCheckFailed", "None"])
-    expect_reservation_read(dynamodb, None)
     # WHEN reserving THEN it is a business error naming only the short product
     with pytest.raises(OutOfStockError) as caught:
         reserve_stock(ORDER, dynamodb=dynamodb)
@@ -196,6 +240,20 @@ def test_reserve_finding_its_own_reservation_returns_it_without_taking_stock_aga
     expect_reservation_read(dynamodb, "RESERVED")
     # WHEN reserving again THEN the first reservation is the result
     assert reserve_stock(ORDER, dynamodb=dynamodb) == {"status": "RESERVED", "items": RESERVED_ITEMS}
+
+
+@pytest.mark.parametrize("status", ["RESERVED", "VOID", "RELEASED"])
+def test_a_cancelled_reserve_takes_the_stored_reservation_from_the_cancellation_not_a_read(
+    dynamodb: Any, status: str
+) -> None:
+    # GIVEN the reservation's condition failed and the cancellation carries the stored record
+    cancel_transaction(dynamodb, ["None", "None", "ConditionalCheckFailed"], reservation_item(status))
+    # WHEN reserving THEN the outcome follows that record, with no GetItem (the stubber has none)
+    if status == "RESERVED":
+        assert reserve_stock(ORDER, dynamodb=dynamodb) == {"status": "RESERVED", "items": RESERVED_ITEMS}
+    else:
+        with pytest.raises(StepAlreadyCompensatedError, match=f"already {status}"):
+            reserve_stock(ORDER, dynamodb=dynamodb)
 
 
 @pytest.mark.parametrize("status", ["VOID", "RELEASED"])
@@ -303,6 +361,23 @@ def test_a_second_charge_returns_the_first_instead_of_charging_twice() -> None:
     # THEN the stored charge is the answer and one charge exists
     assert first == again == {"status": "CHARGED", "amount": "178.00"}
     assert len(table.items) == 1
+
+
+@pytest.mark.parametrize("returns_old", [True, False], ids=["item-in-error", "engine-without-it"])
+def test_replayed_steps_and_compensations_read_the_stored_record_from_the_failed_write(
+    returns_old: bool,
+) -> None:
+    # GIVEN a charge, then its refund (an engine's failed condition carries the stored item, or not)
+    table = MemoryTable(returns_old=returns_old)
+    charge_payment(ORDER, table=table)
+    refund_payment(ORDER, table=table)
+    # WHEN the charge runs late, and the refund is replayed
+    with pytest.raises(StepAlreadyCompensatedError, match="already REFUNDED"):
+        charge_payment(ORDER, table=table)
+    assert refund_payment(ORDER, table=table) == {"status": "NOTHING_TO_REFUND"}
+    # THEN the outcome is the same; with the item in the error, no GetItem was needed
+    assert table.reads == (0 if returns_old else 2)
+    assert table.items[ORDER["orderId"]]["status"] == "REFUNDED"
 
 
 def test_refund_undoes_a_charge_once() -> None:
@@ -427,6 +502,21 @@ def test_set_completed_twice_is_not_a_change() -> None:
     result = set_order_status({"orderId": "o-1", "status": "COMPLETED"}, table=table)
     assert result == {"orderId": "o-1", "status": "COMPLETED", "changed": False}
     assert ":reason" not in table.calls[0][1]["ExpressionAttributeValues"]
+
+
+@pytest.mark.parametrize("status", ["COMPLETED", "FAILED"])
+def test_a_refused_status_update_reads_the_order_from_the_error_not_again(status: str) -> None:
+    # GIVEN the order is already COMPLETED, and the refused update carries it (ALL_OLD)
+    table = FakeTable(write_error="ConditionalCheckFailedException", item={"status": "COMPLETED"},
+                      is_item_in_error=True)  # fmt: skip
+    # WHEN setting a status THEN the answer follows the stored order, and no GetItem was sent
+    if status == "COMPLETED":
+        assert set_order_status({"orderId": "o-1", "status": status}, table=table)["changed"] is False
+    else:
+        with pytest.raises(InvalidTransitionError, match="cannot move from COMPLETED to FAILED"):
+            set_order_status({"orderId": "o-1", "status": status}, table=table)
+    assert [name for name, _ in table.calls] == ["update_item"]
+    assert table.calls[0][1]["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
 
 
 def test_set_failed_on_a_completed_order_is_refused() -> None:
