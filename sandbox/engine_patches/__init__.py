@@ -32,6 +32,7 @@ import sys
 import threading
 from collections.abc import Mapping
 
+from .calls import COUNTS, CallCounts, counting_invocations, with_call_counts
 from .errors import (
     INIT_ERROR_PREFIX,
     exception_name,
@@ -127,6 +128,7 @@ from .zygotes import (
 
 __all__ = [
     "BOOK",
+    "COUNTS",
     "DEFAULT_WORKER_TTL_SECONDS",
     "FORKED_WORKERS_ENV",
     "HANDLER_STARTED",
@@ -147,6 +149,7 @@ __all__ = [
     "WORKER_PARENTS",
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
+    "CallCounts",
     "EnginePatchError",
     "FaultBook",
     "FaultRule",
@@ -163,6 +166,7 @@ __all__ = [
     "apply_request_ids",
     "cause_with_request_id",
     "check_engine",
+    "counting_invocations",
     "chosen_server",
     "draining_leased_workers",
     "draining_to_log_end_marker",
@@ -201,6 +205,7 @@ __all__ = [
     "unpack_shared",
     "uvicorn_config",
     "warmable",
+    "with_call_counts",
     "with_error_types",
     "with_fault_route",
     "with_faults",
@@ -237,7 +242,8 @@ def apply_patches() -> str:
 
     # Faults inside the stream lanes (they deliver through _execute_function as it is then): a
     # faulted delivery is retried, bisected and sent on failure as a failed handler would be.
-    lambda_svc._execute_function = with_faults(lambda_svc._execute_function)
+    # Invocations counted where they reach a function (a faulted one that never ran is not).
+    lambda_svc._execute_function = with_faults(counting_invocations(lambda_svc._execute_function))
     lambda_svc._poll_dynamodb_streams = polling_dynamodb_streams(lambda_svc)
     _patch_worker_pools(os.environ)
     apply_request_ids()  # before the Task timeouts wrap the engine's Task dispatch
@@ -254,7 +260,9 @@ def _patch_fault_route() -> None:
     # Looked up by name for every Task state, so the invoke path knows the state and execution.
     stepfunctions._execute_task = with_task_calls(stepfunctions._execute_task)
     # The engine's main() serves the module's `app`, looked up when it starts.
-    ministack.app.app = with_prewarm_route(with_fault_route(ministack.app.app), engine_prewarmer())
+    ministack.app.app = with_prewarm_route(
+        with_call_counts(with_fault_route(ministack.app.app)), engine_prewarmer()
+    )
 
 
 def _patch_worker_pools(environ: Mapping[str, str]) -> None:
