@@ -3,7 +3,7 @@
 A rule names a target as a user knows it (a state of any of the stack's state machines, a
 function's logical id or name, a stream mapping's logical id or UUID) and a kind in the
 vocabulary of the engine's invoke boundary (``error``, ``error-after``, ``delay``, ``timeout``,
-``throttle``, ``http-response``, ``crash``, and on a stream mapping ``duplicate-delivery``,
+``throttle``, ``http-response``, ``crash``, ``cold-start``, and on a stream mapping ``duplicate-delivery``,
 ``delayed-delivery``, ``poison``). The stack resolves the target to what the engine matches on;
 the engine's patch applies the rule (``sandbox/engine_patches/faults.py``).
 """
@@ -39,6 +39,7 @@ KINDS = (
     "throttle",
     "http-response",
     "crash",
+    "cold-start",
     "duplicate-delivery",
     "delayed-delivery",
     "poison",

@@ -64,6 +64,7 @@ _UNSUPPORTED_KINDS = {
         "gives one: export a delay rule instead)"
     ),
     "crash": "FIS has no action that kills the runtime after the handler ran",
+    "cold-start": "FIS has no action that discards a warm execution environment",
 }
 _STREAM_REASON = "FIS's Lambda actions break invocations, not a stream mapping's deliveries"
 

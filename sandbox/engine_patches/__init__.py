@@ -47,10 +47,10 @@ from .faults import (
     FaultBook,
     FaultRule,
     FaultRuleError,
-    killing_crashed_workers,
     with_fault_route,
     with_faults,
     with_task_calls,
+    with_worker_faults,
 )
 from .integrations import (
     LAMBDA_INVOKE,
@@ -166,8 +166,8 @@ __all__ = [
     "apply_request_ids",
     "cause_with_request_id",
     "check_engine",
-    "counting_invocations",
     "chosen_server",
+    "counting_invocations",
     "draining_leased_workers",
     "draining_to_log_end_marker",
     "engine_prewarmer",
@@ -178,7 +178,6 @@ __all__ = [
     "is_lambda_resource",
     "is_python_worker",
     "keep_worker_on_handler_error",
-    "killing_crashed_workers",
     "lambda_invoke_output",
     "lambda_workers",
     "main",
@@ -217,6 +216,7 @@ __all__ = [
     "with_runtime_launchers",
     "with_start_signal",
     "with_task_calls",
+    "with_worker_faults",
     "with_worker_queue",
     "worker_ttl_seconds",
 ]
@@ -279,12 +279,12 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         wait_seconds=WORKER_WAIT_SECONDS,
         released=lambda worker: stop_if_retired(worker, kill),
     )
+    # An update of a function's code (hot reload) lets its in-flight invocations finish.
+    lambda_runtime.kill_workers = draining_leased_workers(kill, lambda_runtime._lock)
     # lambda_svc imported both names from lambda_runtime: patch both namespaces.
     for module in (lambda_runtime, lambda_svc):
         module.acquire_worker = acquire
         module.release_worker = release
-    # An update of a function's code (hot reload) lets its in-flight invocations finish.
-    lambda_runtime.kill_workers = draining_leased_workers(kill, lambda_runtime._lock)
     lambda_runtime._PYTHON_WORKER_SCRIPT = mark_end_of_logs(
         keep_worker_on_handler_error(reporting_python_init_errors(lambda_runtime._PYTHON_WORKER_SCRIPT))
     )
@@ -297,7 +297,7 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         # runtime's worker is drained the engine's way.
         is_marked=lambda w: w._proc is not None and str(w.config.get("Runtime", "")).startswith("python"),
     )
-    worker.invoke = killing_crashed_workers(
+    worker.invoke = with_worker_faults(
         recording_error_reports(
             with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
         )

@@ -13,6 +13,9 @@ name) or a stream mapping (by UUID), and is one of:
 - ``throttle``: refused as Lambda refuses it (``Lambda.TooManyRequestsException``);
 - ``http-response``: an API integration answers ``status`` (the handler does not run);
 - ``crash``: the handler runs, then its worker dies before answering (``Runtime.ExitError``);
+- ``cold-start``: the invocation runs in a new execution environment started from nothing (a
+  process of its own that imports everything and runs the function's init, not a fork of a
+  pre-imported parent): the whole cold start AWS gives a function's first invocation;
 - on a stream mapping: ``duplicate-delivery`` (a delivered batch is delivered again),
   ``delayed-delivery`` (``delayMs`` late), ``poison`` (the record's image is unreadable).
 
@@ -40,6 +43,7 @@ from typing import Any
 from .routes import App, with_json_route
 from .streams import STREAM_DELIVERY
 from .timeouts import signal_handler_start
+from .zygotes import FROM_SCRATCH
 
 KINDS = (
     "error",
@@ -49,6 +53,7 @@ KINDS = (
     "throttle",
     "http-response",
     "crash",
+    "cold-start",
     "duplicate-delivery",
     "delayed-delivery",
     "poison",
@@ -90,6 +95,9 @@ TASK_CALL: contextvars.ContextVar[TaskCall | None] = contextvars.ContextVar("san
 _DECIDING: contextvars.ContextVar[bool] = contextvars.ContextVar("sandbox_fault_deciding", default=False)
 # Set by a crash rule for the worker that serves the invocation: killed once it answered.
 CRASHING: contextvars.ContextVar[bool] = contextvars.ContextVar("sandbox_fault_crashing", default=False)
+COLD_STARTING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sandbox_fault_cold_start", default=False
+)
 
 
 def _positive_int(rule: dict[str, Any], name: str, *, minimum: int = 0) -> int | None:
@@ -510,6 +518,13 @@ def apply_rule(
         return {**again, "log": _joined(first.get("log"), note, again.get("log"))}
     if rule.kind == "timeout":
         return _timing_out(rule, note, execute, func, event)
+    if rule.kind == "cold-start":
+        token = COLD_STARTING.set(True)
+        try:
+            result = execute(func, event)
+        finally:
+            COLD_STARTING.reset(token)
+        return {**result, "log": _joined(note, result.get("log"))}
     if rule.kind == "crash":
         token = CRASHING.set(True)
         try:
@@ -598,20 +613,34 @@ def with_task_calls(execute_task: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def killing_crashed_workers(invoke: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """A worker serving a crash rule's invocation dies once it answered; its next lease starts cold."""
+def _stop_process(worker: Any) -> None:
+    process = getattr(worker, "_proc", None)
+    if process is not None:
+        process.kill()
+        process.wait()
+        worker._proc = None
 
-    def invoke_then_crash(worker: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        result = invoke(worker, *args, **kwargs)
+
+def with_worker_faults(invoke: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The worker side of two rules: a cold start's worker is replaced before it runs the invocation,
+    by one started from nothing; a crash's worker dies once it answered (its next lease starts cold).
+    """
+
+    def invoke_with_faults(worker: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if COLD_STARTING.get():
+            _stop_process(worker)
+            token = FROM_SCRATCH.set(True)
+            try:
+                result = invoke(worker, *args, **kwargs)
+            finally:
+                FROM_SCRATCH.reset(token)
+        else:
+            result = invoke(worker, *args, **kwargs)
         if CRASHING.get():
-            process = getattr(worker, "_proc", None)
-            if process is not None:
-                process.kill()
-                process.wait()
-                worker._proc = None
+            _stop_process(worker)
         return result
 
-    return invoke_then_crash
+    return invoke_with_faults
 
 
 # --------------------------------------------------------------------- the control route

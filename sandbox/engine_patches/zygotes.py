@@ -20,6 +20,7 @@ same, with one line in the engine's log.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -62,6 +63,10 @@ PRELOAD_MODULES = (
 PRELOAD_SERVICES = (
     "dynamodb", "stepfunctions", "events", "sns", "sqs", "s3", "lambda", "ssm", "secretsmanager", "sts",
 )  # fmt: skip
+# Set while a worker must start as a process of its own (a cold-start fault replays the whole cost).
+FROM_SCRATCH: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sandbox_worker_from_scratch", default=False
+)
 _HEADER = struct.Struct("!Q")
 _START_SECONDS = 30.0
 _ANSWER_SECONDS = 10.0
@@ -331,7 +336,7 @@ def forking_subprocess(parents: WorkerParents) -> types.ModuleType:
     real_popen = subprocess.Popen
 
     def popen(args: Any, *more: Any, **kwargs: Any) -> Any:
-        if not more and is_python_worker(args, kwargs):
+        if not more and not FROM_SCRATCH.get() and is_python_worker(args, kwargs):
             forked = parents.fork(args, kwargs.get("cwd"), kwargs.get("env"))
             if forked is not None:
                 return forked

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.faults import FaultBook
 from sandbox.prewarm import engine_workers
 from sandbox.runtimes import RUNTIMES_FOLDER, Runtime, prepare_runtimes
 from sandbox.settings import Settings
@@ -176,6 +177,29 @@ def test_invocations_in_flight_when_the_code_changes_finish_on_the_old_code_and_
     wait_until(
         lambda: not any(_is_alive(pid) for pid in in_flight), timeout=10, what="the old workers to stop"
     )
+
+
+def test_a_cold_start_rule_runs_the_invocation_in_an_environment_started_from_nothing(
+    prepared: dict[str, Runtime], lam: Any, stack: LocalStack
+) -> None:
+    # GIVEN a warm function whose module notes whether boto3 was imported before it
+    name = make_function(lam, PYTHON, "app.lambda_handler", {"app.py": (
+        "import os, sys\nPRELOADED = 'boto3' in sys.modules\nimport boto3\n\n"
+        "def lambda_handler(event, context):\n    return {'pid': os.getpid(), 'preloaded': PRELOADED}\n"
+    )})  # fmt: skip
+    _, warm = invoke(lam, name)
+    assert warm["preloaded"] is True  # forked from the runtime's pre-imported parent
+    # WHEN its next invocation is given a cold start by a fault rule
+    book = FaultBook(stack.engine.endpoint_url)
+    (rule,) = book.add([{"target": {"function": name}, "kind": "cold-start", "attempts": [1, 1]}])
+    try:
+        error, cold = invoke(lam, name)
+    finally:
+        book.clear(rule["id"])
+    # THEN it ran in a new environment that imported everything itself
+    assert error is None and cold["pid"] != warm["pid"] and cold["preloaded"] is False
+    # AND the invocation after it is warm again, on that environment
+    assert invoke(lam, name)[1] == cold
 
 
 def _is_alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox.engine_patches.faults import (
+    COLD_STARTING,
     CRASHING,
     ROUTE,
     TASK_CALL,
@@ -22,13 +23,14 @@ from sandbox.engine_patches.faults import (
     TaskCall,
     apply_rule,
     handle_request,
-    killing_crashed_workers,
     with_fault_route,
     with_faults,
     with_task_calls,
+    with_worker_faults,
 )
 from sandbox.engine_patches.streams import STREAM_DELIVERY, StreamDelivery
 from sandbox.engine_patches.timeouts import HANDLER_STARTED
+from sandbox.engine_patches.zygotes import FROM_SCRATCH
 
 FUNC = {"config": {"FunctionName": "pay-fn", "Timeout": 3}}
 HANDLER_RESULT = {"body": {"ok": True}, "log": "handler log line"}
@@ -771,7 +773,7 @@ class FakeWorker:
 
 def test_a_worker_that_served_a_crash_rule_dies_once_it_answered() -> None:
     worker, other = FakeWorker(), FakeWorker()
-    invoke = killing_crashed_workers(lambda w, *a, **k: {"body": "answer"})
+    invoke = with_worker_faults(lambda w, *a, **k: {"body": "answer"})
     assert invoke(other, "event") == {"body": "answer"}
     token = CRASHING.set(True)
     try:
@@ -780,6 +782,29 @@ def test_a_worker_that_served_a_crash_rule_dies_once_it_answered() -> None:
         CRASHING.reset(token)
     assert worker.process.killed and worker._proc is None
     assert not other.process.killed and other._proc is other.process
+
+
+def test_a_cold_start_rule_replaces_the_worker_before_it_runs_and_starts_the_new_one_from_scratch() -> None:
+    # GIVEN a warm worker, and an invoke that reports whether its spawn may fork
+    worker = FakeWorker()
+    seen: list[tuple[bool, bool]] = []
+
+    def invoke(w: FakeWorker, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen.append((w._proc is None, FROM_SCRATCH.get()))
+        return {"body": "answer"}
+
+    applied = with_worker_faults(invoke)
+    # WHEN an invocation runs under a cold-start rule
+    token = COLD_STARTING.set(True)
+    try:
+        assert applied(worker, "event") == {"body": "answer"}
+    finally:
+        COLD_STARTING.reset(token)
+    # THEN its warm worker was stopped first and the new one is started, not forked
+    assert worker.process.killed and seen == [(True, True)]
+    # AND the next invocation forks again
+    applied(FakeWorker(), "event")
+    assert seen[-1] == (False, False)
 
 
 # ------------------------------------------------------------------------ the control route
