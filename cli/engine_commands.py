@@ -45,6 +45,8 @@ def _start_prewarm(stack: LocalStack, settings: Settings) -> list[str] | None:
     """Ask the engine to warm the stack's functions; the names it warms, None when it cannot."""
     from sandbox.prewarm import request_prewarm, stack_functions
 
+    if stack.engine.engine == "localstack":  # only the sandbox's own engines have the route
+        return None
     functions = stack_functions(stack.client("cloudformation", settings.region), settings.stack_name)
     return request_prewarm(stack.engine.endpoint_url, functions) if functions else None
 
