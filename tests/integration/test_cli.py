@@ -15,6 +15,7 @@ import pytest
 
 from sandbox.engine import find_free_port, is_process_alive
 from sandbox.engine.probes import running_group_members
+from sandbox.prewarm import engine_workers
 from sandbox.settings import Settings
 from sandbox.waiting import wait_until
 from tests.processes import CLI_TIMEOUT, run_sandbox
@@ -60,6 +61,18 @@ def test_up_starts_the_engine_and_deploys(cli: Cli):
     assert summary["stack"]["isChanged"] is True
     assert summary["stack"]["apiUrl"].startswith(summary["engine"]["endpoint"])
     assert summary["seededProducts"] == 5
+    # AND one worker of each of the stack's seven functions starts in the background, before any order
+    assert len(summary["prewarming"]) == 7
+    endpoint = summary["engine"]["endpoint"]
+
+    def warmed() -> dict[str, Any] | None:
+        report = engine_workers(endpoint)
+        return report if report and not report["prewarm"]["pending"] else None
+
+    report = wait_until(warmed, timeout=60, what="the stack's functions to be warmed")
+    assert sorted(report["prewarm"]["warmed"]) == sorted(summary["prewarming"])
+    assert report["prewarm"]["failed"] == {}
+    assert sorted({worker["function"] for worker in report["workers"]}) == sorted(summary["prewarming"])
 
 
 def test_up_again_is_a_no_op_that_says_so(cli: Cli):
