@@ -16,10 +16,11 @@ The sandbox reads the counts at ``GET /_sandbox/calls`` and clears them with ``P
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
+
+from .routes import App, Receive, Send, with_json_route
 
 ROUTE = "/_sandbox/calls"
 OBSERVER_HEADER = b"x-sandbox-observer"
@@ -39,8 +40,6 @@ TARGET_SERVICES = {
 _INTERNAL_PREFIXES = ("/_ministack", "/_sandbox", "/_localstack")
 _FORM = b"application/x-www-form-urlencoded"
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Key = tuple[str, str, str]  # (kind, service or function, operation): kind "call", "observer" or "invoke"
 
 
@@ -182,28 +181,21 @@ def handle_request(counts: CallCounts, method: str, path: str) -> tuple[int, Any
     return 404, {"message": f"no route {method} {path}"}
 
 
-async def _answer(send: Send, status: int, answer: Any) -> None:
-    encoded = json.dumps(answer).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": encoded})
-
-
-def with_call_counts(
-    app: Callable[..., Awaitable[None]], counts: CallCounts = COUNTS
-) -> Callable[..., Awaitable[None]]:
+def with_call_counts(app: App, counts: CallCounts = COUNTS) -> App:
     """The engine's ASGI app, counting each AWS API request and answering the calls route itself."""
+    return with_json_route(
+        counting_calls(app, counts),
+        ROUTE,
+        lambda method, path, _query, _body: handle_request(counts, method, path),
+    )
+
+
+def counting_calls(app: App, counts: CallCounts = COUNTS) -> App:
+    """The engine's ASGI app, counting each AWS API request it answers by service and operation."""
 
     async def app_counting_calls(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             await app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
-        if path == ROUTE or path.startswith(ROUTE + "/"):
-            while (await receive()).get("more_body"):
-                pass
-            status, answer = handle_request(counts, scope.get("method", "GET"), path)
-            await _answer(send, status, answer)
             return
         kind = "observer" if _is_observer(scope) else "call"
         if not _needs_body(scope):
