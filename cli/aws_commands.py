@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cli.options import (
     EndpointOption,
@@ -21,21 +20,12 @@ from cli.options import (
     project_command,
 )
 from cli.output import console, error_console, print_json, print_key_values, styled
-from sandbox import targets
-from sandbox.aws import AwsSession, AwsTarget
-from sandbox.deploy import ChangeSetPlan
-from sandbox.engine import running_engine
 from sandbox.errors import UsageError
-from sandbox.settings import Settings
-from sandbox.stack import remember_outputs
-from sandbox.targets import (
-    AwsAccount,
-    DeployCancelled,
-    LocalTarget,
-    StackOptions,
-    artifact_bucket,
-    aws_account,
-)
+
+# Packaging, deploying and boto3 load in the command that does them, not with the CLI.
+if TYPE_CHECKING:
+    from sandbox import targets
+    from sandbox.deploy import ChangeSetPlan
 
 
 def _progress(is_quiet: bool) -> Any:
@@ -74,6 +64,11 @@ def synth(
     endpoint_url: EndpointOption = None,
 ) -> None:
     """Print the packaged template exactly as it would be deployed (artifacts are not uploaded)."""
+    from sandbox import targets
+    from sandbox.aws import AwsSession, AwsTarget
+    from sandbox.settings import Settings
+    from sandbox.targets import AwsAccount, LocalTarget, StackOptions, artifact_bucket
+
     settings = Settings.load()
     options = StackOptions()
     if target is Target.local:
@@ -140,6 +135,13 @@ def deploy(
     """Package, upload and deploy the template by change set: to the local engine or to AWS."""
     if no_execute_changeset and execute_changeset:
         raise UsageError("--no-execute-changeset and --execute-changeset exclude each other")
+    from sandbox import targets
+    from sandbox.aws import AwsTarget
+    from sandbox.engine import running_engine
+    from sandbox.settings import Settings
+    from sandbox.stack import remember_outputs
+    from sandbox.targets import DeployCancelled, LocalTarget, StackOptions, aws_account
+
     if guided:
         from cli.guided import run_guided  # asks on the terminal; writes samconfig.toml
 
@@ -195,6 +197,8 @@ def deploy(
 
 
 def _print_change_set(plan: ChangeSetPlan) -> None:
+    from rich.table import Table
+
     table = Table("action", "resource", "type", "replacement", title=f"change set for {plan.stack_name}")
     for change in plan.changes:
         table.add_row(change.action, change.logical_id, change.resource_type, change.replacement)
@@ -205,6 +209,8 @@ def _leave_change_set(
     where: targets.Target, plan: ChangeSetPlan | None, target: Target, json_output: bool
 ) -> None:
     """Print the change set left for review, and how to execute it."""
+    from sandbox import targets
+
     if plan is None:
         if json_output:
             print_json({"stack": where.stack_name, "changeSet": None, "changes": []})
@@ -236,6 +242,11 @@ def destroy(
     if target is Target.local:
         raise UsageError("a local stack lives and dies with its engine", hint="run `sandbox down`")
     _require_someone_to_confirm(yes)
+    from sandbox import targets
+    from sandbox.aws import AwsTarget
+    from sandbox.settings import Settings
+    from sandbox.targets import DeployCancelled, aws_account
+
     settings = Settings.load()
     account = aws_account(
         settings,

@@ -10,30 +10,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.kinds import ORDER_FAULT_KINDS as FAULT_KINDS
+from cli.kinds import SAGA_FAULT_KINDS as CHAOS_KINDS
 from cli.options import JsonFlag, StateMachineArgument, project_command
 from cli.output import console, error_console, facts_table, print_each_stage, print_json, styled
-from sandbox.bench import SHOWN_VIOLATIONS, BenchProgress, Progress
-from sandbox.chaos import FAULT_KINDS, ChaosConfig, ChaosReport, parse_fault_kinds, run_chaos
 from sandbox.errors import SandboxError, UsageError
-from sandbox.executions import resolve_state_machine
-from sandbox.saga_chaos import (
-    CHAOS_KINDS,
-    ChaosContext,
-    SagaChaosConfig,
-    SagaChaosReport,
-    load_invariants,
-    new_run_id,
-    plan_saga_chaos,
-    read_inputs,
-    run_saga_chaos,
-)
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.trace.execution_reading import read_definition
+
+# The runners (the bench's, the saga chaos's) and their checks load when a run starts.
+if TYPE_CHECKING:
+    from sandbox.bench import BenchProgress, Progress
+    from sandbox.chaos import ChaosReport
+    from sandbox.saga_chaos import SagaChaosConfig, SagaChaosReport
+    from sandbox.settings import Settings
 
 
 @contextmanager
@@ -78,6 +70,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _print_report(report: ChaosReport) -> None:
+    from sandbox.bench import SHOWN_VIOLATIONS
+
     summary = report.as_dict()
     table = facts_table()
     run = summary["run"]
@@ -195,6 +189,8 @@ def chaos(
 
     Any stack (or the demo with --inputs): N executions of the state machine, a share given one fault on a Lambda task (scoped to that execution), judged by checks that need no code (every execution ended; after each Catch, a path `sandbox saga map` predicts ran; each injected fault shows in the history where it was injected) and by your --invariants. The order demo: orders placed through its API; the checker reads only what the system recorded (the tables, every saga execution and the history of each failed one, the outbox and its on-failure queue): every order terminal, one saga each (replays aside), nothing charged, reserved or shipped twice, every failed saga compensated in reverse order, stock conserved, every outbox record published or dead-lettered, no second order from a repeated POST, every order ended as its faults imply. Exit 1 on any violation, naming the orders, a trace command for each, and the command that plans the same run.
     """
+    from sandbox.settings import Settings
+
     settings = Settings.load()
     if inputs is not None or state_machine is not None or invariants or not settings.is_demo:
         config_any = SagaChaosConfig(
@@ -203,6 +199,9 @@ def chaos(
         )  # fmt: skip
         _chaos_any_saga(settings, state_machine, inputs, invariants or [], config_any, json_output)
         return
+    from sandbox.chaos import ChaosConfig, parse_fault_kinds, run_chaos
+    from sandbox.stack import find_stack
+
     config = ChaosConfig(
         orders, concurrency, seed, parse_fault_kinds(faults), duplicate_requests, wait_seconds
     )
@@ -230,6 +229,18 @@ def _chaos_any_saga(
     config: SagaChaosConfig,
     json_output: bool,
 ) -> None:
+    from sandbox.executions import resolve_state_machine
+    from sandbox.saga_chaos import (
+        ChaosContext,
+        load_invariants,
+        new_run_id,
+        plan_saga_chaos,
+        read_inputs,
+        run_saga_chaos,
+    )
+    from sandbox.stack import find_stack
+    from sandbox.trace.execution_reading import read_definition
+
     config.validate()
     if inputs is None:
         raise UsageError(
@@ -276,6 +287,8 @@ def _saga_progress(total: int, is_quiet: bool) -> Iterator[Callable[[str, int, i
 
 
 def _print_saga_report(report: SagaChaosReport) -> None:
+    from sandbox.bench import SHOWN_VIOLATIONS
+
     summary = report.to_json()
     table = facts_table()
     run = summary["run"]

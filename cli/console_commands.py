@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import webbrowser
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.options import JsonFlag, project_command
 from cli.output import console
-from sandbox.settings import Settings
+
+if TYPE_CHECKING:
+    from sandbox.settings import Settings
 
 DEFAULT_PORT = 8566  # sandbox.console.server.DEFAULT_PORT, without importing the console to say so
 
@@ -45,6 +46,8 @@ def serve_console(
                 f"[green]✓[/green] console on {server.url} [dim](Ctrl-C stops it)[/dim]", highlight=False
             )
         if is_open:
+            import webbrowser
+
             webbrowser.open(server.url)
 
     if alongside is None:
@@ -65,6 +68,8 @@ def ui(
     port: PortOption = DEFAULT_PORT, open_browser: OpenFlag = False, json_output: JsonFlag = False
 ) -> None:
     """Serve the web console: the stack's state machines drawn, their executions and each one's path and trace; on the demo, live orders and the order form with faults."""
+    from sandbox.settings import Settings
+
     serve_console(Settings.load(), port, is_open=open_browser, json_output=json_output)
 
 

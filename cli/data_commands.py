@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from cli.options import JsonFlag, Target, project_command
 from cli.output import console, error_console, print_json, styled
-from sandbox.dlq import list_dead_letters, redrive
-from sandbox.engine import locked_state_dir
 from sandbox.errors import UsageError
-from sandbox.settings import Settings
-from sandbox.stack import find_stack, physical_id, require_demo, reset_stack
 
 
 def dlq(
@@ -28,6 +23,10 @@ def dlq(
     json_output: JsonFlag = False,
 ) -> None:
     """List the outbox records the publisher gave up on (the on-failure queue), or redrive them."""
+    from sandbox.dlq import list_dead_letters, redrive
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack, physical_id, require_demo
+
     settings = Settings.load()
     require_demo(settings, "dlq")
     stack = find_stack(settings)
@@ -55,6 +54,8 @@ def dlq(
     if not letters:
         console.print("the on-failure queue is empty")
         return
+    from rich.table import Table
+
     table = Table("failed at", "orders", "reason", "function error")
     for letter in letters:
         table.add_row(
@@ -73,6 +74,10 @@ def reset(
         raise UsageError(
             "reset wipes data and never runs against AWS", hint="use `sandbox destroy --target aws`"
         )
+    from sandbox.engine import locked_state_dir
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack, require_demo, reset_stack
+
     settings = Settings.load()
     require_demo(settings, "reset")
 

@@ -17,11 +17,6 @@ from cli.options import (
     project_command,
 )
 from cli.output import print_json
-from sandbox.aws import AwsTarget
-from sandbox.deploy import read_outputs
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.targets import LocalTarget, aws_account
 
 
 class Shell(StrEnum):
@@ -59,6 +54,10 @@ def env(
     json_output: JsonFlag = False,
 ) -> None:
     """Print AWS_ENDPOINT_URL, the region, local dummy keys and the stack's names as SANDBOX_* variables."""
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+    from sandbox.targets import LocalTarget, aws_account
+
     settings = Settings.load()
     if target is Target.local:
         stack = find_stack(settings)
@@ -66,6 +65,9 @@ def env(
             stack.outputs
         )
     else:
+        from sandbox.aws import AwsTarget
+        from sandbox.deploy import read_outputs
+
         account = aws_account(settings, AwsTarget.load(settings, stage=stage, region=region, profile=profile,
                                                         endpoint_url=endpoint_url))  # fmt: skip
         variables = account.environment(read_outputs(account.client("cloudformation"), account.stack_name))

@@ -9,14 +9,7 @@ import typer
 
 from cli.options import JsonFlag, StateMachineArgument, project_command
 from cli.output import error_console, print_json
-from cli.trace_commands import print_execution_trace
 from sandbox.errors import UsageError
-from sandbox.executions import read_input, resolve_state_machine, run_execution
-from sandbox.faults import FaultSpec, faults_for_execution, read_plan
-from sandbox.mock_config import apply_mock_config, for_machine, read_mock_config
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.trace import trace_execution
 
 
 def execute(
@@ -63,6 +56,15 @@ def execute(
     """
     if (mock_config is None) != (test_case is None):
         raise UsageError("--mock-config and --test-case go together: the file, and which of its test cases")
+    # Loaded here, not with the CLI: only this command runs executions.
+    from cli.trace_commands import print_execution_trace
+    from sandbox.executions import read_input, resolve_state_machine, run_execution
+    from sandbox.faults import FaultSpec, faults_for_execution, read_plan
+    from sandbox.mock_config import apply_mock_config, for_machine, read_mock_config
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+    from sandbox.trace import trace_execution
+
     execution_input: Any = read_input(input_text) if input_text is not None else None
     specs = [FaultSpec.parse_flag(text) for text in fault or []] + (
         read_plan(faults_plan) if faults_plan else []

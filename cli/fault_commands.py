@@ -6,27 +6,17 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.kinds import RULE_KINDS as KINDS
 from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, print_json
 from sandbox.errors import UsageError
-from sandbox.faults import (
-    KINDS,
-    Attempts,
-    FaultSpec,
-    StackTargets,
-    add_faults,
-    describe_rule,
-    fault_book,
-    read_plan,
-    spec_of_rule,
-)
-from sandbox.fis import export_fis, read_fis, stack_state_functions
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
+
+if TYPE_CHECKING:
+    from sandbox.faults import FaultBook, FaultSpec
 
 faults_app = typer.Typer(
     help="Break any saga on purpose: fault rules at the Lambda invoke boundary (the engine applies "
@@ -46,8 +36,29 @@ def parse_duration(text: str) -> float:
 
 
 def _print_rules(rules: list[dict[str, Any]], verb: str) -> None:
+    from sandbox.faults import describe_rule
+
     for rule in rules:
         console.print(f"[green]✓[/green] {verb} {describe_rule(rule)}", highlight=False, soft_wrap=True)
+
+
+def _add_to_stack(specs: list[FaultSpec]) -> list[dict[str, Any]]:
+    """Add the rules to the running stack's engine (all of them, or none when one is wrong)."""
+    from sandbox.faults import add_faults
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+
+    settings = Settings.load()
+    return add_faults(find_stack(settings), settings.region, settings.stack_name, specs)
+
+
+def _fault_book() -> FaultBook:
+    """The running stack's fault rules and injections, as the engine keeps them."""
+    from sandbox.faults import fault_book
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+
+    return fault_book(find_stack(Settings.load()))
 
 
 def add(
@@ -103,6 +114,8 @@ def add(
     http-response: an API integration answers --status. crash: the worker dies after the handler ran.
     Stream mappings: duplicate-delivery, delayed-delivery, poison (an unreadable record).
     """
+    from sandbox.faults import Attempts, FaultSpec
+
     spec = FaultSpec(
         target=target,
         kind=kind,
@@ -118,8 +131,7 @@ def add(
         status=status,
         run_handler=run_handler,
     )
-    settings = Settings.load()
-    added = add_faults(find_stack(settings), settings.region, settings.stack_name, [spec])
+    added = _add_to_stack([spec])
     if json_output:
         print_json({"rules": added})
         return
@@ -133,9 +145,9 @@ def load(
     json_output: JsonFlag = False,
 ) -> None:
     """Add every rule of a fault plan file (all of them, or none when one is wrong)."""
-    specs = read_plan(plan)
-    settings = Settings.load()
-    added = add_faults(find_stack(settings), settings.region, settings.stack_name, specs)
+    from sandbox.faults import read_plan
+
+    added = _add_to_stack(read_plan(plan))
     if json_output:
         print_json({"rules": added})
         return
@@ -144,7 +156,9 @@ def load(
 
 def list_rules(json_output: JsonFlag = False) -> None:
     """List the fault rules in force, with how often each matched and fired."""
-    rules = fault_book(find_stack(Settings.load())).listed()
+    from sandbox.faults import describe_rule
+
+    rules = _fault_book().listed()
     if json_output:
         print_json({"rules": rules})
         return
@@ -164,7 +178,7 @@ def clear(
     json_output: JsonFlag = False,
 ) -> None:
     """Remove one fault rule, or all of them."""
-    cleared = fault_book(find_stack(Settings.load())).clear(rule_id)
+    cleared = _fault_book().clear(rule_id)
     if json_output:
         print_json({"cleared": cleared})
         return
@@ -176,7 +190,7 @@ def injections(
     json_output: JsonFlag = False,
 ) -> None:
     """List the faults the engine injected (until the rules are cleared)."""
-    made = fault_book(find_stack(Settings.load())).injections(execution)
+    made = _fault_book().injections(execution)
     if json_output:
         print_json({"injections": made})
         return
@@ -202,14 +216,15 @@ def import_template(
     json_output: JsonFlag = False,
 ) -> None:
     """Run the aws:lambda:* actions of an AWS FIS experiment template on the local engine, as fault rules."""
+    from sandbox.fis import read_fis
+
     imported = read_fis(fis_template)
     if not imported.specs:
         raise UsageError(
             f"{fis_template} holds no Lambda action the sandbox can run",
             hint="; ".join(imported.skipped) or "FIS's Lambda actions: aws:lambda:invocation-*",
         )
-    settings = Settings.load()
-    added = add_faults(find_stack(settings), settings.region, settings.stack_name, imported.specs)
+    added = _add_to_stack(imported.specs)
     if json_output:
         print_json({"rules": added, "skipped": imported.skipped, "notes": imported.notes})
         return
@@ -243,6 +258,11 @@ def export(
     """
     if not fis:
         raise UsageError("say which format: `sandbox faults export --fis` (AWS FIS is the one there is)")
+    from sandbox.faults import StackTargets, fault_book, read_plan, spec_of_rule
+    from sandbox.fis import export_fis, stack_state_functions
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+
     settings = Settings.load()
     stack = find_stack(settings)
     specs = read_plan(plan) if plan else [spec_of_rule(rule) for rule in fault_book(stack).listed()]

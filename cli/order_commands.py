@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from cli import trace_commands
 from cli.options import (
     EndpointOption,
     JsonFlag,
@@ -20,14 +18,15 @@ from cli.options import (
     complete_step,
     project_command,
 )
-from cli.order_options import parse_faults, parse_item
-from cli.output import console, format_step, print_json, styled
-from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
+from cli.output import console, escape, format_step, print_json, styled, trace_command
 from sandbox.errors import SandboxError, UsageError
-from sandbox.orders import OrdersClient
-from sandbox.runs import DEFAULT_ITEMS, OrderEvent, OrderRequest, OrderRun, StepFinished, run_order
-from sandbox.settings import Settings
-from sandbox.stack import LocalStack, find_stack, require_demo
+
+# What an order runs (the stack, the order API, the saga's follower; boto3 only for the AWS
+# target) loads in the command: `sandbox --help` and the other commands never pay for it.
+if TYPE_CHECKING:
+    from sandbox.orders import OrdersClient
+    from sandbox.runs import OrderEvent, OrderRun
+    from sandbox.stack import LocalStack
 
 
 def orders_client(
@@ -41,10 +40,17 @@ def orders_client(
     command: str = "order",
 ) -> OrdersClient:
     """The order API of the local stack, or of the AWS stack (requests signed when required)."""
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack, require_demo
+
     settings = Settings.load()
     require_demo(settings, command)
     if target is Target.local:
+        from sandbox.orders import OrdersClient
+
         return OrdersClient((local or find_stack(settings)).api_url)
+    from sandbox.aws import AwsSession, AwsTarget, aws_orders_client
+
     aws = AwsTarget.load(settings, stage=stage, region=region, profile=profile, endpoint_url=endpoint_url)
     return aws_orders_client(AwsSession(aws))
 
@@ -111,6 +117,11 @@ def order(
     json_output: JsonFlag = False,
 ) -> None:
     """Place an order through the HTTP API and follow its saga live; faults combine."""
+    from cli.order_options import parse_faults, parse_item
+    from sandbox.runs import DEFAULT_ITEMS, OrderRequest, run_order
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack, require_demo
+
     request = OrderRequest(
         customer_id=customer,
         items=tuple(parse_item(text) for text in item) if item else DEFAULT_ITEMS,
@@ -135,7 +146,7 @@ def order(
     )  # fmt: skip
     document = run.to_json()
     if target is Target.local and run.final is not None:
-        document["traceCommand"] = trace_commands.trace_command(run.order_id)
+        document["traceCommand"] = trace_command(run.order_id)
     if json_output:
         print_json(document)
         if not run.is_as_expected:
@@ -143,7 +154,7 @@ def order(
         return
     _print_order_run(run)
     if target is Target.local:  # traces read the local engine
-        console.print(f"[dim]trace: {trace_commands.trace_command(run.order_id)}[/dim]", highlight=False)
+        console.print(f"[dim]trace: {trace_command(run.order_id)}[/dim]", highlight=False)
     if not run.is_as_expected:
         raise SandboxError(
             f"order {run.order_id} ended {run.status} (expected {request.expected_status})",
@@ -155,6 +166,8 @@ REPLAYED = "replayed: the first response for this key (nothing new was placed)"
 
 
 def _print_order_event(event: OrderEvent) -> None:
+    from sandbox.runs import StepFinished
+
     if isinstance(event, StepFinished):
         console.print(format_step(event.step), highlight=False, soft_wrap=True)
     elif event.is_poisoned:

@@ -1,4 +1,8 @@
-"""Output for people (rich) and scripts (--json), and the CLI's one error boundary."""
+"""Output for people (rich) and scripts (--json), and the CLI's one error boundary.
+
+rich loads on the first line printed for people: a command that prints JSON, and `--help` until
+Typer draws it, never pay for it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,12 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, cast
 
 from sandbox.errors import SandboxError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 # Without a terminal nothing is wrapped or cut: a line is as long as what it says.
@@ -28,14 +30,37 @@ def make_console(*, stderr: bool = False) -> Console:
     text is printed whole (soft wrap) and tables get the width their cells need, unless
     ``COLUMNS`` asks for a width.
     """
+    from rich.console import Console
+
     chosen = Console(stderr=stderr)
     if chosen.is_terminal:
         return chosen
     return Console(stderr=stderr, soft_wrap=True, width=None if "COLUMNS" in os.environ else PLAIN_WIDTH)
 
 
-console = make_console()
-error_console = make_console(stderr=True)
+class _FirstUse:
+    """Stands for a console until it is used, then hands everything to the one made then."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            self._console = make_console(stderr=self._stderr)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _FirstUse(stderr=False))
+error_console = cast("Console", _FirstUse(stderr=True))
+
+
+def escape(text: str) -> str:
+    """``text`` with rich's markup escaped, so it prints as it is."""
+    from rich.markup import escape as escape_markup
+
+    return escape_markup(text)
+
 
 STATUS_STYLES = {
     "SUCCEEDED": "green",
@@ -66,6 +91,11 @@ def report_error(error: SandboxError) -> None:
         error_console.print(f"[dim]hint:[/dim] {escape(error.hint)}", highlight=False, soft_wrap=True)
     if error.details:
         error_console.print(error.details, style="dim", highlight=False, markup=False)
+
+
+def trace_command(order_id: str) -> str:
+    """The command that prints an order's trace."""
+    return f"sandbox trace {order_id}"
 
 
 def format_step(step: dict[str, Any]) -> str:

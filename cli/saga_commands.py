@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from cli.options import JsonFlag, StateMachineArgument, project_command
-from cli.output import console, print_json
+from cli.output import console, escape, print_json
 from sandbox.errors import UsageError
-from sandbox.executions import resolve_state_machine
-from sandbox.saga_map import (
-    CatchRoute,
-    DefinitionError,
-    FailurePath,
-    RetryRule,
-    SagaMap,
-    StepFailure,
-    build_saga_map,
-    load_definition,
-)
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.trace.execution_reading import read_definition
+
+# The map's reader and rich's tables load in the command that draws them.
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from sandbox.executions import StateMachineRef
+    from sandbox.saga_map import CatchRoute, FailurePath, RetryRule, SagaMap, StepFailure
+    from sandbox.settings import Settings
+    from sandbox.stack import LocalStack
 
 SHOWN_ERRORS = 2  # a Retry's first error names; the rest are counted
 FINDING_STYLES = {
@@ -53,6 +46,8 @@ def map_saga(
 
     For each Task: its Retry rules, its Catch routes, every path of states a Catch leads to (each branch of a Choice), how it ends, and which earlier steps it undoes. Findings: uncompensated (an earlier effect left in place on a failure path), compensates-unrun (a compensation of a step that has not run there), swallowed (a Catch that ends in success), no-catch (a step after others with no Catch for some error). A compensation is paired with its step by the same function with another action, else by its name (CancelHotel undoes BookHotel).
     """
+    from sandbox.saga_map import DefinitionError, build_saga_map, load_definition
+
     if definition is not None:
         if state_machine is not None:
             raise UsageError(
@@ -68,6 +63,8 @@ def map_saga(
         }
         label = str(definition)
     else:
+        from sandbox.settings import Settings
+
         settings = Settings.load()
         stack = find_stack(settings)
         machine = resolve_state_machine(stack, settings.region, settings.stack_name, state_machine)
@@ -85,6 +82,28 @@ def map_saga(
         print_json({"stateMachine": about, **saga.to_json()})
     else:
         print_saga_map(label, saga)
+
+
+# The deployed machine, read through these module names (tests replace them); each loads its
+# reader on first use, so registering the command loads none.
+def find_stack(settings: Settings) -> LocalStack:
+    from sandbox.stack import find_stack as find
+
+    return find(settings)
+
+
+def resolve_state_machine(
+    stack: LocalStack, region: str, stack_name: str, wanted: str | None
+) -> StateMachineRef:
+    from sandbox.executions import resolve_state_machine as resolve
+
+    return resolve(stack, region, stack_name, wanted)
+
+
+def read_definition(sfn: Any, arn: str) -> dict[str, Any] | None:
+    from sandbox.trace.execution_reading import read_definition as read
+
+    return read(sfn, arn)
 
 
 def _errors(errors: tuple[str, ...]) -> str:
@@ -147,6 +166,8 @@ def _step_rows(step: StepFailure) -> list[list[str]]:
 
 def saga_map_table(saga: SagaMap) -> Table:
     """Every Task with its retries and the paths its failure takes."""
+    from rich.table import Table
+
     table = Table("step", "retries", "on failure → then runs", "ends", "undoes")
     for step in saga.steps:
         name = (

@@ -10,32 +10,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from cli.options import JsonFlag, complete_order_id, project_command
-from cli.output import STATUS_STYLES, console, error_console, print_json
+from cli.output import STATUS_STYLES, console, error_console, escape, print_json, trace_command
 from sandbox.errors import UsageError
-from sandbox.executions import ExecutionNotFoundError, find_execution, is_execution_arn
-from sandbox.function_logs import FOLLOW_INTERVAL, FunctionLogs, follow
-from sandbox.logs import PLATFORM, LogLine, from_millis, parse_since
-from sandbox.orders import OrdersClient
-from sandbox.settings import Settings
-from sandbox.stack import LocalStack, find_stack
-from sandbox.trace import (
-    ExecutionTrace,
-    StateVisit,
-    Trace,
-    TraceEntry,
-    render_mermaid,
-    trace_execution,
-    trace_order,
-)
-from sandbox.trace.execution import attempt_words, cause_message, tries_text
-from sandbox.trace.model import millis_between
-from sandbox.trace.reading import read_order_items
+
+# The trace and log readers (and boto3 under them) load in the commands that print them.
+if TYPE_CHECKING:
+    from sandbox.logs import LogLine
+    from sandbox.settings import Settings
+    from sandbox.stack import LocalStack
+    from sandbox.trace import ExecutionTrace, StateVisit, Trace, TraceEntry
 
 MAX_LOG_LINES = 20  # a task attempt's log lines shown in a trace; `sandbox logs` shows them all
 
@@ -45,7 +33,7 @@ LEVEL_STYLES = {
     "WARNING": "yellow",
     "ERROR": "red",
     "CRITICAL": "bold red",
-    PLATFORM: "dim",
+    "PLATFORM": "dim",  # sandbox.logs.PLATFORM: the runtime's START / END / REPORT lines
 }
 ENTRY_STYLES = {
     **STATUS_STYLES,
@@ -73,11 +61,6 @@ MARKERS = {
     "status": "■",
     "notification": "✉",
 }
-
-
-def trace_command(order_id: str) -> str:
-    """The command that prints an order's trace."""
-    return f"sandbox trace {order_id}"
 
 
 def _clock(moment: datetime) -> str:
@@ -117,11 +100,16 @@ def print_trace(trace: Trace) -> None:
 
 
 def _failure(error: str | None, cause: object) -> str:
+    from sandbox.trace.execution import cause_message
+
     message = cause_message(cause)
     return f"{error or 'failed'}: {message}" if message else str(error or "failed")
 
 
 def _state_line(state: StateVisit, started: datetime) -> str:
+    from sandbox.trace.execution import tries_text
+    from sandbox.trace.model import millis_between
+
     offset = millis_between(started, state.entered_at)
     marker = "↩" if state.is_compensation else ("✗" if state.status == "FAILED" else "→")
     name = f"{'  ' * state.depth}{marker} {state.name}"
@@ -137,6 +125,9 @@ def _state_line(state: StateVisit, started: datetime) -> str:
 
 def print_execution_trace(trace: ExecutionTrace) -> None:
     """An execution's trace for people: a line per state, its attempts, Catch routes and log lines."""
+    from sandbox.logs import PLATFORM
+    from sandbox.trace.execution import attempt_words
+
     took = f" over {trace.duration_ms / 1000:.2f}s" if trace.duration_ms is not None else ""
     console.print(
         f"execution [bold]{escape(trace.name)}[/bold] of [bold]{escape(trace.state_machine)}[/bold]{took}",
@@ -192,6 +183,9 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
 
 def _is_order(stack: LocalStack, settings: Settings, ref: str) -> bool:
     """Whether ``ref`` is an order of the demo's stack (its ORDER# item exists)."""
+    from sandbox.executions import is_execution_arn
+    from sandbox.trace.reading import read_order_items
+
     if not stack.is_demo or is_execution_arn(ref):
         return False
     order, _ = read_order_items(
@@ -232,6 +226,12 @@ def trace(
 
     On the demo's stack an order id (an order with an ORDER# item) is traced as the order: request, outbox, stream, events, saga, compensations, notifications. Anything else is looked up as an execution.
     """
+    from sandbox.executions import ExecutionNotFoundError, find_execution, is_execution_arn
+    from sandbox.orders import OrdersClient
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+    from sandbox.trace import render_mermaid, trace_execution, trace_order
+
     settings = Settings.load()
     stack = find_stack(settings)
     is_demo = stack.is_demo
@@ -331,6 +331,12 @@ def logs(
     ] = False,
 ) -> None:
     """The stack's function logs from the engine, colored by level; one function, or the requests naming an order."""
+    from sandbox.function_logs import FunctionLogs
+    from sandbox.logs import from_millis, parse_since
+    from sandbox.orders import OrdersClient
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+
     window = parse_since(since) if since else None
     with remembered_ctrl_c() as ctrl_c:
         settings = Settings.load()
@@ -417,13 +423,16 @@ def follow_lines(
     emit: Callable[[LogLine], None],
     ctrl_c: CtrlC,
     *,
-    interval: float = FOLLOW_INTERVAL,
+    interval: float | None = None,
 ) -> None:
-    """Follow until Ctrl-C.
+    """Follow until Ctrl-C, polling every ``interval`` seconds (default: FOLLOW_INTERVAL).
 
     The KeyboardInterrupt ends a poll or the pause at once; if a finalizer swallowed it, the
     remembered press ends the loop after the poll it landed in.
     """
+    from sandbox.function_logs import FOLLOW_INTERVAL, follow
+
+    interval = FOLLOW_INTERVAL if interval is None else interval
     with suppress(KeyboardInterrupt):
         follow(poll, emit, lambda: ctrl_c.is_pressed, interval=interval)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from typer import Typer
 
 from cli.options import project_command
 from cli.output import console, error_console
-from sandbox.packaging import load_template
-from sandbox.reload import Update, watch_and_reload
-from sandbox.settings import Settings
-from sandbox.stack import find_stack
-from sandbox.targets import local_build_options
+
+# The file watcher and the build load when a watch starts, not with the CLI.
+if TYPE_CHECKING:
+    from sandbox.reload import Update
 
 
 def _print_update(update: Update) -> None:
@@ -28,6 +28,12 @@ def _print_error(error: Exception) -> None:
 
 def run_watch() -> None:
     """Watch until Ctrl-C."""
+    from sandbox.packaging import load_template
+    from sandbox.reload import watch_and_reload
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack
+    from sandbox.targets import local_build_options
+
     settings = Settings.load()
     stack = find_stack(settings)
     # Rebuilt as `up` built them: for the interpreter and machine that run each function.

@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConfigParseError, Pr
 from sandbox.catalog import seed_inventory
 from sandbox.deploy import DEFAULT_POLL_SECONDS, ensure_artifact_bucket, make_uploader, read_outputs
 from sandbox.errors import AwsCredentialsError, UsageError
-from sandbox.orders import OrdersClient, Signer
+from sandbox.orders import API_STAGE as API_STAGE  # where sandbox.targets reads the API's stage
+from sandbox.orders import OrdersClient, Signer, local_api_url
 from sandbox.packaging import load_template, package_template
 from sandbox.settings import Settings, command_flags
 
@@ -252,14 +253,10 @@ def prepare_artifacts(
     return bucket, make_uploader(s3, bucket)
 
 
-# The REST API's stage (template.yaml, OrdersApiStage): the first segment of every API path.
-API_STAGE = "api"
-
-
 def api_url(target: AwsTarget, outputs: dict[str, str]) -> str:
     """The deployed REST API's base URL, its stage included (an offline endpoint serves it by path)."""
     if target.endpoint_url:
-        return f"{target.endpoint_url.rstrip('/')}/_aws/execute-api/{outputs['ApiId']}/{API_STAGE}"
+        return local_api_url(target.endpoint_url, outputs["ApiId"])
     return outputs["ApiUrl"]
 
 

@@ -21,6 +21,13 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 UNKNOWN_PRODUCT = "unknown productId"
 # Signs a request: (method, url, body, headers) -> headers with the signature added.
 Signer = Callable[[str, str, bytes | None, dict[str, str]], dict[str, str]]
+# The REST API's stage (template.yaml, OrdersApiStage): the first segment of every API path.
+API_STAGE = "api"
+
+
+def local_api_url(endpoint_url: str, api_id: str) -> str:
+    """Where a local engine (or an AWS-compatible endpoint) serves a REST API: its stage, by path."""
+    return f"{endpoint_url.rstrip('/')}/_aws/execute-api/{api_id}/{API_STAGE}"
 
 
 @dataclass(frozen=True)

@@ -7,32 +7,25 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandbox.catalog import seed_inventory
 from sandbox.clients import make_client
-from sandbox.deploy import DeployResult, read_outputs
-from sandbox.engine import EngineState, running_engine, start_engine
 from sandbox.errors import DeployError, UsageError
-from sandbox.packaging import load_template
+from sandbox.orders import local_api_url
 from sandbox.settings import Settings
-from sandbox.targets import (
-    Deployment,
-    LocalTarget,
-    PackagedStack,
-    deploy,
-    local_api_url,
-    package_artifacts,
-    project_parameters,
-)
 
+# Deploying (packaging, the targets, the engine's start) loads in the functions that deploy:
+# `sandbox order` and the other commands that only find the stack never pay for it.
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
+
+    from sandbox.deploy import DeployResult
+    from sandbox.engine import EngineState
+    from sandbox.targets import Deployment, PackagedStack
 
 Progress = Callable[[str], None]
 # The outputs only the bundled demo's stack has: the order commands, list, form and dead letters apply there.
@@ -104,6 +97,8 @@ def deploy_local(
     packaged: PackagedStack | None = None,
 ) -> Deployment:
     """Deploy the stack's template onto a running local engine (any endpoint) and seed the inventory."""
+    from sandbox.targets import LocalTarget, deploy
+
     target = LocalTarget(
         settings, engine.endpoint_url, engine.engine, parameter_values=parameters, prepackaged=packaged,
         on_deployed=lambda outputs: remember_outputs(settings, engine, outputs),
@@ -113,6 +108,8 @@ def deploy_local(
 
 def engine_environment_for_tools(settings: Settings, engine: EngineState) -> dict[str, str]:
     """What a command run against the engine needs: its endpoint, region and dummy credentials."""
+    from sandbox.targets import LocalTarget
+
     return LocalTarget(settings, engine.endpoint_url, engine.engine).environment({})
 
 
@@ -141,6 +138,12 @@ def bring_up(
     ``notify`` hears one line for each repair of the state folder (see sandbox.engine) and each
     note of the build; ``before_deploy`` gets the engine's environment once it answers.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox.engine import start_engine
+    from sandbox.packaging import load_template
+    from sandbox.targets import package_artifacts, project_parameters
+
     timings: dict[str, int] = {}
     started = time.perf_counter()
     source = load_template(settings.template_path)
@@ -186,6 +189,20 @@ def _remembered_outputs(settings: Settings, engine: EngineState) -> dict[str, st
         return None
     is_same_run = isinstance(remembered, dict) and remembered.get("engine") == asdict(engine)
     return dict(remembered["outputs"]) if is_same_run else None
+
+
+def running_engine(settings: Settings) -> EngineState:
+    """The engine `sandbox up` started, checked alive and healthy (sandbox.engine loads on first use)."""
+    from sandbox.engine import running_engine as running
+
+    return running(settings)
+
+
+def read_outputs(cfn: CloudFormationClient, stack_name: str) -> dict[str, str]:
+    """The deployed stack's outputs, from CloudFormation (sandbox.deploy loads on first use)."""
+    from sandbox.deploy import read_outputs as read
+
+    return read(cfn, stack_name)
 
 
 def find_stack(settings: Settings) -> LocalStack:
@@ -234,6 +251,8 @@ def _delete_all_items(dynamodb: DynamoDBClient, table: str) -> int:
 
 def reset_stack(stack: LocalStack, region: str) -> dict[str, Any]:
     """Empty the demo's tables and queues and reseed its inventory, without redeploying."""
+    from sandbox.catalog import seed_inventory
+
     dynamodb: DynamoDBClient = stack.client("dynamodb", region)
     sqs: SQSClient = stack.client("sqs", region)
     deleted = {
