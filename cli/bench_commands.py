@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, facts_table, print_each_stage, print_json, styled
-from sandbox.bench import SHOWN_VIOLATIONS, BenchConfig, BenchProgress, BenchReport, Check, run_bench
 from sandbox.errors import SandboxError
-from sandbox.settings import Settings
-from sandbox.stack import find_stack, require_demo
+
+if TYPE_CHECKING:
+    from sandbox.bench import BenchProgress, BenchReport, Check
 
 
 class Mix(StrEnum):
@@ -50,12 +50,16 @@ def _subjects(check: Check) -> str:
     """What a check found, when it lists it: " (2: id1, id2)"."""
     if not check.subjects:
         return ""
+    from sandbox.bench import SHOWN_VIOLATIONS
+
     shown = ", ".join(check.subjects[:SHOWN_VIOLATIONS])
     more = ", …" if len(check.subjects) > SHOWN_VIOLATIONS else ""
     return f" [dim]({len(check.subjects)}: {shown}{more})[/dim]"
 
 
 def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
+    from sandbox.bench import SHOWN_VIOLATIONS
+
     table = facts_table()
     run = summary["run"]
     rate = f", {run['rate']:g}/s" if run["rate"] else ""
@@ -168,6 +172,10 @@ def bench(
 
     Terminal statuses are read from the orders table, never through the API (which would load the engine being measured). Exit 0 when the tables show a consistent end state and no order ended other than planned.
     """
+    from sandbox.bench import BenchConfig, run_bench
+    from sandbox.settings import Settings
+    from sandbox.stack import find_stack, require_demo
+
     config = BenchConfig(orders, concurrency, rate, mix.value, seed, wait_seconds)
     config.validate()
     settings = Settings.load()

@@ -13,8 +13,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from sandbox.engine_patches import PINNED_ENGINE_VERSION
-
 MINISTACK_REPOSITORY = "saga-sandbox-ministack"
 MINISTACK_DOCKERFILE = Path("docker/ministack/Dockerfile")
 HANDLER_REQUIREMENTS = Path("services/requirements.txt")
@@ -51,6 +49,8 @@ def ministack_image(project_dir: Path) -> str:
     override = os.environ.get("SANDBOX_MINISTACK_IMAGE")
     if override:
         return override
+    from sandbox.engine_patches import PINNED_ENGINE_VERSION  # the patches load only to name the image
+
     return f"{MINISTACK_REPOSITORY}:{PINNED_ENGINE_VERSION}-{ministack_image_hash(project_dir)}"
 
 

@@ -10,15 +10,17 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandbox.demo_faults import OrderFaults, order_id_for_key, require_local_faults
-from sandbox.dlq import DeadLetter, list_dead_letters
 from sandbox.errors import UsageError
-from sandbox.orders import OrdersClient
-from sandbox.saga import replay_saga
-from sandbox.stack import LocalStack
 from sandbox.waiting import wait_until
+
+# Faults, dead letters and replays load for the orders that use them: a plain order never does.
+if TYPE_CHECKING:
+    from sandbox.demo_faults import OrderFaults
+    from sandbox.dlq import DeadLetter
+    from sandbox.orders import OrdersClient
+    from sandbox.stack import LocalStack
 
 DEFAULT_ITEMS = ({"productId": "espresso-beans", "quantity": 1}, {"productId": "mug", "quantity": 2})
 STEP_KEYS = ("name", "status", "attempts", "durationMs", "isCompensation", "errors")
@@ -144,8 +146,11 @@ def run_order(
     if replay and local is None:
         raise UsageError("replays work on the local stack only")
     rules: list[str] = []
-    faults = OrderFaults(*require_local_faults(local)) if request.faults else None
-    if faults is not None:
+    faults: OrderFaults | None = None
+    if request.faults:
+        from sandbox.demo_faults import OrderFaults, order_id_for_key, require_local_faults
+
+        faults = OrderFaults(*require_local_faults(local))
         request = replace(request, idempotency_key=request.idempotency_key or uuid.uuid4().hex)
         rules = faults.add([(order_id_for_key(str(request.idempotency_key)), request.faults)])
     try:
@@ -194,12 +199,16 @@ def _run(
     run.final = client.follow_order(run.order_id, timeout=wait_seconds, on_change=report_steps)
     run.elapsed_ms = int((time.perf_counter() - started) * 1000)
     if replay and local is not None:
+        from sandbox.saga import replay_saga
+
         run.replay = replay_saga(*local, run.order_id, timeout=wait_seconds)
     return run
 
 
 def wait_for_dead_letter(stack: LocalStack, region: str, order_id: str, wait_seconds: float) -> DeadLetter:
     """Wait until the poisoned outbox record of an order lands in the on-failure queue."""
+    from sandbox.dlq import list_dead_letters
+
     return wait_until(
         lambda: next((d for d in list_dead_letters(stack, region) if order_id in d.order_ids), None),
         timeout=wait_seconds,

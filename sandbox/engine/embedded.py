@@ -17,9 +17,7 @@ from typing import Any
 
 from sandbox.engine import probes
 from sandbox.engine.state import LOG_FILE, EngineState, remove_engine_state, write_engine_state
-from sandbox.engine_patches import RUNTIMES_ENV, SERVER_ENV, WORKERS_ENV
 from sandbox.errors import EngineError, EngineNotRunningError, WaitTimeoutError
-from sandbox.runtimes import RUNTIMES_FOLDER
 from sandbox.settings import Settings
 from sandbox.waiting import wait_until
 
@@ -44,6 +42,8 @@ def engine_environment(
     ``runtimes_dir`` holds the Lambda runtimes' launchers (sandbox.runtimes), which start each
     worker seeing what it would see on AWS.
     """
+    from sandbox.engine_patches import RUNTIMES_ENV, SERVER_ENV, WORKERS_ENV
+
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SANDBOX_"))}
     if lambda_workers is not None:
         env[WORKERS_ENV] = str(lambda_workers)
@@ -92,6 +92,8 @@ class EmbeddedEngine:
         shutil.rmtree(self.temp_dir, ignore_errors=True)  # what an engine that died left
         self.temp_dir.mkdir(parents=True)
         with open(log_path, "w") as log:
+            from sandbox.runtimes import RUNTIMES_FOLDER
+
             process = subprocess.Popen(
                 [sys.executable, "-m", ENGINE_MODULE],
                 stdout=log,

@@ -61,7 +61,7 @@ HEAVY = (
 # cli.bench_commands imports the bench's runner at its top (and with it the stack, the engine's
 # patches, the trace and fault readers, botocore); once it loads them in the command, it joins
 # the modules checked below and `sandbox --help` is held to all of HEAVY.
-NOT_YET_LAZY = {"cli.bench_commands"}
+NOT_YET_LAZY: set[str] = set()
 # Loaded by a command when it runs, not to start: `deploy --guided`'s questions, `order`'s flags.
 LOADED_BY_THEIR_COMMAND = {"cli.guided", "cli.order_options"}
 # What `sandbox --help` may never load, whatever the command modules do: Typer's pydantic

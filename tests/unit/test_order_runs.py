@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import runs
+from sandbox import demo_faults
 from sandbox.demo_faults import order_id_for_key
 from sandbox.errors import UsageError
 from sandbox.orders import ApiResponse
@@ -48,7 +48,7 @@ def log(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         def clear(self, rule_ids: list[str]) -> None:
             events.append(("cleared", rule_ids))
 
-    monkeypatch.setattr(runs, "OrderFaults", FakeOrderFaults)
+    monkeypatch.setattr(demo_faults, "OrderFaults", FakeOrderFaults)
     return events
 
 
