@@ -31,12 +31,21 @@ up: install ## Start the engine and deploy the stack
 down: install ## Stop the engine
 	$(BIN)/sandbox down
 
+# The tests spend much of their time waiting on the engine (a Task's timeout, a Retry's interval),
+# so they run on three pytest-xdist workers even on two cores, each with its own engine: a module
+# (or the browser or container folder) whole on one worker, the engine's tests first
+# (tests/conftest.py). The example project's two long fault tests start at once on its two workers.
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 3
+EXAMPLE_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(1)),,-n $(1) $(2))
+
 test: install ## Run every test (unit, integration, the example project; container tests run where Docker does)
-	$(BIN)/pytest
-	cd examples/trip-booking && $(abspath $(BIN))/pytest
+	$(BIN)/pytest $(call XDIST,$(TEST_WORKERS),--dist loadscope --no-loadscope-reorder)
+	cd examples/trip-booking && $(abspath $(BIN))/pytest $(call XDIST,$(EXAMPLE_WORKERS),--dist load --maxschedchunk 1)
 
 test-example: install ## The example project's tests only (examples/trip-booking, its own engine)
-	cd examples/trip-booking && $(abspath $(BIN))/pytest
+	cd examples/trip-booking && $(abspath $(BIN))/pytest $(call XDIST,$(EXAMPLE_WORKERS),--dist load --maxschedchunk 1)
 
 test-unit: install ## Unit tests only (no network)
 	$(BIN)/pytest tests/unit

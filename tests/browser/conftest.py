@@ -308,9 +308,21 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _outcomes.setdefault(report.nodeid, "passed")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the figures its tests measured to the controller, which prints the line."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["browser_figures"] = dict(figures)
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: called on the controller as each worker ends
+def pytest_testnodedown(node: Any, error: object) -> None:
+    figures.update(getattr(node, "workeroutput", {}).get("browser_figures", {}))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if "duration_s" not in _summary:
-        return
+    if "duration_s" not in _summary or hasattr(terminalreporter.config, "workerinput"):
+        return  # an xdist worker counts nothing for the line: the controller gets every report
     outcomes = list(_outcomes.values())
     counts = ", ".join(f"{outcomes.count(key)} {key}" for key in ("passed", "failed", "skipped"))
     measured = "; ".join(f"{key} {value}" for key, value in figures.items() if key != "browser")

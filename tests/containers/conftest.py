@@ -244,9 +244,24 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _outcomes.setdefault(report.nodeid, "passed")
 
 
+# What a worker's fixtures measured, handed to the controller of an xdist run (it prints the line).
+ENGINE_TIMINGS = ("engine_start_s", "deploy_s")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["container_timings"] = {key: _summary[key] for key in ENGINE_TIMINGS if key in _summary}
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: called on the controller as each worker ends
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _summary.update(getattr(node, "workeroutput", {}).get("container_timings", {}))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if "duration_s" not in _summary:
-        return
+    if "duration_s" not in _summary or hasattr(terminalreporter.config, "workerinput"):
+        return  # an xdist worker counts nothing for the line: the controller gets every report
     outcomes = list(_outcomes.values())
     counts = ", ".join(f"{outcomes.count(key)} {key}" for key in ("passed", "failed", "skipped"))
     timings = f"{_summary['duration_s']:.1f}s in all"

@@ -61,6 +61,44 @@ def run_case(sandbox_stack, step: str, kind: str, attempts: str) -> Any:
     return trip, sandbox_stack.execute(sandbox_stack.outputs["BookingSagaArn"], trip, faults=[fault])
 
 
+# The longest tests come first and apart, so that `make test` (two workers, tests handed out in
+# file order) starts them at once: the chaos run, then the every-kind run after the quick one.
+def test_a_chaos_run_of_three_hundred_trips_keeps_every_invariant(sandbox_stack):
+    # GIVEN 300 trips of every kind, most of them given a random fault on a Lambda task
+    config = SagaChaosConfig(executions=300, concurrency=8, seed=22)
+    # WHEN they run under chaos
+    report = sandbox_stack.chaos(
+        "BookingSaga", inputs=trip_chaos.trips, invariants=trip_chaos.INVARIANTS, config=config
+    )
+    # THEN every check held: each ended, each Catch took a predicted path, each fault shows, and the
+    # trip's own invariants
+    broken = {check.name: check.violations[:5] for check in report.checks if not check.is_held}
+    assert report.is_held, broken
+    assert sum(report.injected_by_kind().values()) > 100
+    assert set(report.injected_by_kind()) == {"error", "error-after", "throttle", "delay", "timeout"}
+
+
+def test_an_answer_lost_after_the_card_was_charged_is_refunded(sandbox_stack, sandbox_faults):
+    # GIVEN a rule for this test: the card function's answer is lost after it charged the card
+    trip = new_trip()
+    sandbox_faults.add("ChargeCardFunction", "error-after", execution=trip["tripId"], error="Lambda.Unknown")
+    # WHEN the trip is booked
+    execution = sandbox_stack.execute(sandbox_stack.outputs["BookingSagaArn"], trip, name=trip["tripId"])
+    # THEN the charge landed, the saga could not know, and it refunded it before releasing the rest
+    assert_failed(execution, "Lambda.Unknown")
+    assert_states(
+        execution,
+        ["ReserveFlight", "ReserveHotel", "ChargeCard", "RefundCard", "CancelHotel", "CancelFlight",
+         "NotifyTripFailed", "TripFailed"],
+    )  # fmt: skip
+    charge = sandbox_stack.client("dynamodb").get_item(
+        TableName=sandbox_stack.outputs["PaymentsTableName"], Key={"tripId": {"S": trip["tripId"]}},
+        ConsistentRead=True,
+    )["Item"]  # fmt: skip
+    assert charge["status"]["S"] == "REFUNDED"
+    assert [fault["kind"] for fault in sandbox_faults.injections(trip["tripId"])] == ["error-after"]
+
+
 def test_every_step_broken_with_every_kind_at_once_ends_as_the_saga_promises(sandbox_stack):
     # GIVEN each saga step with each fault kind: 21 executions, each with its own rule
     cases = [(step, kind, attempts, outcome) for step in STEPS for kind, attempts, outcome in CASES]
@@ -86,39 +124,3 @@ def test_every_step_broken_with_every_kind_at_once_ends_as_the_saga_promises(san
     ))  # fmt: skip
     assert trip_chaos.booked_trips_hold_everything(context) == []
     assert trip_chaos.nothing_held_after_a_failure(context) == []
-
-
-def test_an_answer_lost_after_the_card_was_charged_is_refunded(sandbox_stack, sandbox_faults):
-    # GIVEN a rule for this test: the card function's answer is lost after it charged the card
-    trip = new_trip()
-    sandbox_faults.add("ChargeCardFunction", "error-after", execution=trip["tripId"], error="Lambda.Unknown")
-    # WHEN the trip is booked
-    execution = sandbox_stack.execute(sandbox_stack.outputs["BookingSagaArn"], trip, name=trip["tripId"])
-    # THEN the charge landed, the saga could not know, and it refunded it before releasing the rest
-    assert_failed(execution, "Lambda.Unknown")
-    assert_states(
-        execution,
-        ["ReserveFlight", "ReserveHotel", "ChargeCard", "RefundCard", "CancelHotel", "CancelFlight",
-         "NotifyTripFailed", "TripFailed"],
-    )  # fmt: skip
-    charge = sandbox_stack.client("dynamodb").get_item(
-        TableName=sandbox_stack.outputs["PaymentsTableName"], Key={"tripId": {"S": trip["tripId"]}},
-        ConsistentRead=True,
-    )["Item"]  # fmt: skip
-    assert charge["status"]["S"] == "REFUNDED"
-    assert [fault["kind"] for fault in sandbox_faults.injections(trip["tripId"])] == ["error-after"]
-
-
-def test_a_chaos_run_of_three_hundred_trips_keeps_every_invariant(sandbox_stack):
-    # GIVEN 300 trips of every kind, most of them given a random fault on a Lambda task
-    config = SagaChaosConfig(executions=300, concurrency=8, seed=22)
-    # WHEN they run under chaos
-    report = sandbox_stack.chaos(
-        "BookingSaga", inputs=trip_chaos.trips, invariants=trip_chaos.INVARIANTS, config=config
-    )
-    # THEN every check held: each ended, each Catch took a predicted path, each fault shows, and the
-    # trip's own invariants
-    broken = {check.name: check.violations[:5] for check in report.checks if not check.is_held}
-    assert report.is_held, broken
-    assert sum(report.injected_by_kind().values()) > 100
-    assert set(report.injected_by_kind()) == {"error", "error-after", "throttle", "delay", "timeout"}
