@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.kinds import ORDER_FAULT_KINDS as FAULT_KINDS
-from cli.kinds import SAGA_FAULT_KINDS as CHAOS_KINDS
 from cli.options import JsonFlag, StateMachineArgument, project_command
 from cli.output import console, error_console, facts_table, print_each_stage, print_json, styled
 from sandbox.errors import SandboxError, UsageError
+from sandbox.fault_kinds import SAGA_CHAOS_KINDS as CHAOS_KINDS
 
 # The runners (the bench's, the saga chaos's) and their checks load when a run starts.
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.kinds import RULE_KINDS as KINDS
 from cli.options import JsonFlag, project_command
 from cli.output import console, error_console, print_json
 from sandbox.errors import UsageError
+from sandbox.fault_kinds import RULE_KINDS as KINDS
 
 if TYPE_CHECKING:
     from sandbox.faults import FaultBook, FaultSpec

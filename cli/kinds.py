@@ -1,27 +1,11 @@
-"""The fault kinds the CLI's help text names, as plain tuples.
+"""The demo's order fault kinds the CLI's help text names, as a plain tuple.
 
-Their sources (sandbox.faults, sandbox.chaos.plan, sandbox.saga_chaos) load the engine client,
-the bench and the trace readers: the CLI would pay for all of them on every `--help`. These
-copies load nothing; tests/unit/test_cli_imports.py holds each equal to its source.
+Their source (sandbox.chaos.plan) loads the bench and the demo's order model: the CLI would pay
+for them on every `--help`. This copy loads nothing; tests/unit/test_cli_imports.py holds it
+equal to its source. (Rule kinds and saga chaos kinds come from sandbox.fault_kinds.)
 """
 
 from __future__ import annotations
 
-# sandbox.faults.KINDS: what a fault rule breaks (`sandbox faults add TARGET KIND`).
-RULE_KINDS = (
-    "error",
-    "error-after",
-    "delay",
-    "timeout",
-    "throttle",
-    "http-response",
-    "crash",
-    "cold-start",
-    "duplicate-delivery",
-    "delayed-delivery",
-    "poison",
-)
 # sandbox.chaos.FAULT_KINDS: the faults `sandbox chaos` mixes into the demo's orders.
 ORDER_FAULT_KINDS = ("fail", "flaky", "duplicate-delivery", "crash", "timeout", "hang", "poison", "replay")
-# sandbox.saga_chaos.CHAOS_KINDS: the faults `sandbox chaos` draws over any saga's Lambda tasks.
-SAGA_FAULT_KINDS = ("error", "error-after", "throttle", "delay", "timeout")

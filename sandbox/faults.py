@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import state_machines
+from sandbox.fault_kinds import RULE_KINDS
 from sandbox.json_text import read_document
 from sandbox.prewarm import FUNCTION_TYPES
 from sandbox.trace.execution import function_of_state, state_definitions
@@ -31,19 +32,7 @@ from sandbox.trace.execution import function_of_state, state_definitions
 if TYPE_CHECKING:
     from sandbox.stack import LocalStack
 
-KINDS = (
-    "error",
-    "error-after",
-    "delay",
-    "timeout",
-    "throttle",
-    "http-response",
-    "crash",
-    "cold-start",
-    "duplicate-delivery",
-    "delayed-delivery",
-    "poison",
-)
+KINDS = RULE_KINDS
 STREAM_KINDS = frozenset({"duplicate-delivery", "delayed-delivery", "poison"})
 KINDS_WITH_DELAY = frozenset({"delay", "delayed-delivery"})
 ROUTE = "/_sandbox/faults"

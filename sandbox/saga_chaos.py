@@ -34,6 +34,7 @@ from typing import Any
 
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import TERMINAL_STATUSES, StateMachineRef, history_of
+from sandbox.fault_kinds import SAGA_CHAOS_KINDS
 from sandbox.faults import Attempts, FaultSpec, StackTargets, fault_book, fault_targets, scoped
 from sandbox.saga_map import SagaMap, build_saga_map
 from sandbox.stack import LocalStack
@@ -44,7 +45,7 @@ from sandbox.trace.execution import (
 )
 from sandbox.waiting import wait_until
 
-CHAOS_KINDS = ("error", "error-after", "throttle", "delay", "timeout")
+CHAOS_KINDS = SAGA_CHAOS_KINDS
 # How often each kind is drawn: the ones that exercise Catch and Retry most, most often; a
 # timeout holds an execution for its task's TimeoutSeconds, so it is drawn least.
 KIND_WEIGHTS = {"error": 3.0, "error-after": 3.0, "throttle": 1.5, "delay": 1.5, "timeout": 1.0}

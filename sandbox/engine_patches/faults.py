@@ -519,18 +519,10 @@ def apply_rule(
     if rule.kind == "timeout":
         return _timing_out(rule, note, execute, func, event)
     if rule.kind == "cold-start":
-        token = COLD_STARTING.set(True)
-        try:
-            result = execute(func, event)
-        finally:
-            COLD_STARTING.reset(token)
+        result = _with_worker_flag(COLD_STARTING, execute, func, event)
         return {**result, "log": _joined(note, result.get("log"))}
     if rule.kind == "crash":
-        token = CRASHING.set(True)
-        try:
-            result = execute(func, event)
-        finally:
-            CRASHING.reset(token)
+        result = _with_worker_flag(CRASHING, execute, func, event)
         message = (
             rule.cause or "Runtime exited with error: signal: killed (injected by fault rule " + rule.id + ")"
         )
@@ -539,6 +531,20 @@ def apply_rule(
     result = execute(func, event)
     cause = rule.cause or f"injected by fault rule {rule.id}: the handler ran, its response was lost"
     return _error_result(rule.error or DEFAULT_ERROR, cause, _joined(result.get("log"), note))
+
+
+def _with_worker_flag(
+    flag: contextvars.ContextVar[bool],
+    execute: Callable[..., dict[str, Any]],
+    func: dict[str, Any],
+    event: Any,
+) -> dict[str, Any]:
+    """Run the invocation telling its worker (``with_worker_faults``) what the rule asks of it."""
+    token = flag.set(True)
+    try:
+        return execute(func, event)
+    finally:
+        flag.reset(token)
 
 
 def _timing_out(

@@ -224,9 +224,5 @@ def test_every_parameter_of_the_cli_coerces_as_typer_does() -> None:
 
 def test_the_kinds_the_help_names_are_the_kinds_the_runners_take() -> None:
     from sandbox.chaos import FAULT_KINDS
-    from sandbox.faults import KINDS
-    from sandbox.saga_chaos import CHAOS_KINDS
 
-    assert kinds.RULE_KINDS == KINDS
     assert kinds.ORDER_FAULT_KINDS == FAULT_KINDS
-    assert kinds.SAGA_FAULT_KINDS == CHAOS_KINDS
