@@ -112,6 +112,7 @@ def add(
     the caller gets an error. delay: starts late. timeout: outlives the Task's TimeoutSeconds (or the
     function's Timeout), then completes late. throttle: Lambda.TooManyRequestsException.
     http-response: an API integration answers --status. crash: the worker dies after the handler ran.
+    cold-start: runs in a new execution environment started from nothing (the whole cold start).
     Stream mappings: duplicate-delivery, delayed-delivery, poison (an unreadable record).
     """
     from sandbox.faults import Attempts, FaultSpec
