@@ -193,6 +193,8 @@ def chaos(
 
     settings = Settings.load()
     if inputs is not None or state_machine is not None or invariants or not settings.is_demo:
+        from sandbox.saga_chaos import SagaChaosConfig
+
         config_any = SagaChaosConfig(
             executions, concurrency, seed, tuple(k.strip() for k in kinds.split(",") if k.strip()),
             fault_share, wait_seconds,
