@@ -224,6 +224,13 @@ class Server:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+        threading = sys.modules.get("threading")
+        if threading is not None and threading.active_count() > 1:
+            # A dependency started a thread as it was imported: forking a process with threads may
+            # copy a lock held mid-use, so nothing more is learned (what was, stays preloaded).
+            self.packages = set()
+            print("sandbox worker parent: a dependency started a thread on import; it learns no more",
+                  file=sys.stderr, flush=True)  # fmt: skip
         gc.freeze()
 
     def read_report(self, fd: int, env: Mapping[str, str]) -> None:
