@@ -52,11 +52,12 @@ def fresh_up(code: Path | None) -> Iterator[tuple[dict[str, str], Settings]]:
     with tempfile.TemporaryDirectory() as state:
         port = find_free_port()
         env = side_env(code, state, port)
-        subprocess.run([SANDBOX, "up"], env=env, check=True, capture_output=True)
+        # Run from the state folder: no template.yaml there, so each side deploys its bundled demo.
+        subprocess.run([SANDBOX, "up"], env=env, cwd=state, check=True, capture_output=True)
         try:
             yield env, Settings.load(port=port, state_dir=Path(state))
         finally:
-            subprocess.run([SANDBOX, "down"], env=env, check=True, capture_output=True)
+            subprocess.run([SANDBOX, "down"], env=env, cwd=state, check=True, capture_output=True)
 
 
 def engine_pid(settings: Settings) -> int:
@@ -86,7 +87,7 @@ def bench(code: Path | None, orders: int, seed: int) -> dict[str, Any]:
         result = subprocess.run(
             [SANDBOX, "bench", "--orders", str(orders), "--concurrency", "8", "--mix", "business",
              "--seed", str(seed), "--json"],
-            env=env, capture_output=True, text=True, check=False,
+            env=env, cwd=env["SANDBOX_STATE_DIR"], capture_output=True, text=True, check=False,
         )  # fmt: skip
     summary: dict[str, Any] = json.loads(result.stdout)
     return summary
@@ -100,7 +101,9 @@ def cli_times(code: Path | None, runs: int) -> dict[str, float]:
 
         def timed(*args: str) -> float:
             started = time.perf_counter()
-            subprocess.run([SANDBOX, *args], env=env, check=True, capture_output=True)
+            subprocess.run(
+                [SANDBOX, *args], env=env, cwd=env["SANDBOX_STATE_DIR"], check=True, capture_output=True
+            )
             return time.perf_counter() - started
 
         return {
@@ -124,6 +127,7 @@ def main() -> None:
     parser.add_argument("--bench-orders", type=int, default=300)
     parser.add_argument("--cli-runs", type=int, default=10)
     args = parser.parse_args()
+    os.chdir(tempfile.gettempdir())  # no template.yaml here: Settings.load finds the bundled demo
     sides: dict[str, Path | None] = {"before": args.before.resolve(), "now": None}
     results: dict[str, dict[str, list[float]]] = {name: {} for name in sides}
 
