@@ -40,12 +40,19 @@ TEST_WORKERS ?= 3
 EXAMPLE_WORKERS ?= 2
 XDIST = $(if $(filter 0,$(1)),,-n $(1) $(2))
 
+EXAMPLE_TESTS = cd examples/trip-booking && $(abspath $(BIN))/pytest $(call XDIST,$(EXAMPLE_WORKERS),--dist load --maxschedchunk 1)
+
+# The example project's suite, which mostly waits on its Tasks' timeouts, runs beside the main
+# one (its own engine, its own ports); its output follows the main suite's.
 test: install ## Run every test (unit, integration, the example project; container tests run where Docker does)
-	$(BIN)/pytest $(call XDIST,$(TEST_WORKERS),--dist loadscope --no-loadscope-reorder)
-	cd examples/trip-booking && $(abspath $(BIN))/pytest $(call XDIST,$(EXAMPLE_WORKERS),--dist load --maxschedchunk 1)
+	@log=$$(mktemp); ($(EXAMPLE_TESTS)) > $$log 2>&1 & example=$$!; \
+	$(BIN)/pytest $(call XDIST,$(TEST_WORKERS),--dist loadscope --no-loadscope-reorder); status=$$?; \
+	wait $$example || status=1; \
+	echo "== the example project's tests (examples/trip-booking, run beside the above)"; \
+	cat $$log; rm -f $$log; exit $$status
 
 test-example: install ## The example project's tests only (examples/trip-booking, its own engine)
-	cd examples/trip-booking && $(abspath $(BIN))/pytest $(call XDIST,$(EXAMPLE_WORKERS),--dist load --maxschedchunk 1)
+	$(EXAMPLE_TESTS)
 
 test-unit: install ## Unit tests only (no network)
 	$(BIN)/pytest tests/unit

@@ -57,6 +57,7 @@ def api_entries(invocations: list[Invocation], order_id: str) -> list[TraceEntry
     entries: list[TraceEntry] = []
     keys: set[str] = set()
     for invocation in invocations:
+        found: list[TraceEntry] = []
         for line in invocation.lines:
             event = trace_event_of(line.fields)
             if event is None or line.fields.get("order_id") != order_id:
@@ -66,7 +67,14 @@ def api_entries(invocations: list[Invocation], order_id: str) -> list[TraceEntry
                 keys.add(str(key))
             entry = _order_api_entry(event, line, invocation)
             if entry is not None:
-                entries.append(entry)
+                found.append(entry)
+        # The request began no later than what it did: the engine stamps a request's start from its
+        # end minus its duration, which a busy engine may stamp late; the handler's own clock dates
+        # its transaction.
+        if found:
+            began = min(entry.at for entry in found)
+            requests = [replace(entry, at=began) for entry in found if entry.kind in ("request", "replay")]
+            entries += requests + [entry for entry in found if entry.kind not in ("request", "replay")]
     return entries + refusal_entries(invocations, keys)
 
 

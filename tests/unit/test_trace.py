@@ -263,6 +263,17 @@ def test_the_timeline_follows_the_order_from_request_to_replay() -> None:
     assert (trace.status, trace.saga_status, trace.notes) == ("FAILED", "FAILED", [])
 
 
+def test_a_request_the_engine_stamped_late_still_comes_before_what_it_did() -> None:
+    # GIVEN the order API's request stamped by a busy engine well after it ended: the start it
+    # implies (end minus duration) is later than its own transaction began by the handler's clock
+    late = [replace(line, at=line.at + timedelta(milliseconds=30)) if line.request_id == "api-1" and line.level == "PLATFORM" else line
+            for line in log_lines()]  # fmt: skip
+    trace = build_trace(replace(sources(), log_lines=late))
+    # THEN the request still opens the timeline, no later than its transaction
+    assert names(trace.entries)[:2] == [("request", "POST /orders"), ("transaction", "TransactWriteItems")]
+    assert trace.entries[0].at <= trace.entries[1].at
+
+
 def test_timeline_entries_carry_durations_and_outcomes() -> None:
     entries = {(entry.kind, entry.name): entry for entry in build_trace(sources()).entries}
     placed = entries[("request", "POST /orders")]
