@@ -265,9 +265,10 @@ def time_reload(settings: Settings, stack: LocalStack, runs: int) -> tuple[list[
         handler = copy / "services" / "order_api" / "handler.py"
         pushed: list[float] = []
         answered: list[float] = []
-        updates: queue.Queue[float] = queue.Queue()
+        # One update per function the save rebuilt (all seven share services/): (when, logical id).
+        updates: queue.Queue[tuple[float, str]] = queue.Queue()
         stop = threading.Event()
-        watcher = threading.Thread(target=watch_and_reload, args=(local, target, lambda u: updates.put(time.time()),
+        watcher = threading.Thread(target=watch_and_reload, args=(local, target, lambda u: updates.put((time.time(), u.logical_id)),
                                                                    lambda e: None, stop))  # fmt: skip
         watcher.start()
         original = handler.read_text()
@@ -283,22 +284,34 @@ def time_reload(settings: Settings, stack: LocalStack, runs: int) -> tuple[list[
 
         wait_until(is_watching, timeout=30, what="the watcher to push a first save")
         handler.write_text(original)
-        while True:  # drain the pushes of those saves: the queue is empty once a second passes quietly
-            try:
-                updates.get(timeout=1)
-            except queue.Empty:
-                break
+
+        def drain() -> None:  # the pushes of earlier saves: the queue is empty once a second passes quietly
+            while True:
+                try:
+                    updates.get(timeout=1)
+                except queue.Empty:
+                    return
+
+        def api_pushed() -> float:
+            while True:
+                at, logical_id = updates.get(timeout=30)
+                if logical_id == "OrderApiFunction":
+                    return at
+
+        drain()
         try:
             for run in range(runs):
                 text = handler.read_text()
                 saved = time.time()
                 handler.write_text(text.replace("not found", f"not found v{run}", 1))
-                pushed.append(updates.get(timeout=30) - saved)
+                pushed.append(api_pushed() - saved)
                 wait_until(lambda run=run: f"v{run}" in api.get_order("x").body["message"], timeout=30,
                            what="the edited handler to answer")  # fmt: skip
                 answered.append(time.time() - saved)
+                drain()
                 handler.write_text(text)
-                updates.get(timeout=30)  # the revert is pushed too
+                api_pushed()  # the revert is pushed too
+                drain()
         finally:
             stop.set()
             watcher.join(timeout=10)
@@ -430,7 +443,12 @@ def main() -> None:
                 print("timing hot reload…", file=sys.stderr)
                 pushed, answered = time_reload(settings, stack, args.reload_runs)
                 rows.append(
-                    row("hot reload: handler saved to code live on the engine", pushed, "< 1 s", median_s)
+                    row(
+                        "hot reload: handler saved to the order API's code live on the engine",
+                        pushed,
+                        "< 1 s",
+                        median_s,
+                    )
                 )
                 rows.append(
                     row(

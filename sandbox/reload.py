@@ -160,9 +160,12 @@ class Reloader:
         for build, logical_ids_of_build in by_build.items():
             started = time.perf_counter()
             content = self._zip(build)
-            for logical_id in logical_ids_of_build:
-                name = self.name_of(logical_id)
+            # Every function of the build updates at once (each is Pending for a while, as on AWS),
+            # then each is waited for: a shared folder's save is live in one update's time, not N.
+            names = {logical_id: self.name_of(logical_id) for logical_id in logical_ids_of_build}
+            for name in names.values():
                 self.lambda_client.update_function_code(FunctionName=name, ZipFile=content)
+            for logical_id, name in names.items():
                 self.lambda_client.get_waiter("function_updated_v2").wait(
                     FunctionName=name, WaiterConfig=pace
                 )
