@@ -335,7 +335,7 @@ def main() -> None:
     parser.add_argument("--fail-runs", type=int, default=5)
     parser.add_argument("--reload-runs", type=int, default=5)
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
-    parser.add_argument("--bench-orders", type=int, default=1000, help="orders per `sandbox bench` run")
+    parser.add_argument("--bench-orders", type=int, default=300, help="orders per `sandbox bench` run")
     parser.add_argument(
         "--bench-concurrency", type=int, default=8, help="concurrent clients of `sandbox bench`"
     )
