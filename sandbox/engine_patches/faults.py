@@ -368,8 +368,8 @@ class FaultBook:
         return sorted(found, key=lambda rule: int(rule.id[1:])) if len(found) > 1 else found
 
     def choose(self, function_name: str, event: Any) -> tuple[FaultRule, int, list[FaultRule]] | None:
-        """The first rule that fires on this invocation, the attempt it fires on, and the other
-        poison rules that fire on the same delivery (each poisons its own records of the batch)."""
+        """The first rule that fires on this invocation, the attempt it fires on, and the poison rules
+        that fire on the same delivery besides it (each poisons its own records of the batch)."""
         now = self._clock()
         self._expire(now)
         task, delivery = TASK_CALL.get(), STREAM_DELIVERY.get()
@@ -377,7 +377,9 @@ class FaultBook:
         also: list[FaultRule] = []
         with self._lock:  # a rule's counters and its seeded draws are taken in invocation order
             for rule in self._candidates(task, delivery, event):
-                if first is not None and (first[0].kind != "poison" or rule.kind != "poison"):
+                # One rule decides the delivery; poison rules of other records of the batch add to
+                # it (a record stays unreadable whatever else happens to its batch).
+                if first is not None and rule.kind != "poison":
                     continue
                 attempt = rule.selects(function_name, task, delivery, event)
                 if attempt is None or not rule.is_on(attempt):
@@ -483,6 +485,8 @@ def apply_rule(
 ) -> dict[str, Any]:
     """Invoke (or not) as the rule says, and answer what the caller gets (``also``: more poison rules)."""
     note = _note(rule, attempt)
+    if also and rule.kind != "poison":
+        event = _poisoned(event, also)
     if rule.kind == "error":
         cause = rule.cause or f"injected by fault rule {rule.id}: the handler did not run"
         return _error_result(rule.error or DEFAULT_ERROR, cause, note)

@@ -591,6 +591,30 @@ def test_poison_spoils_the_non_key_image_of_the_selected_records_only() -> None:
     assert json.dumps(event) == original
 
 
+def test_a_poisoned_record_stays_poisoned_when_another_record_s_rule_decides_its_batch() -> None:
+    # GIVEN a batch holding record 7, whose order has a duplicate-delivery rule (added first), and
+    # record 42, whose order has a poison rule
+    book = book_with(
+        {"target": {"mapping": "uuid-1"}, "kind": "duplicate-delivery", "record": "7"},
+        {"target": {"mapping": "uuid-1"}, "kind": "poison", "record": "42"},
+    )
+    event = outbox_event("7", "42")
+    # WHEN the batch is delivered
+    with in_delivery("uuid-1"):
+        chosen = book.choose("publisher", event)
+    assert chosen is not None
+    rule_, attempt, also = chosen
+    execute = FakeExecute()
+    apply_rule(rule_, attempt, execute, FUNC, event, also)
+    # THEN the duplicate delivery decides the batch, and record 42 is unreadable in both deliveries
+    assert rule_.kind == "duplicate-delivery" and [r.kind for r in also] == ["poison"]
+    assert len(execute.calls) == 2
+    for _, delivered, _, _ in execute.calls:
+        kept, poisoned = delivered["Records"]
+        assert kept == event["Records"][0]
+        assert poisoned["dynamodb"]["NewImage"]["orderId"] != {"S": "42"}
+
+
 def test_poison_without_a_record_spoils_every_record() -> None:
     execute = FakeExecute()
     apply_rule(rule("poison", {"mapping": "uuid-1"}), 1, execute, FUNC, outbox_event("1", "2"))
