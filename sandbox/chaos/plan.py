@@ -36,9 +36,9 @@ FAULT_FIELDS = {
 }
 FAULT_KINDS = (*FAULT_FIELDS, "replay")
 # The share of orders carrying each fault (an order may carry several). A hanging step holds a
-# Lambda worker for about 24 s and a step that times out once for 6 s. The stream waits behind a
-# failed delivery, as on AWS: about 1 s for a duplicate delivery or a publisher crash (the engine's
-# backoff), about 5 s for a poisoned record (retried, bisected, then dead-lettered). Those stay few.
+# Lambda worker for about 24 s and a step that times out once for 6 s. A failed delivery holds
+# back its lane of the stream, as on AWS: 0.25 s for a crash, a few seconds for a poisoned record
+# (retried with backoff, bisected, then dead-lettered). Those stay few.
 FAULT_SHARES = {
     "fail": 0.06,
     "flaky": 0.1,
