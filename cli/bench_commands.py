@@ -96,8 +96,8 @@ def _print_report(report: BenchReport, summary: dict[str, Any]) -> None:
         table.add_row(
             "engine + workers",
             f"{resources['cpuSecondsPerOrder']:.3f} CPU s/order ({resources['cpuSeconds']} s), "
-            f"peak RSS {resources['peakRssMb']:.0f} MB{_pss(resources)}, peak {resources['peakWorkers']} workers "
-            f"({resources['workersBefore']} before)",
+            f"peak RSS {resources['peakRssMb']:.0f} MB{_pss(resources)}, peak {resources['peakWorkers']} processes "
+            f"under the engine ({resources['workersBefore']} before: workers and their parents)",
         )
     else:
         table.add_row("engine + workers", summary["resourcesNote"] or "not measured")

@@ -112,7 +112,7 @@ def _print_report(report: ChaosReport) -> None:
     table.add_row(
         "engine + workers",
         f"{resources['cpuSecondsPerOrder']:.3f} CPU s/order ({resources['cpuSeconds']} s), peak RSS "
-        f"{resources['peakRssMb']:.0f} MB, peak {resources['peakWorkers']} workers"
+        f"{resources['peakRssMb']:.0f} MB, peak {resources['peakWorkers']} processes under the engine"
         if resources
         else summary["resourcesNote"] or "not measured",
     )

@@ -312,10 +312,11 @@ def _memory(state: EngineState) -> dict[str, Any] | None:
 
 
 def _describe_memory(memory: dict[str, Any]) -> str:
-    """``RSS 412 MB, PSS 203 MB (engine + 7 workers)``: PSS splits shared pages among their sharers."""
+    """``RSS 412 MB, PSS 203 MB (the engine and 7 processes under it)``: PSS splits shared pages among
+    their sharers; the processes are the Lambda workers and the parents they are forked from."""
     pss = f", PSS {memory['pssMb']:.0f} MB" if memory["pssMb"] is not None else ""
-    workers = memory["workers"]
-    return f"RSS {memory['rssMb']:.0f} MB{pss} (engine + {workers} worker{'s' if workers != 1 else ''})"
+    count = memory["workers"]
+    return f"RSS {memory['rssMb']:.0f} MB{pss} (the engine and {count} process{'es' if count != 1 else ''} under it)"
 
 
 def register(app: typer.Typer) -> None:
