@@ -64,4 +64,7 @@ def test_a_container_engine_or_a_vanished_process_has_no_memory_line() -> None:
 def test_the_memory_line_names_both_figures_and_the_workers() -> None:
     line = _describe_memory({"rssMb": 412.4, "pssMb": 203.0, "workers": 7})
     assert line == "RSS 412 MB, PSS 203 MB (the engine and 7 processes under it)"
-    assert _describe_memory({"rssMb": 60.0, "pssMb": None, "workers": 1}) == "RSS 60 MB (the engine and 1 process under it)"
+    assert (
+        _describe_memory({"rssMb": 60.0, "pssMb": None, "workers": 1})
+        == "RSS 60 MB (the engine and 1 process under it)"
+    )
