@@ -43,12 +43,17 @@ def _note(line: str) -> None:
 
 def _start_prewarm(stack: LocalStack, settings: Settings) -> list[str] | None:
     """Ask the engine to warm the stack's functions; the names it warms, None when it cannot."""
-    from sandbox.prewarm import request_prewarm, stack_functions
+    from sandbox.logs import stack_functions
+    from sandbox.prewarm import request_prewarm
 
     if stack.engine.engine == "localstack":  # only the sandbox's own engines have the route
         return None
-    functions = stack_functions(stack.client("cloudformation", settings.region), settings.stack_name)
-    return request_prewarm(stack.engine.endpoint_url, functions) if functions else None
+    functions = stack_functions(
+        stack.client("cloudformation", settings.region),
+        stack.client("lambda", settings.region),
+        settings.stack_name,
+    )
+    return request_prewarm(stack.engine.endpoint_url, [f.name for f in functions]) if functions else None
 
 
 def _template_name(settings: Settings) -> str:

@@ -26,7 +26,6 @@ from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import state_machines
 from sandbox.fault_kinds import RULE_KINDS
 from sandbox.json_text import read_document
-from sandbox.prewarm import FUNCTION_TYPES
 from sandbox.trace.execution import function_of_state, state_definitions
 
 if TYPE_CHECKING:
@@ -36,6 +35,7 @@ KINDS = RULE_KINDS
 STREAM_KINDS = frozenset({"duplicate-delivery", "delayed-delivery", "poison"})
 KINDS_WITH_DELAY = frozenset({"delay", "delayed-delivery"})
 ROUTE = "/_sandbox/faults"
+FUNCTION_TYPES = frozenset({"AWS::Lambda::Function", "AWS::Serverless::Function"})
 MAPPING_TYPE = "AWS::Lambda::EventSourceMapping"
 _ATTEMPTS = re.compile(r"^(?P<first>\d+)(?:-(?P<last>\d*))?$")
 

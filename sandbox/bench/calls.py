@@ -8,12 +8,10 @@ the observer header, so the engine counts them apart and they are not taken for 
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, fields
 from typing import Any
 
+from sandbox.engine_routes import engine_route
 from sandbox.stack import LocalStack
 
 ROUTE = "/_sandbox/calls"
@@ -79,11 +77,8 @@ class CallCounts:
 
 def read_call_counts(endpoint_url: str, timeout: float = 10) -> CallCounts | None:
     """The engine's counts so far; None when the engine counts none (no calls route: another engine)."""
-    try:
-        with urllib.request.urlopen(endpoint_url.rstrip("/") + ROUTE, timeout=timeout) as response:
-            return CallCounts.from_json(json.loads(response.read() or b"{}"))
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    answer = engine_route(endpoint_url, ROUTE, timeout=timeout)
+    return None if answer is None else CallCounts.from_json(answer)
 
 
 def _mark_observer(request: Any, **_: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import time
 import uuid
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.engine import is_process_alive
 from sandbox.faults import FaultBook
 from sandbox.prewarm import engine_workers
 from sandbox.runtimes import RUNTIMES_FOLDER, Runtime, prepare_runtimes
@@ -175,7 +175,9 @@ def test_invocations_in_flight_when_the_code_changes_finish_on_the_old_code_and_
     # AND the next invocation runs the new code, and the old workers are gone
     assert invoke(lam, name, {"gate": str(gate)})[1]["version"] == 2
     wait_until(
-        lambda: not any(_is_alive(pid) for pid in in_flight), timeout=10, what="the old workers to stop"
+        lambda: not any(is_process_alive(pid) for pid in in_flight),
+        timeout=10,
+        what="the old workers to stop",
     )
 
 
@@ -200,14 +202,6 @@ def test_a_cold_start_rule_runs_the_invocation_in_an_environment_started_from_no
     assert error is None and cold["pid"] != warm["pid"] and cold["preloaded"] is False
     # AND the invocation after it is warm again, on that environment
     assert invoke(lam, name)[1] == cold
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_cold_start_on_the_isolated_runtime(prepared: dict[str, Runtime], lam: Any) -> None:
