@@ -17,8 +17,9 @@ Lambda invoke boundary, and the ``/_sandbox/faults`` route that sets them), ``zy
 workers forked from a parent that imported what their runtime provides and what their
 dependencies' workers import; ``zygote_server`` is that parent), ``prewarm`` (the
 ``/_sandbox/workers`` route: live workers, one worker of each function started ahead),
-``routes`` (the sandbox's JSON routes beside the AWS APIs); ``pin`` holds the version and the
-engine names. This module applies them.
+``debugger`` (``sandbox debug``: an armed invocation runs under debugpy or Node's inspector on a
+worker of its own, its Task's timeout stopped while held), ``routes`` (the sandbox's JSON routes
+beside the AWS APIs); ``pin`` holds the version and the engine names. This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -33,6 +34,15 @@ import threading
 from collections.abc import Mapping
 
 from .calls import COUNTS, CallCounts, counting_invocations, with_call_counts
+from .debugger import (
+    DebugBook,
+    DebugRequestError,
+    DebugSession,
+    debug_tempfile,
+    debugging_python_workers,
+    with_debug_route,
+    with_debugger,
+)
 from .errors import (
     INIT_ERROR_PREFIX,
     exception_name,
@@ -150,6 +160,9 @@ __all__ = [
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "CallCounts",
+    "DebugBook",
+    "DebugRequestError",
+    "DebugSession",
     "EnginePatchError",
     "FaultBook",
     "FaultRule",
@@ -168,6 +181,8 @@ __all__ = [
     "check_engine",
     "chosen_server",
     "counting_invocations",
+    "debug_tempfile",
+    "debugging_python_workers",
     "draining_leased_workers",
     "draining_to_log_end_marker",
     "engine_prewarmer",
@@ -205,6 +220,8 @@ __all__ = [
     "uvicorn_config",
     "warmable",
     "with_call_counts",
+    "with_debug_route",
+    "with_debugger",
     "with_error_types",
     "with_fault_route",
     "with_faults",
@@ -260,8 +277,8 @@ def _patch_fault_route() -> None:
     # Looked up by name for every Task state, so the invoke path knows the state and execution.
     stepfunctions._execute_task = with_task_calls(stepfunctions._execute_task)
     # The engine's main() serves the module's `app`, looked up when it starts.
-    ministack.app.app = with_prewarm_route(
-        with_call_counts(with_fault_route(ministack.app.app)), engine_prewarmer()
+    ministack.app.app = with_debug_route(
+        with_prewarm_route(with_call_counts(with_fault_route(ministack.app.app)), engine_prewarmer())
     )
 
 
@@ -285,8 +302,10 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
     for module in (lambda_runtime, lambda_svc):
         module.acquire_worker = acquire
         module.release_worker = release
-    lambda_runtime._PYTHON_WORKER_SCRIPT = mark_end_of_logs(
-        keep_worker_on_handler_error(reporting_python_init_errors(lambda_runtime._PYTHON_WORKER_SCRIPT))
+    lambda_runtime._PYTHON_WORKER_SCRIPT = debugging_python_workers(
+        mark_end_of_logs(
+            keep_worker_on_handler_error(reporting_python_init_errors(lambda_runtime._PYTHON_WORKER_SCRIPT))
+        )
     )
     lambda_runtime._NODEJS_WORKER_SCRIPT = reporting_node_errors(lambda_runtime._NODEJS_WORKER_SCRIPT)
     worker = lambda_runtime.Worker
@@ -297,11 +316,16 @@ def _patch_worker_pools(environ: Mapping[str, str]) -> None:
         # runtime's worker is drained the engine's way.
         is_marked=lambda w: w._proc is not None and str(w.config.get("Runtime", "")).startswith("python"),
     )
-    worker.invoke = with_worker_faults(
-        recording_error_reports(
-            with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
-        )
+    # An armed invocation (`sandbox debug`) runs on a debug worker of its own, in a fixed folder.
+    worker.invoke = with_debugger(
+        with_worker_faults(
+            recording_error_reports(
+                with_handler_errors_kept(with_start_signal(worker.invoke, lambda_runtime.ensure_spawned))
+            )
+        ),
+        kill=lambda workers: lambda_runtime.kill_workers(workers),
     )
+    lambda_runtime.tempfile = debug_tempfile()
     provided = lambda_runtime.ProvidedWorker
     provided.invoke = signalling_start(provided.invoke)
     for name in ("_execute_function_docker", "_execute_function_proxy", "_execute_function_provided"):

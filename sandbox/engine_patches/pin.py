@@ -36,6 +36,7 @@ REPLACED = (
     "ministack.core.lambda_runtime.Worker._spawn",
     "ministack.core.lambda_runtime.zipfile",
     "ministack.core.lambda_runtime.subprocess",
+    "ministack.core.lambda_runtime.tempfile",
     "ministack.core.lambda_runtime.kill_workers",
     "ministack.core.lambda_runtime.ProvidedWorker.invoke",
     "ministack.services.stepfunctions._invoke_resource_with_timeout",
