@@ -12,13 +12,14 @@ import typer
 
 from cli.options import JsonFlag, complete_engine, project_command
 from cli.output import console, error_console, print_json, print_key_values, styled
-from sandbox.errors import EngineNotRunningError, StackNotFoundError
-from sandbox.settings import ENGINES, Settings
+from sandbox.errors import EngineNotRunningError, StackNotFoundError, UsageError
+from sandbox.settings import ENGINES, Settings, format_time_scale, time_scale_of
 
 # The engine, stack and target modules load in the command that runs: `sandbox --help` and the
 # other commands never pay for them.
 if TYPE_CHECKING:
     from sandbox.engine import EngineState
+    from sandbox.engine.clock import EngineClock
     from sandbox.stack import LocalStack
 
 T = TypeVar("T")
@@ -54,6 +55,19 @@ def _start_prewarm(stack: LocalStack, settings: Settings) -> list[str] | None:
         settings.stack_name,
     )
     return request_prewarm(stack.engine.endpoint_url, [f.name for f in functions]) if functions else None
+
+
+def _sync_clock(stack: LocalStack, settings: Settings) -> EngineClock | None:
+    """The engine's saga clock, set to the chosen scale first when it runs at another (an engine
+    already up keeps running; its clock changes from its next wait on). None for LocalStack."""
+    from sandbox.engine.clock import read_engine_clock, set_engine_clock
+
+    if stack.engine.engine == "localstack":
+        return None  # it has no saga clock: a chosen scale is refused before it starts
+    clock = read_engine_clock(stack.engine.endpoint_url)
+    if clock is not None and settings.time_scale is not None and clock.time_scale != settings.time_scale:
+        clock = set_engine_clock(stack.engine.endpoint_url, settings.time_scale)
+    return clock
 
 
 def _template_name(settings: Settings) -> str:
@@ -130,6 +144,17 @@ def up(
             "invocation is warm (--no-prewarm: each function's first invocation is a cold start, as on AWS).",
         ),
     ] = True,
+    time_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--time-scale",
+            metavar="N|max",
+            help="Run the saga's clock N times faster (Wait states, retries, Task and Lambda timeouts, "
+            "the handler's remaining time, stream retries; budgets keep a 0.5 s floor), or `max`: waits "
+            "skipped. On a running engine it changes the clock at once (env SANDBOX_TIME_SCALE).",
+            show_default="the default clock: Wait states and retries 100x, timeouts real",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Start the local engine and deploy the project's SAM template (a no-op when both are already up).
@@ -141,7 +166,14 @@ def up(
     from sandbox.engine import adopt_running_engine, engine_of, locked_state_dir
     from sandbox.stack import bring_up, run_before_deploy
 
-    settings = Settings.load(port=port, engine=engine)
+    settings = Settings.load(
+        port=port, engine=engine, time_scale=time_scale_of(time_scale, "--time-scale") if time_scale else None
+    )
+    if settings.time_scale is not None and settings.engine == "localstack":
+        raise UsageError(
+            "LocalStack has no saga clock: --time-scale needs the sandbox's own engine",
+            hint="drop --time-scale (and SANDBOX_TIME_SCALE), or use --engine embedded or ministack-docker",
+        )
     # One `up`, `down` or `reset` at a time per state folder: a second `up` waits, then finds
     # the engine running and the stack deployed.
     with locked_state_dir(settings, on_wait=_note):
@@ -153,9 +185,11 @@ def up(
             "starting", json_output, lambda progress: bring_up(settings, progress, _note, before_deploy=hook)
         )
     stack, deploy = result.stack, result.deploy
+    clock = _sync_clock(stack, settings)
     warming = _start_prewarm(stack, settings) if prewarm else None
     summary = {
         "engine": {**_engine_summary(stack.engine), "isNew": result.is_new_engine},
+        "clock": clock.to_json() if clock else None,
         "stack": {
             "name": settings.stack_name,
             "template": str(settings.template_path),
@@ -180,6 +214,8 @@ def up(
     console.print(
         f"[green]✓[/green] stack {settings.stack_name} {stack_line} from {_template_name(settings)}"
     )
+    if clock is not None and clock.time_scale is not None:
+        console.print(f"[green]✓[/green] saga clock {format_time_scale(clock.time_scale)}")
     _print_stack(stack)
     if warming:
         console.print(f"[dim]warming {len(warming)} function(s) in the background (--no-prewarm: cold)[/dim]")
@@ -263,6 +299,7 @@ def status(json_output: JsonFlag = False) -> None:
             **_engine_summary(state),
             "uptimeSeconds": int(time.time() - state.started_at),
             "memory": _memory(state),
+            "clock": _clock_json(state),
         }
         stack = find_stack(settings)
         report["stack"] = {
@@ -287,6 +324,10 @@ def status(json_output: JsonFlag = False) -> None:
         )
         if engine["memory"] is not None:
             console.print(f"memory  {_describe_memory(engine['memory'])}", highlight=False)
+        if engine["clock"] is not None:
+            scale = engine["clock"]["timeScale"]
+            speedup = None if scale is None else (float("inf") if scale == "max" else float(scale))
+            console.print(f"clock   {format_time_scale(speedup)}", highlight=False)
         for note in recorded.engine.status_notes(recorded.state):
             console.print(f"[dim]{note}[/dim]")
     else:
@@ -298,6 +339,16 @@ def status(json_output: JsonFlag = False) -> None:
         console.print(f"stack   {settings.stack_name} from {_template_name(settings)}")
     if problem:
         console.print(f"[dim]{problem}[/dim]")
+
+
+def _clock_json(state: EngineState) -> dict[str, Any] | None:
+    """The engine's saga clock as JSON; None for an engine without one (LocalStack)."""
+    if state.engine == "localstack":
+        return None
+    from sandbox.engine.clock import read_engine_clock
+
+    clock = read_engine_clock(state.endpoint_url)
+    return clock.to_json() if clock else None
 
 
 def _memory(state: EngineState) -> dict[str, Any] | None:
@@ -327,7 +378,8 @@ def _describe_memory(memory: dict[str, Any]) -> str:
 def register(app: typer.Typer) -> None:
     """Add these commands to the CLI."""
     app.command(
-        epilog="Examples:  sandbox up    sandbox up --port 4570 --json    sandbox up --engine ministack-docker    "
+        epilog="Examples:  sandbox up    sandbox up --port 4570 --json    sandbox up --time-scale 10    "
+        "sandbox up --engine ministack-docker    "
         "LOCALSTACK_AUTH_TOKEN=... sandbox up --engine localstack"
     )(project_command(deploys=True)(up))
     app.command(epilog="Example:  sandbox down")(project_command()(down))

@@ -5,7 +5,9 @@ session), runs a state machine with ``sandbox_stack.execute(..., faults=["Charge
 and asserts on the execution with ``sandbox.testing`` (``assert_succeeded``, ``assert_failed``,
 ``assert_states``, ``assert_compensated``) and on the stack's records. ``sandbox_faults`` adds
 fault rules for one test and clears them after it. On the bundled order demo, ``place_order``
-places an order with the demo's faults and the same assertions take it. Nothing starts until a
+places an order with the demo's faults and the same assertions take it. ``assert_history(execution,
+"NAME")`` compares an execution's normalized history with the project's ``histories/NAME.json``
+(``--sandbox-update-histories`` records it instead). Nothing starts until a
 test asks for a fixture: this module imports only pytest at collection.
 
 A project creates what its template expects from outside (SSM parameters, another stack's table)
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from sandbox.engine.clock import EngineClock
+    from sandbox.histories import HistoryCheck
     from sandbox.testing import FaultRules, OrderResult, SandboxStack
 
 ENGINE_CHOICES = ("embedded", "localstack", "ministack-docker")
@@ -58,10 +62,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sandbox-engine", choices=ENGINE_CHOICES, help="The engine to start (default: embedded)."
     )
     group.addoption(
+        "--sandbox-update-histories",
+        action="store_true",
+        help="assert_history records each execution's history as the saved one (histories/NAME.json) "
+        "instead of comparing with it.",
+    )
+    group.addoption(
         "--sandbox-reuse",
         action="store_true",
         help="Use the engine `sandbox up` started (its state folder: SANDBOX_STATE_DIR) instead of "
         "starting one; it is left running.",
+    )
+    group.addoption(
+        "--sandbox-time-scale",
+        metavar="N|max",
+        help="Run the saga's clock N times faster (Wait states, retries, timeouts; budgets keep a floor), "
+        "or max: waits skipped (default: SANDBOX_TIME_SCALE, else the default clock).",
     )
     parser.addini(
         "sandbox_template", "The SAM template to deploy, relative to this file (default: as above)."
@@ -86,6 +102,13 @@ def _template(config: pytest.Config) -> Path | None:
         base = config.inipath.parent if config.inipath else config.rootpath
         return (base / str(ini)).resolve()
     return None
+
+
+def _time_scale(config: pytest.Config) -> float | None:
+    """The saga clock's speed-up named by --sandbox-time-scale (None: the environment's, else the default)."""
+    from sandbox.settings import time_scale_of
+
+    return time_scale_of(config.getoption("--sandbox-time-scale"), "--sandbox-time-scale")
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +143,7 @@ def sandbox_stack(
             template_file=template,
             config_env=_option(config, "config-env"),
             parameter_overrides=parse_key_values(overrides, what="sandbox parameter overrides") or None,
+            time_scale=_time_scale(config),
         )
     except SandboxError as error:
         raise pytest.UsageError(f"{error}" + (f" ({error.hint})" if error.hint else "")) from error
@@ -145,9 +169,40 @@ def sandbox_faults(sandbox_stack: SandboxStack) -> Iterator[FaultRules]:
 
 
 @pytest.fixture
+def sandbox_clock(sandbox_stack: SandboxStack) -> Iterator[Callable[[float | str | None], EngineClock]]:
+    """Set the engine's saga clock for this test (``sandbox_clock(10)``, ``"max"``); put back after it."""
+    from contextlib import ExitStack
+
+    from sandbox.engine.clock import engine_clock_at
+    from sandbox.settings import time_scale_of
+
+    with ExitStack() as stack:
+
+        def at(scale: float | str | None) -> EngineClock:
+            speedup = time_scale_of(str(scale), "sandbox_clock") if scale is not None else None
+            return stack.enter_context(engine_clock_at(sandbox_stack.stack.engine.endpoint_url, speedup))
+
+        yield at
+
+
+@pytest.fixture
 def place_order(sandbox_stack: SandboxStack) -> Callable[..., OrderResult]:
     """The order demo's: place an order (faults as the CLI's flags) and wait until its saga ends."""
     return sandbox_stack.place
+
+
+@pytest.fixture
+def assert_history(request: pytest.FixtureRequest, sandbox_stack: SandboxStack) -> HistoryCheck:
+    """``assert_history(execution, "NAME", mask=[...])``: its history is the project's histories/NAME.json
+    (a diff when not); with --sandbox-update-histories, it is recorded as that instead."""
+    from sandbox.histories import HistoryCheck, LocalHistories, histories_folder
+
+    settings = sandbox_stack.settings
+    return HistoryCheck(
+        LocalHistories(sandbox_stack.stack, settings.region, settings.stack_name),
+        histories_folder(settings.project_dir),
+        update=bool(request.config.getoption("--sandbox-update-histories")),
+    )
 
 
 @pytest.fixture

@@ -60,6 +60,27 @@ def _whole_number(name: str, default: int) -> int:
     return value
 
 
+def time_scale_of(text: Any, source: str) -> float | None:
+    """A time scale (``--time-scale`` or SANDBOX_TIME_SCALE): a speed-up above 0, ``max`` (math.inf), or None."""
+    if text is None or text == "":
+        return None  # without importing the engine's package: every command loads settings
+    from sandbox.engine_patches.clock import parse_time_scale  # the engine's own reading of it
+
+    try:
+        return parse_time_scale(text)
+    except ValueError as error:
+        raise UsageError(f"{source}: {error}", hint="give e.g. 10 (ten times faster), 0.5, or max") from None
+
+
+def format_time_scale(speedup: float | None) -> str:
+    """``10x``, ``max (waits skipped)`` or the default clock, for people."""
+    if speedup is None:
+        return "default (Wait states and retries 100x, timeouts real)"
+    if speedup == float("inf"):
+        return "max (waits skipped)"
+    return f"{speedup:g}x"
+
+
 def find_template(folder: Path) -> Path | None:
     """The SAM template of ``folder``, as the SAM CLI looks for it."""
     return next((folder / name for name in TEMPLATE_NAMES if (folder / name).is_file()), None)
@@ -106,6 +127,9 @@ class Settings:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     cache_dir: Path = field(default_factory=default_cache_dir)
+    # The saga clock's speed-up on the sandbox's own engines (math.inf: `max`); None keeps the
+    # default clock (Wait states and retries compressed, every other clock real).
+    time_scale: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -137,6 +161,7 @@ class Settings:
             config_file=config_file,
             config_env=config_env,  # as named: unnamed, each target reads its own (local or default)
             cache_dir=Path(_env("CACHE_DIR", str(default_cache_dir()))),
+            time_scale=time_scale_of(_env("TIME_SCALE", ""), "SANDBOX_TIME_SCALE"),
         )
         settings = replace(settings, **flags)
         if settings.engine not in ENGINES:

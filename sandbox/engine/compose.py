@@ -170,14 +170,23 @@ def ps_args(engine: ComposeService) -> list[str]:
 
 
 def compose_environment(
-    port: int, ministack_image: str, base: Mapping[str, str] | None = None, lambda_workers: int | None = None
+    port: int,
+    ministack_image: str,
+    base: Mapping[str, str] | None = None,
+    lambda_workers: int | None = None,
+    time_scale: float | None = None,
 ) -> dict[str, str]:
-    """The environment compose interpolates compose.yaml with (port, image, worker pool; tokens pass through)."""
+    """The environment compose interpolates compose.yaml with (port, image, worker pool, saga clock;
+    tokens pass through)."""
     env = dict(os.environ if base is None else base)
     env["SANDBOX_PORT"] = str(port)
     env["SANDBOX_MINISTACK_IMAGE"] = ministack_image
     if lambda_workers is not None:
         env["SANDBOX_LAMBDA_WORKERS"] = str(lambda_workers)
+    if time_scale is not None:
+        from sandbox.engine_patches.clock import time_scale_json
+
+        env["SANDBOX_TIME_SCALE"] = str(time_scale_json(time_scale))
     return env
 
 

@@ -58,7 +58,10 @@ class ContainerEngine:
             *args,
         )
         env = compose.compose_environment(
-            state.port, self._image(state), lambda_workers=settings.lambda_workers
+            state.port,
+            self._image(state),
+            lambda_workers=settings.lambda_workers,
+            time_scale=settings.time_scale,
         )
         try:
             result = compose.run_command(command, env=env, cwd=settings.project_dir, timeout=timeout)

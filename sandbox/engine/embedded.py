@@ -34,21 +34,28 @@ STOP_GRACE = 0.3
 
 
 def engine_environment(
-    port: int, lambda_workers: int | None = None, runtimes_dir: Path | None = None
+    port: int,
+    lambda_workers: int | None = None,
+    runtimes_dir: Path | None = None,
+    time_scale: float | None = None,
 ) -> dict[str, str]:
     """The engine's environment: loopback only, dummy credentials, compressed saga waits.
 
     ``lambda_workers`` caps each function's warm workers (sandbox.engine_patches reads it);
     ``runtimes_dir`` holds the Lambda runtimes' launchers (sandbox.runtimes), which start each
-    worker seeing what it would see on AWS.
+    worker seeing what it would see on AWS; ``time_scale`` runs the saga's clock that many times
+    faster (math.inf: waits skipped; sandbox.engine_patches.clock).
     """
     from sandbox.engine_patches import RUNTIMES_ENV, SERVER_ENV, WORKERS_ENV
+    from sandbox.engine_patches.clock import TIME_SCALE_ENV, time_scale_json
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SANDBOX_"))}
     if lambda_workers is not None:
         env[WORKERS_ENV] = str(lambda_workers)
     if runtimes_dir is not None:
         env[RUNTIMES_ENV] = str(runtimes_dir)
+    if time_scale is not None:
+        env[TIME_SCALE_ENV] = str(time_scale_json(time_scale))
     if os.environ.get(
         SERVER_ENV
     ):  # the engine's HTTP server, for comparisons (sandbox.engine_patches.server)
@@ -102,7 +109,10 @@ class EmbeddedEngine:
                 cwd=settings.state_dir,
                 env={
                     **engine_environment(
-                        settings.port, settings.lambda_workers, settings.cache_dir / RUNTIMES_FOLDER
+                        settings.port,
+                        settings.lambda_workers,
+                        settings.cache_dir / RUNTIMES_FOLDER,
+                        settings.time_scale,
                     ),
                     "TMPDIR": str(self.temp_dir),
                 },

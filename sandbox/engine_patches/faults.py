@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import CLOCK
 from .routes import App, with_json_route
 from .streams import STREAM_DELIVERY
 from .timeouts import signal_handler_start
@@ -508,7 +509,7 @@ def apply_rule(
         response = {"statusCode": rule.status, "headers": {"Content-Type": "application/json"}, "body": text}
         return {"body": response, "log": log}
     if rule.kind in ("delay", "delayed-delivery"):
-        time.sleep(rule.delay_ms / 1000)
+        time.sleep(CLOCK.scaled(rule.delay_ms / 1000))  # a delay in saga time
         result = execute(func, event)
         return {**result, "log": _joined(note, result.get("log"))}
     if rule.kind == "poison":
@@ -551,6 +552,14 @@ def _with_worker_flag(
         flag.reset(token)
 
 
+def _late_margin() -> float:
+    """How long past its caller's deadline a timed-out attempt completes, on the saga clock.
+
+    Never nothing (``max`` skips waits): the late completion must still come after the deadline.
+    """
+    return max(CLOCK.scaled(TIMEOUT_MARGIN_SECONDS), 0.05)
+
+
 def _timing_out(
     rule: FaultRule, note: str, execute: Callable[..., dict[str, Any]], func: dict[str, Any], event: Any
 ) -> dict[str, Any]:
@@ -560,13 +569,14 @@ def _timing_out(
     if task is not None and task.timeout_seconds:
         try:
             signal_handler_start()  # the Task's clock starts now, and runs out while this waits
-            time.sleep(task.timeout_seconds + TIMEOUT_MARGIN_SECONDS)
+            # Past the Task's budget on the saga clock (what its timer waits), then a margin.
+            time.sleep(CLOCK.budget(task.timeout_seconds) + _late_margin())
             result = execute(func, event)  # the Task has moved on; this answer is ignored
         finally:
             LATE.leave()
         return {**result, "log": _joined(note, result.get("log"))}
     limit = _function_timeout(func)
-    time.sleep(limit)
+    time.sleep(CLOCK.budget(limit))
     context = contextvars.copy_context()
 
     def complete_late() -> None:

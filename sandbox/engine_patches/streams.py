@@ -32,6 +32,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .clock import CLOCK
+
 _log = logging.getLogger(__name__)
 
 # AWS documents no interval for retrying a failed stream batch: it "retries the entire batch" and
@@ -66,7 +68,7 @@ STREAM_DELIVERY: contextvars.ContextVar[StreamDelivery | None] = contextvars.Con
 
 
 def retry_delay(attempts: int) -> float:
-    """Seconds a lane waits before delivering its head again after ``attempts`` counted failures.
+    """Seconds (of saga time) a lane waits before delivering its head again after ``attempts`` counted failures.
 
     0 (a batch halved after a function error, not counted) waits as long as the first retry.
     """
@@ -203,13 +205,13 @@ class StreamLane:
         if mapping.get("BisectBatchOnFunctionError") and len(delivered) > 1:
             if failed < 0:  # which record failed is unknown: halve, uncounted
                 self.span = (len(delivered) + 1) // 2
-                self.retry_at = settlement.retry_at = now + retry_delay(0)
+                self.retry_at = settlement.retry_at = now + CLOCK.scaled(retry_delay(0))
                 return settlement
             self.span = 1  # the failed record, alone from now on
         self.attempts += 1
         max_retries = mapping.get("MaximumRetryAttempts")
         if max_retries is None or int(max_retries) < 0 or self.attempts <= int(max_retries):
-            self.retry_at = settlement.retry_at = now + retry_delay(self.attempts)
+            self.retry_at = settlement.retry_at = now + CLOCK.scaled(retry_delay(self.attempts))
             return settlement
         discarded = delivered[: self.span] if self.span else delivered
         self._acknowledge(len(discarded))
