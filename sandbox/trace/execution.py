@@ -118,6 +118,7 @@ class StateVisit:
     catch: CatchRoute | None = None
     is_compensation: bool = False
     function: str | None = None
+    redrive: int = 0  # the redrive that entered it (0: the execution's first run)
 
     @property
     def duration_ms(self) -> int | None:
@@ -138,6 +139,7 @@ class StateVisit:
             "status": self.status,
             "isCompensation": self.is_compensation,
             "function": self.function,
+            "redrive": self.redrive,
             "input": self.input,
             "output": self.output,
             "error": self.error,
@@ -163,6 +165,7 @@ class ExecutionTrace:
     error: str | None = None
     cause: str | None = None
     notes: list[str] = field(default_factory=list)
+    redrive_count: int = 0  # how many times it was redriven (RedriveExecution)
 
     @property
     def duration_ms(self) -> int | None:
@@ -207,6 +210,7 @@ class ExecutionTrace:
             "catches": [catch.to_json() for catch in self.catches],
             "compensations": self.compensations,
             "injectedFaults": self.injected_faults,
+            "redriveCount": self.redrive_count,
             "notes": self.notes,
         }
 
@@ -310,6 +314,7 @@ class _Visit:
     catch: CatchRoute | None = None
     is_compensation: bool = False
     execution_failed: bool = False
+    redrive: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -371,6 +376,7 @@ class _HistoryReader:
         self.end: tuple[str, datetime, str | None, str | None] | None = None  # status, at, error, cause
         self.last_exited: dict[int, _Visit] = {}  # the last visit that exited, by its parent visit's id
         self.is_failing = False
+        self.redrive = 0  # the latest ExecutionRedriven's redriveCount
 
     def _open(self) -> list[_Visit]:
         return [visit for visit in self.visits if visit.is_open]
@@ -405,6 +411,10 @@ class _HistoryReader:
             elif kind in EXECUTION_ENDS:
                 self._end(kind, at, _details(event))
                 continue
+            elif kind == "ExecutionRedriven":  # the run goes on where it stopped: not ended any more
+                self.redrive = int(_details(event).get("redriveCount") or self.redrive + 1)
+                self.end = None
+                continue
             else:
                 visit = self._visit_for(event)
                 if visit is not None:
@@ -424,6 +434,7 @@ class _HistoryReader:
             self._route(previous, visit)
         if self.is_failing and state_type not in ("Fail", "Succeed"):
             visit.is_compensation = True
+        visit.redrive = self.redrive
         self.visits.append(visit)
         return visit
 
@@ -551,6 +562,7 @@ def _freeze(visit: _Visit, lines_of: dict[int, tuple[str | None, tuple[LogLine, 
     return StateVisit(
         visit.name, visit.type, visit.entered_at, visit.exited_at, status, visit.depth, visit.input,
         visit.output, error, cause, tuple(attempts), visit.catch, visit.is_compensation, function,
+        visit.redrive,
     )  # fmt: skip
 
 
@@ -684,6 +696,7 @@ def build_execution_trace(
         error=described.get("error") or (reader.end[2] if reader.end else None),
         cause=described.get("cause") or (reader.end[3] if reader.end else None),
         notes=notes,
+        redrive_count=int(described.get("redriveCount") or reader.redrive),
     )
 
 
@@ -725,6 +738,11 @@ def cause_message(cause: Any) -> str:
 # ------------------------------------------------------------------ text
 
 
+def redrive_text(count: int) -> str:
+    """The line a trace shows where a redrive restarted the execution."""
+    return f"⟳ redrive {count}: restarted at the state it had not completed"
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' if count != 1 else ''}"
 
@@ -738,7 +756,11 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
     """The trace as plain text: a line per state, its attempts, Catch routes and log lines."""
     took = f" in {trace.duration_ms / 1000:.2f}s" if trace.duration_ms is not None else ""
     lines = [f"execution {trace.name} of {trace.state_machine}: {trace.status}{took}"]
+    redrive = 0
     for state in trace.states:
+        if state.redrive != redrive:
+            redrive = state.redrive
+            lines.append(f"  {'':>10}  {redrive_text(redrive)}")
         offset = millis_between(trace.started_at, state.entered_at)
         indent = "  " * state.depth
         marker = "↩" if state.is_compensation else ("✗" if state.status == "FAILED" else "→")
