@@ -10,6 +10,7 @@ order without a carrier). Each step counts its effect in a table: the counts pro
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from dataclasses import replace
@@ -27,6 +28,7 @@ from sandbox.stack import LocalStack, physical_id
 from sandbox.trace import trace_execution
 from sandbox.waiting import wait_until
 from tests.integration.test_build import deploy_project
+from tests.processes import run_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -331,3 +333,39 @@ def test_concurrent_failed_executions_redriven_concurrently_each_complete_once(
     assert {(r.execution.status, r.redrive_count) for r in results.values()} == {("SUCCEEDED", 1)}
     for arn in arns:
         assert fulfilment.applied(arn) == {"reserve": 1, "charge": 1, "ship": 1}
+
+
+def test_sandbox_redrive_follows_the_redriven_execution_and_refuses_in_one_line(
+    fulfilment: Fulfilment,
+) -> None:
+    settings = fulfilment.settings
+    env = {
+        **os.environ,
+        "SANDBOX_PORT": str(settings.port),
+        "SANDBOX_STATE_DIR": str(settings.state_dir),
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+    }
+    project = (
+        "--template-file",
+        str(settings.project_dir / "template.yaml"),
+        "--stack-name",
+        settings.stack_name,
+    )
+    # GIVEN a failed execution, and its handler fixed
+    arn = fulfilment.start()
+    fulfilment.wait(arn)
+    fulfilment.fix_ship()
+    name = arn.rsplit(":", 1)[-1]
+    # WHEN `sandbox redrive NAME` runs
+    shown = run_sandbox("redrive", name, *project, env=env)
+    # THEN it waited for the redriven run and printed its trace, the redrive marked
+    assert shown.returncode == 0, shown.stderr
+    assert "⟳ redrive 1" in shown.stdout and "execution SUCCEEDED" in shown.stdout
+    # WHEN it runs again, on the succeeded execution, with --json
+    refused = run_sandbox("redrive", arn, "--json", *project, env=env)
+    # THEN it exits 1 with one line saying why, in AWS's words
+    assert refused.returncode == 1
+    assert "cannot be redriven: Execution is SUCCEEDED and cannot be redriven" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert fulfilment.applied(arn) == {"reserve": 1, "charge": 1, "ship": 1}
