@@ -73,6 +73,7 @@ def list_executions(stack: LocalStack, region: str, stack_name: str, wanted: str
                 "status": execution["status"],
                 "startedAt": iso(execution["startDate"]),
                 "stoppedAt": iso(execution["stopDate"]) if execution.get("stopDate") else None,
+                "redriveCount": int(execution.get("redriveCount") or 0),
             }
             for execution in listed
         ],
