@@ -5,7 +5,9 @@ session), runs a state machine with ``sandbox_stack.execute(..., faults=["Charge
 and asserts on the execution with ``sandbox.testing`` (``assert_succeeded``, ``assert_failed``,
 ``assert_states``, ``assert_compensated``) and on the stack's records. ``sandbox_faults`` adds
 fault rules for one test and clears them after it. On the bundled order demo, ``place_order``
-places an order with the demo's faults and the same assertions take it. Nothing starts until a
+places an order with the demo's faults and the same assertions take it. ``assert_history(execution,
+"NAME")`` compares an execution's normalized history with the project's ``histories/NAME.json``
+(``--sandbox-update-histories`` records it instead). Nothing starts until a
 test asks for a fixture: this module imports only pytest at collection.
 
 A project creates what its template expects from outside (SSM parameters, another stack's table)
@@ -23,6 +25,7 @@ import pytest
 
 if TYPE_CHECKING:
     from sandbox.engine.clock import EngineClock
+    from sandbox.histories import HistoryCheck
     from sandbox.testing import FaultRules, OrderResult, SandboxStack
 
 ENGINE_CHOICES = ("embedded", "localstack", "ministack-docker")
@@ -57,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sandbox-engine", choices=ENGINE_CHOICES, help="The engine to start (default: embedded)."
+    )
+    group.addoption(
+        "--sandbox-update-histories",
+        action="store_true",
+        help="assert_history records each execution's history as the saved one (histories/NAME.json) "
+        "instead of comparing with it.",
     )
     group.addoption(
         "--sandbox-reuse",
@@ -180,6 +189,20 @@ def sandbox_clock(sandbox_stack: SandboxStack) -> Iterator[Callable[[float | str
 def place_order(sandbox_stack: SandboxStack) -> Callable[..., OrderResult]:
     """The order demo's: place an order (faults as the CLI's flags) and wait until its saga ends."""
     return sandbox_stack.place
+
+
+@pytest.fixture
+def assert_history(request: pytest.FixtureRequest, sandbox_stack: SandboxStack) -> HistoryCheck:
+    """``assert_history(execution, "NAME", mask=[...])``: its history is the project's histories/NAME.json
+    (a diff when not); with --sandbox-update-histories, it is recorded as that instead."""
+    from sandbox.histories import HistoryCheck, LocalHistories, histories_folder
+
+    settings = sandbox_stack.settings
+    return HistoryCheck(
+        LocalHistories(sandbox_stack.stack, settings.region, settings.stack_name),
+        histories_folder(settings.project_dir),
+        update=bool(request.config.getoption("--sandbox-update-histories")),
+    )
 
 
 @pytest.fixture
