@@ -62,6 +62,7 @@ class Attempt:
     request_id: str | None = None
     log_lines: tuple[LogLine, ...] = ()
     fault: dict[str, Any] | None = None  # the fault rule the engine injected into this attempt
+    held_seconds: float | None = None  # how long a debugger held it (`sandbox debug`)
 
     @property
     def duration_ms(self) -> int | None:
@@ -72,10 +73,16 @@ class Attempt:
         """``injected error (rule f1)``, when a fault rule broke this attempt."""
         return f"injected {self.fault['kind']} (rule {self.fault['rule']})" if self.fault else None
 
+    @property
+    def held_text(self) -> str | None:
+        """``held in debugger 12.3 s``, when a debugger held this attempt."""
+        return f"held in debugger {self.held_seconds:.1f} s" if self.held_seconds is not None else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "injectedFault": self.fault,
+            "heldInDebuggerSeconds": self.held_seconds,
             "startedAt": iso(self.started_at),
             "endedAt": iso(self.ended_at) if self.ended_at else None,
             "durationMs": self.duration_ms,
@@ -716,6 +723,19 @@ def with_injections(trace: ExecutionTrace, injections: list[dict[str, Any]]) -> 
     return replace(trace, states=[marked(state) for state in trace.states])
 
 
+def with_holds(trace: ExecutionTrace, holds: list[dict[str, Any]]) -> ExecutionTrace:
+    """The trace with the time a debugger held each attempt (by its invocation's request id)."""
+    held = {hold.get("requestId"): float(hold["heldSeconds"]) for hold in holds}
+    if not held:
+        return trace
+
+    def marked(state: StateVisit) -> StateVisit:
+        attempts = tuple(replace(a, held_seconds=held.get(a.request_id)) for a in state.attempts)
+        return replace(state, attempts=attempts)
+
+    return replace(trace, states=[marked(state) for state in trace.states])
+
+
 def _fault_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     if entry is None:
         return None
@@ -774,7 +794,7 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
             f"  {offset:>+7} ms  {label:<32} {state.status:<10} {tries:<11} {duration:>8}  {extra}".rstrip()
         )
         for attempt in state.attempts:
-            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault:
+            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault or attempt.held_text:
                 outcome = (
                     attempt.status
                     if attempt.status == "SUCCEEDED"
@@ -782,6 +802,7 @@ def render_execution_text(trace: ExecutionTrace, *, max_log_lines: int = 20) -> 
                 )
                 named, then = attempt_words(state, attempt)
                 injected = f" ⚡ {attempt.fault_text}" if attempt.fault_text else ""
+                injected += f" ⏸ {attempt.held_text}" if attempt.held_text else ""
                 lines.append(f"  {'':>10}  {indent}  {named}: {outcome}{injected}{then}")
             shown = [line for line in attempt.log_lines if line.level != PLATFORM]
             for line in shown[:max_log_lines]:

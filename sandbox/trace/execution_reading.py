@@ -18,6 +18,7 @@ from sandbox.trace.execution import (
     function_name_of,
     function_of_state,
     state_definitions,
+    with_holds,
     with_injections,
 )
 from sandbox.trace.model import as_datetime
@@ -111,7 +112,19 @@ def trace_execution(stack: LocalStack, region: str, stack_name: str, execution_a
     trace = build_execution_trace(
         described, history, state_machine=machine.label, definition=definition, invocations=invocations
     )
-    return with_injections(trace, injected_faults(stack, trace.name))
+    return with_holds(
+        with_injections(trace, injected_faults(stack, trace.name)), debugger_holds(stack, trace.name)
+    )
+
+
+def debugger_holds(stack: LocalStack, execution: str) -> list[dict[str, Any]]:
+    """How long a debugger held each of an execution's invocations; none on an engine without one."""
+    from sandbox.debugging import DebugRoute, DebugUnsupportedError
+
+    try:
+        return DebugRoute(stack.engine.endpoint_url).holds(execution)
+    except DebugUnsupportedError:
+        return []
 
 
 def injected_faults(stack: LocalStack, execution: str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sandbox.engine import find_free_port
 from sandbox.executions import ExecutionResult, run_execution
 from sandbox.settings import PROJECT_DIR, Settings
 from sandbox.stack import LocalStack
+from sandbox.trace import render_execution_text, trace_execution
 from tests.dap import DapClient
 from tests.processes import run_sandbox
 
@@ -134,5 +135,49 @@ def test_a_dap_client_stops_in_a_saga_step_holds_it_past_its_timeout_and_the_sag
     # AND the engine recorded the hold, longer than the step's timeout
     (hold,) = debug_route.holds(result.name)
     assert hold["state"] == "ChargePayment" and hold["heldSeconds"] > STEP_TIMEOUT_SECONDS
+    # AND the trace shows the step held in the debugger
+    traced = trace_execution(stack, engine_settings.region, engine_settings.stack_name, result.arn)
+    (charge,) = [state for state in traced.states if state.name == "ChargePayment"]
+    assert charge.attempts[0].held_seconds == hold["heldSeconds"]
+    assert "held in debugger" in render_execution_text(traced)
     # AND a one-shot session is disarmed by the invocation it debugged
+    assert debug_route.sessions() == []
+
+
+def test_an_armed_step_nobody_attaches_to_runs_after_its_deadline_and_two_ports_listen_at_once(
+    stack: LocalStack,
+    engine_settings: Settings,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+    saga_input: Callable[..., dict[str, Any]],
+    debug_route: DebugRoute,
+):
+    # GIVEN ReserveInventory armed with a 1 s wait for a client, and every ChargePayment invocation
+    # armed without a wait, on another port
+    first, second = find_free_port(), find_free_port()
+    waited = run_cli("debug", "ReserveInventory", "--port", str(first), "--wait-seconds", "1")
+    assert waited.returncode == 0 and "waits up to 1s" in waited.stdout, waited.stderr
+    every = run_cli("debug", "ChargePayment", "--port", str(second), "--no-wait", "--all")
+    assert every.returncode == 0, every.stderr
+    assert len(debug_route.sessions()) == 2
+    # WHEN three sagas run at once and nobody attaches
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: run_execution(stack, engine_settings.region, engine_settings.stack_name,
+                                                        SAGA, saga_input(), wait_seconds=120), range(3)))  # fmt: skip
+    # THEN each completes, undebugged
+    assert all(result.is_succeeded for result in results), results
+    holds = debug_route.holds()
+    names = {result.name for result in results}
+    assert sorted(h["state"] for h in holds if h["execution"] in names) == ["ChargePayment"] * 3 + [
+        "ReserveInventory"
+    ]
+    # AND the one that waited says in its logs that no debugger came
+    (reserve,) = [h for h in holds if h["state"] == "ReserveInventory" and h["execution"] in names]
+    traced = trace_execution(stack, engine_settings.region, engine_settings.stack_name,
+                             next(r.arn for r in results if r.name == reserve["execution"]))  # fmt: skip
+    assert "no debugger attached within 1s" in render_execution_text(traced)
+    # AND `--all` stays armed until --off
+    listed = run_cli("debug", "--json")
+    assert [s["state"] or s["function"] for s in json.loads(listed.stdout)["sessions"]] == ["ChargePayment"]
+    off = run_cli("debug", "ChargePayment", "--off")
+    assert off.returncode == 0 and "disarmed" in off.stdout, off.stderr
     assert debug_route.sessions() == []

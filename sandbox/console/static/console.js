@@ -576,6 +576,9 @@ function renderExecutionTimeline(trace) {
     if (state.attempts.length > 1) details.push(`${state.attempts.length} attempts`);
     for (const attempt of state.attempts) {
       if (attempt.error) details.push(`attempt ${attempt.number}: ${attempt.error}`);
+      if (attempt.heldInDebuggerSeconds != null) {
+        details.push(`⏸ held in debugger ${attempt.heldInDebuggerSeconds.toFixed(1)} s on attempt ${attempt.number}`);
+      }
       if (attempt.injectedFault) {
         details.push(`⚡ injected ${attempt.injectedFault.kind} (rule ${attempt.injectedFault.rule}) on attempt ${attempt.number}`);
       }
