@@ -61,5 +61,28 @@ __all__ = [
 
 
 def trace_order(stack: LocalStack, settings: Settings, order_id: str) -> Trace:
-    """The order's causal timeline, read from the running engine."""
-    return build_trace(collect_sources(stack, settings, order_id))
+    """The order's causal timeline, read from the running engine (with its saga clock, when scaled)."""
+    trace = build_trace(collect_sources(stack, settings, order_id))
+    return with_clock(trace, stack.engine.endpoint_url) if stack.engine.engine != "localstack" else trace
+
+
+def with_clock(trace: Trace, endpoint_url: str) -> Trace:
+    """The trace with the engine's saga clock: its scale, and a note giving both clocks' durations."""
+    from dataclasses import replace
+
+    from sandbox.engine.clock import read_engine_clock
+    from sandbox.settings import format_time_scale
+
+    clock = read_engine_clock(endpoint_url)
+    if clock is None or clock.time_scale is None:
+        return trace
+    scaled = replace(trace, time_scale=clock.time_scale)
+    wall, saga = scaled.duration_ms, scaled.saga_duration_ms
+    if wall is None:
+        return scaled
+    both = f"{saga / 1000:.1f}s of saga time" if saga is not None else "saga time unknown (waits skipped)"
+    note = (
+        f"saga clock {format_time_scale(clock.time_scale)}: {wall / 1000:.2f}s of wall time, {both} "
+        f"(budgets floored at {clock.budget_floor_seconds:g}s; the clock as it is now, not as the order ran)"
+    )
+    return replace(scaled, notes=[*scaled.notes, note])

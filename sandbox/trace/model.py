@@ -60,10 +60,20 @@ class Trace:
     saga_status: str | None
     entries: list[TraceEntry]
     notes: list[str] = field(default_factory=list)
+    # The engine's saga clock when the trace was read (`sandbox up --time-scale`; math.inf: max).
+    time_scale: float | None = None
 
     @property
     def started_at(self) -> datetime | None:
         return self.entries[0].at if self.entries else None
+
+    @property
+    def saga_duration_ms(self) -> int | None:
+        """The timeline's length on the saga clock (None without a finite scale)."""
+        wall = self.duration_ms
+        if wall is None or self.time_scale is None or self.time_scale == float("inf"):
+            return None
+        return round(wall * self.time_scale)
 
     @property
     def duration_ms(self) -> int | None:
@@ -80,6 +90,11 @@ class Trace:
             "sagaStatus": self.saga_status,
             "startedAt": iso(self.started_at) if self.started_at else None,
             "durationMs": self.duration_ms,
+            "clock": {
+                "timeScale": "max" if self.time_scale == float("inf") else self.time_scale,
+                "wallMs": self.duration_ms,
+                "sagaMs": self.saga_duration_ms,
+            },
             "entries": [entry.to_json() for entry in self.entries],
             "notes": self.notes,
         }

@@ -112,9 +112,11 @@ def test_publisher_crash_after_starting_the_saga_does_not_start_a_second(
 
 
 def test_step_timeout_is_retried_and_the_late_attempt_changes_nothing(
-    api, stack, engine_settings, tables, customer_id, make_product
+    api, stack, engine_settings, tables, customer_id, make_product, sandbox_clock
 ):
-    # GIVEN a reservation whose first attempt outlives the Task's TimeoutSeconds
+    # GIVEN a reservation whose first attempt outlives the Task's TimeoutSeconds, on a saga clock
+    # ten times faster (the same timeout, retry and late completion, in a tenth of the time)
+    sandbox_clock(10)
     product = make_product(stock=10)
     order_id = order_with(api, stack, engine_settings.region, customer_id, product, {"timeout": "inventory"})
     order = api.follow_order(order_id, timeout=120)

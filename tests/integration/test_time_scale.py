@@ -55,6 +55,10 @@ def test_a_hanging_step_at_10x_plays_out_in_a_tenth_of_the_time_with_the_same_hi
     # AND the fast one took about a tenth of the time (at most a quarter, on any machine)
     assert slow_seconds > 20  # four 5 s timeouts and the backoff between them, in real time
     assert fast_seconds <= slow_seconds / 4, (slow_seconds, fast_seconds)
+    # AND its trace shows the scale and both clocks
+    clock = fast.trace.to_json()["clock"]
+    assert clock["timeScale"] == 10.0 and clock["sagaMs"] == clock["wallMs"] * 10
+    assert any(note.startswith("saga clock 10x:") for note in fast.trace.notes), fast.trace.notes
 
 
 def test_the_engine_reports_its_clock_and_the_fixture_puts_it_back(
