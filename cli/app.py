@@ -20,7 +20,9 @@ from cli import (
     env_commands,
     execute_commands,
     fault_commands,
+    history_commands,
     order_commands,
+    redrive_commands,
     saga_commands,
     startup,
     trace_commands,
@@ -70,10 +72,12 @@ saga_commands.register(app)
 watch_commands.register(app)
 trace_commands.register(app)
 execute_commands.register(app)
+redrive_commands.register(app)
 bench_commands.register(app)
 chaos_commands.register(app)
 env_commands.register(app)
 console_commands.register(app)
+history_commands.register(app)
 debug_commands.register(app)
 
 

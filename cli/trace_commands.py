@@ -126,7 +126,7 @@ def _state_line(state: StateVisit, started: datetime) -> str:
 def print_execution_trace(trace: ExecutionTrace) -> None:
     """An execution's trace for people: a line per state, its attempts, Catch routes and log lines."""
     from sandbox.logs import PLATFORM
-    from sandbox.trace.execution import attempt_words
+    from sandbox.trace.execution import attempt_words, redrive_text
 
     took = f" over {trace.duration_ms / 1000:.2f}s" if trace.duration_ms is not None else ""
     console.print(
@@ -134,11 +134,15 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
         highlight=False, soft_wrap=True,
     )  # fmt: skip
     pad = " " * 32
+    redrive = 0
     for state in trace.states:
+        if state.redrive != redrive:
+            redrive = state.redrive
+            console.print(f"  [yellow]{escape(redrive_text(redrive))}[/yellow]", highlight=False)
         console.print(_state_line(state, trace.started_at), highlight=False, soft_wrap=True)
         indent = pad[: 2 * state.depth]
         for attempt in state.attempts:
-            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault:
+            if len(state.attempts) > 1 or attempt.status != "SUCCEEDED" or attempt.fault or attempt.held_text:
                 style = "green" if attempt.status == "SUCCEEDED" else "red"
                 outcome = (
                     attempt.status
@@ -149,6 +153,7 @@ def print_execution_trace(trace: ExecutionTrace) -> None:
                 injected = (
                     f" [magenta]⚡ {escape(attempt.fault_text)}[/magenta]" if attempt.fault_text else ""
                 )
+                injected += f" [cyan]⏸ {escape(attempt.held_text)}[/cyan]" if attempt.held_text else ""
                 console.print(
                     f"{pad}{indent}{named}: [{style}]{escape(outcome)}[/{style}]{injected}{then}",
                     highlight=False, soft_wrap=True,

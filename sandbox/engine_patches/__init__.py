@@ -18,8 +18,10 @@ workers forked from a parent that imported what their runtime provides and what 
 dependencies' workers import; ``zygote_server`` is that parent), ``prewarm`` (the
 ``/_sandbox/workers`` route: live workers, one worker of each function started ahead),
 ``debugger`` (``sandbox debug``: an armed invocation runs under debugpy or Node's inspector on a
-worker of its own, its Task's timeout stopped while held), ``routes`` (the sandbox's JSON routes
-beside the AWS APIs); ``pin`` holds the version and the engine names. This module applies them.
+worker of its own, its Task's timeout stopped while held), ``redrive`` (RedriveExecution: a
+failed execution restarts at the state it did not complete), ``routes`` (the sandbox's JSON
+routes beside the AWS APIs); ``pin`` holds the version and the engine names. This module
+applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -84,6 +86,7 @@ from .pin import (
     resolve,
 )
 from .prewarm import Prewarmer, engine_prewarmer, warmable, with_prewarm_route
+from .redrive import apply_redrive
 from .routes import with_json_route
 from .runtimes import LAUNCH_FILE, RUNTIMES_ENV, runtime_launcher, with_runtime_launchers
 from .server import SERVER_ENV, chosen_server, serve_engine, uvicorn_config
@@ -176,6 +179,7 @@ __all__ = [
     "WorkerParentError",
     "WorkerParents",
     "apply_patches",
+    "apply_redrive",
     "apply_request_ids",
     "cause_with_request_id",
     "check_engine",
@@ -267,6 +271,7 @@ def apply_patches() -> str:
     _patch_task_timeouts()
     _patch_runtimes()
     _patch_fault_route()
+    apply_redrive()
     return installed
 
 

@@ -46,6 +46,14 @@ REPLACED = (
     "ministack.services.stepfunctions._execute_task",
     "ministack.app.app",
     "ministack.services.stepfunctions._invoke_resource",  # also read: the Task timeouts wrap the patched one
+    # redrive.py: RedriveExecution, and the redrive fields of DescribeExecution and ListExecutions
+    "ministack.services.stepfunctions.handle_request",
+    "ministack.services.stepfunctions._describe_execution",
+    "ministack.services.stepfunctions._list_executions",
+    "ministack.services.stepfunctions._execution_sort_key",
+    "ministack.services.stepfunctions._start_execution",
+    "ministack.services.stepfunctions._apply_state_assign",
+    "ministack.services.stepfunctions.reset",
 )
 READ = (
     "ministack.app._resolve_port",
@@ -78,6 +86,26 @@ READ = (
     "ministack.core.lambda_runtime.reap_idle_workers",
     "ministack.services.stepfunctions._ExecutionError",
     "ministack.services.stepfunctions._SERVICE_DISPATCH",  # its sns:publish entry is replaced in place
+    # redrive.py runs a redriven execution with the engine's own state handlers and records
+    "ministack.services.stepfunctions._executions",
+    "ministack.services.stepfunctions._state_machines",
+    "ministack.services.stepfunctions._add_event",
+    "ministack.services.stepfunctions._fail_execution",
+    "ministack.services.stepfunctions._emit_execution_status_event",
+    "ministack.services.stepfunctions._finalize_response",
+    "ministack.services.stepfunctions._execute_pass",
+    "ministack.services.stepfunctions._execute_choice",
+    "ministack.services.stepfunctions._execute_wait",
+    "ministack.services.stepfunctions._execute_parallel",
+    "ministack.services.stepfunctions._execute_map",
+    "ministack.services.stepfunctions._apply_input_path",
+    "ministack.services.stepfunctions._apply_output_path",
+    "ministack.services.stepfunctions._fail_state_error",
+    "ministack.services.stepfunctions._next_or_end",
+    "ministack.services.stepfunctions.error_response_json",
+    "ministack.services.stepfunctions.json_response",
+    "ministack.services.stepfunctions.now_iso",
+    "ministack.services.stepfunctions.logger",
 )
 
 
