@@ -474,6 +474,7 @@ async function loadMachines() {
           { "data-execution": execution.executionArn, title: execution.executionArn },
           el("span", { class: "id" }, execution.name),
           pill(execution.status),
+          execution.redriveCount ? el("span", { class: "redriven", title: "redriven (RedriveExecution)" }, `⟳ ${execution.redriveCount}`) : null,
         );
         row.addEventListener("click", () => {
           location.hash = `#/executions/${encodeURIComponent(execution.executionArn)}`;
@@ -531,6 +532,7 @@ async function openExecution(ref) {
     const meta = [`${trace.stateMachine} · ${trace.durationMs ?? "?"} ms`];
     if (trace.error) meta.push(el("br"), el("span", { class: "reason" }, `${trace.error}: ${trace.cause || ""}`));
     if (trace.compensations.length) meta.push(el("br"), `compensation: ${trace.compensations.join(" → ")}`);
+    if (trace.redriveCount) meta.push(el("br"), `redriven ${trace.redriveCount} time${trace.redriveCount > 1 ? "s" : ""}`);
     fill($("#order-meta"), ...meta);
     view.visits = trace.states.map(executionVisit);
     setGraph(data.graph);
@@ -570,7 +572,15 @@ function parseCause(cause) {
 function renderExecutionTimeline(trace) {
   const started = Date.parse(trace.startedAt);
   const table = el("table", { class: "timeline" });
+  let redrive = 0;
   for (const state of trace.states) {
+    if ((state.redrive || 0) !== redrive) {
+      redrive = state.redrive || 0;
+      // Where RedriveExecution restarted the execution: the states below ran in that redrive.
+      table.append(el("tr", { class: "kind-redrive", "data-kind": "redrive" },
+        el("td", { class: "at" }, ""), el("td", { class: "src" }, el("span", { class: "src-tag" }, "Redrive")),
+        el("td", { class: "what", colspan: "4" }, `⟳ redrive ${redrive}: restarted at the state it had not completed`)));
+    }
     const marker = state.isCompensation ? "↩" : state.status === "FAILED" ? "✗" : "→";
     const details = [];
     if (state.attempts.length > 1) details.push(`${state.attempts.length} attempts`);
