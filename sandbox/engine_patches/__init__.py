@@ -19,9 +19,10 @@ dependencies' workers import; ``zygote_server`` is that parent), ``prewarm`` (th
 ``/_sandbox/workers`` route: live workers, one worker of each function started ahead),
 ``debugger`` (``sandbox debug``: an armed invocation runs under debugpy or Node's inspector on a
 worker of its own, its Task's timeout stopped while held), ``redrive`` (RedriveExecution: a
-failed execution restarts at the state it did not complete), ``routes`` (the sandbox's JSON
-routes beside the AWS APIs); ``pin`` holds the version and the engine names. This module
-applies them.
+failed execution restarts at the state it did not complete), ``clock`` (the saga clock: ``sandbox
+up --time-scale N`` scales waits, retries, timeouts and remaining time together), ``routes``
+(the sandbox's JSON routes beside the AWS APIs); ``pin`` holds the version and the engine names.
+This module applies them.
 
 The container image (docker/ministack/Dockerfile) runs this package as a top-level package
 (``python3 -m engine_patches``), so it imports nothing from the sandbox: the standard library,
@@ -36,6 +37,7 @@ import threading
 from collections.abc import Mapping
 
 from .calls import COUNTS, CallCounts, counting_invocations, with_call_counts
+from .clock import CLOCK, Clock, patch_clock
 from .debugger import (
     DebugBook,
     DebugRequestError,
@@ -141,6 +143,7 @@ from .zygotes import (
 
 __all__ = [
     "BOOK",
+    "CLOCK",
     "COUNTS",
     "DEFAULT_WORKER_TTL_SECONDS",
     "FORKED_WORKERS_ENV",
@@ -163,6 +166,7 @@ __all__ = [
     "WORKER_TTL_ENV",
     "WORKER_WAIT_SECONDS",
     "CallCounts",
+    "Clock",
     "DebugBook",
     "DebugRequestError",
     "DebugSession",
@@ -202,6 +206,7 @@ __all__ = [
     "main",
     "mark_end_of_logs",
     "missing_engine_names",
+    "patch_clock",
     "polling_dynamodb_streams",
     "query_message_attributes",
     "reap_periodically",
@@ -272,6 +277,8 @@ def apply_patches() -> str:
     _patch_runtimes()
     _patch_fault_route()
     apply_redrive()
+    # Last: the saga clock wraps the Task timeouts, worker invocations and app the others installed.
+    patch_clock(os.environ)
     return installed
 
 

@@ -44,6 +44,7 @@ REPLACED = (
     "ministack.services.stepfunctions._invoke_sns_publish",
     "ministack.services.lambda_svc._execute_function_dispatch",
     "ministack.services.stepfunctions._execute_task",
+    "ministack.services.stepfunctions._find_matching_retrier",  # the saga clock: MaxDelaySeconds
     "ministack.app.app",
     "ministack.services.stepfunctions._invoke_resource",  # also read: the Task timeouts wrap the patched one
     # redrive.py: RedriveExecution, and the redrive fields of DescribeExecution and ListExecutions
@@ -56,6 +57,9 @@ REPLACED = (
     "ministack.services.stepfunctions.reset",
 )
 READ = (
+    # the saga clock sets these only when a time scale is set (clock.py)
+    "ministack.services.stepfunctions._SFN_WAIT_SCALE",
+    "ministack.services.lambda_svc._ESM_BACKOFF_SECONDS",
     "ministack.app._resolve_port",
     "ministack.services.lambda_svc._iter_all_esms",
     "ministack.services.lambda_svc._send_ddb_stream_failure_record",
