@@ -564,9 +564,17 @@ def _plural(count: int, word: str) -> str:
 
 
 def _data_differences(
-    kind: str, where: str, state: str | None, expected: Any, actual: Any
+    kind: str, where: str, state: str | None, expected: Any, actual: Any, seen: set[str] | None = None
 ) -> list[Difference]:
+    """Where the data differ; a difference already in ``seen`` (the same path, the same two values,
+    carried on from an earlier state) is not said again."""
     found = value_differences(expected, actual)
+    if seen is not None:
+        keys = [
+            json.dumps([path, a is ..., a, b is ..., b], sort_keys=True, default=str) for path, a, b in found
+        ]
+        found = [difference for difference, key in zip(found, keys, strict=True) if key not in seen]
+        seen.update(keys)
     differences = []
     for path, a, b in found[:MAX_VALUE_DIFFS]:
         if b is ...:
@@ -672,7 +680,10 @@ def _execution_differences(expected: dict[str, Any], actual: dict[str, Any]) -> 
 def diff_histories(expected: dict[str, Any], actual: dict[str, Any]) -> list[Difference]:
     """How ``actual`` differs from ``expected``: empty when they tell the same history."""
     found = _execution_differences(expected, actual)
-    found += _data_differences("input", "execution input", None, expected.get("input"), actual.get("input"))
+    seen: set[str] = set()
+    found += _data_differences(
+        "input", "execution input", None, expected.get("input"), actual.get("input"), seen
+    )
     states_a, states_b = list(expected.get("states") or []), list(actual.get("states") or [])
     keys_a = [(state["name"], state.get("depth", 0)) for state in states_a]
     keys_b = [(state["name"], state.get("depth", 0)) for state in states_b]
@@ -698,14 +709,16 @@ def diff_histories(expected: dict[str, Any], actual: dict[str, Any]) -> list[Dif
             name = str(a["name"])
             found += _state_differences(a, b)
             if (a.get("input"), b.get("input")) != passed:
-                found += _data_differences("input", f"{name} input", name, a.get("input"), b.get("input"))
-            # A state that passes its input on unchanged (a Succeed, a Pass) repeats no difference.
-            if (a.get("output"), b.get("output")) != (a.get("input"), b.get("input")):
-                found += _data_differences("output", f"{name} output", name, a.get("output"), b.get("output"))
+                found += _data_differences(
+                    "input", f"{name} input", name, a.get("input"), b.get("input"), seen
+                )
+            found += _data_differences(
+                "output", f"{name} output", name, a.get("output"), b.get("output"), seen
+            )
             passed = (a.get("output"), b.get("output"))
     if (expected.get("output"), actual.get("output")) != passed:
         found += _data_differences(
-            "output", "execution output", None, expected.get("output"), actual.get("output")
+            "output", "execution output", None, expected.get("output"), actual.get("output"), seen
         )
     faults_a, faults_b = expected.get("injectedFaults"), actual.get("injectedFaults")
     if faults_a is not None and faults_b is not None and faults_a != faults_b:
