@@ -138,11 +138,9 @@ def save(
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Save an execution's normalized history: the states it entered, each attempt's error, the
-    Catches, the compensations, each state's input and output, the faults injected.
+    """Save an execution's normalized history: states, attempts, errors, Catches, compensations, data, faults.
 
-    ARNs, ids, the execution's name and timestamps become placeholders, so a later run of the same
-    scenario (here or on AWS) saves the same file; `sandbox history diff NAME EXECUTION` compares.
+    ARNs, ids, the execution's name and timestamps become placeholders, so a later run of the same scenario (here or on AWS) saves the same file; `sandbox history diff NAME EXECUTION` compares them.
     """
     from sandbox.histories import check_masks, history_path, save_history
 
@@ -183,8 +181,10 @@ def diff(
     endpoint_url: EndpointOption = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Compare two histories: a path that diverged, an extra retry, an error or an output that
-    changed. Exit code 0 when they are the same, 1 when they differ."""
+    """Compare two histories: a path that diverged, an extra retry, an error or an output that changed.
+
+    Exit code 0 when they are the same, 1 when they differ.
+    """
     from sandbox.histories import check_masks, diff_histories, diff_notes, render_diff
 
     readers = _readers(target, stage, region, profile, endpoint_url)
