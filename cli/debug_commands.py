@@ -65,6 +65,7 @@ def debug(
         DebugRoute,
         attach_configuration,
         path_mappings,
+        published_port,
         resolve_target,
         write_launch_json,
     )
@@ -73,7 +74,7 @@ def debug(
 
     settings = Settings.load()
     stack = find_stack(settings)
-    route = DebugRoute(stack.engine.endpoint_url)
+    route = DebugRoute.of_engine(stack.engine)
     if target is None:
         sessions = route.disarm() if off else route.sessions()
         if json_output:
@@ -101,7 +102,9 @@ def debug(
         else:
             console.print(f"disarmed: {_describe(disarmed[0])}", highlight=False)
         return
+    reachable_at = published_port(stack.engine, port)  # before arming: a port nobody can reach is refused
     session = route.arm(resolved, port=port, wait=wait, wait_seconds=wait_seconds, every=every)
+    session |= {"port": reachable_at, "enginePort": port}
     configuration = attach_configuration(session, resolved, CONFIGURATION_NAME.format(target=target))
     launch = Path.cwd() / ".vscode" / "launch.json"
     if vscode:

@@ -16,11 +16,18 @@ from sandbox.engine_routes import engine_request
 from sandbox.errors import SandboxError, UsageError
 
 if TYPE_CHECKING:
+    from sandbox.engine.state import EngineState
     from sandbox.settings import Settings
     from sandbox.stack import LocalStack
 
 ROUTE = "/_sandbox/debug"
 DEFAULT_PORT = 5678
+# The debug ports the MiniStack container publishes (compose.yaml, on 127.0.0.1 ports Docker picks).
+CONTAINER_DEBUG_PORTS = range(5678, 5682)
+LOCALSTACK_HINT = (
+    "LocalStack has its own Lambda debug mode (LAMBDA_DEBUG_MODE, see the README); "
+    "`sandbox debug` runs on the embedded engine and the MiniStack container"
+)
 
 
 class DebugUnsupportedError(SandboxError):
@@ -102,19 +109,43 @@ def resolve_target(settings: Settings, stack: LocalStack, target: str) -> DebugT
     )
 
 
+def published_port(engine: EngineState, port: int) -> int:
+    """Where a client reaches the engine's debug ``port``: itself, or the container's published port."""
+    if engine.container_id is None:
+        return port
+    from sandbox.engine.compose import run_command
+
+    published = run_command(["docker", "port", engine.container_id, f"{port}/tcp"])
+    host_ports = [
+        line.rpartition(":")[2] for line in published.stdout.splitlines() if line.startswith("127.0.0.1:")
+    ]
+    if published.returncode != 0 or not host_ports or not host_ports[0].isdigit():
+        raise UsageError(
+            f"the engine's container does not publish port {port}",
+            hint=f"the MiniStack container publishes the debug ports {CONTAINER_DEBUG_PORTS.start}-"
+            f"{CONTAINER_DEBUG_PORTS.stop - 1}: pass one of them with --port",
+        )
+    return int(host_ports[0])
+
+
 class DebugRoute:
     """The engine's armed debug sessions."""
 
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
 
+    @classmethod
+    def of_engine(cls, engine: EngineState) -> DebugRoute:
+        """The debug route of a running engine; LocalStack has none (it has its own debug mode)."""
+        if engine.engine == "localstack":
+            raise DebugUnsupportedError("`sandbox debug` does not run on LocalStack", hint=LOCALSTACK_HINT)
+        return cls(engine.endpoint_url)
+
     def _call(self, method: str, path: str = "", body: Any = None) -> Any:
         status, answer = engine_request(self.endpoint_url, ROUTE + path, method=method, body=body)
         if status == 0:
             raise DebugUnsupportedError(
-                "the engine does not answer the sandbox's debug route",
-                hint="`sandbox debug` runs on the embedded engine and the MiniStack container; "
-                "LocalStack has its own Lambda debug mode (see the README)",
+                "the engine does not answer the sandbox's debug route", hint=LOCALSTACK_HINT
             )
         if status >= 400:
             raise UsageError(str((answer or {}).get("message", f"the engine answered {status}")))

@@ -122,7 +122,7 @@ def debugger_holds(stack: LocalStack, execution: str) -> list[dict[str, Any]]:
     from sandbox.debugging import DebugRoute, DebugUnsupportedError
 
     try:
-        return DebugRoute(stack.engine.endpoint_url).holds(execution)
+        return DebugRoute.of_engine(stack.engine).holds(execution)
     except DebugUnsupportedError:
         return []
 

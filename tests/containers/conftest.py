@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from sandbox.debugging import CONTAINER_DEBUG_PORTS
 from sandbox.engine import EngineState, compose, read_health
 from sandbox.images import ministack_image
 from sandbox.settings import ENGINES, Settings
@@ -146,7 +147,9 @@ def make_container(engine: str, image: str) -> Any:
         for key, value in compose_service_environment("ministack").items():
             container.with_env(key, value)
     # Published on 127.0.0.1 only, on a port Docker picks: never on the network, never colliding.
-    container.ports = {f"{ENGINE_PORT}/tcp": ("127.0.0.1", None)}
+    # MiniStack's also publishes the ports `sandbox debug` listens on, as compose.yaml does.
+    published = (ENGINE_PORT,) if engine == "localstack" else (ENGINE_PORT, *CONTAINER_DEBUG_PORTS)
+    container.ports = {f"{port}/tcp": ("127.0.0.1", None) for port in published}
     return container
 
 
