@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox.debugging import CONTAINER_DEBUG_PORTS
 from sandbox.engine import compose
 from sandbox.engine_patches import PINNED_ENGINE_VERSION
 from sandbox.errors import DockerUnavailableError, EngineError, ImagePullError, LocalStackLicenseError
@@ -81,7 +82,10 @@ def test_each_engine_has_a_healthcheck_and_is_published_on_loopback_only(
 ) -> None:
     definition = services[service]
     assert any(health_path in part for part in definition["healthcheck"]["test"])
-    assert definition["ports"] == ["127.0.0.1:${SANDBOX_PORT:-4566}:4566"]
+    assert definition["ports"][0] == "127.0.0.1:${SANDBOX_PORT:-4566}:4566"
+    # MiniStack's also publishes the debug ports, each on a loopback port Docker picks
+    debug_ports = [f"127.0.0.1::{port}" for port in CONTAINER_DEBUG_PORTS] if service == "ministack" else []
+    assert definition["ports"][1:] == debug_ports
     engine = next(e for e in compose.CONTAINER_ENGINES.values() if e.service == service)
     assert engine.health_path == health_path
     assert engine.profile == service
