@@ -241,7 +241,9 @@ class WorkerParent:
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
-                stream.close()
+                # Closing stdin flushes what is buffered: a parent that died meanwhile is a broken pipe.
+                with contextlib.suppress(OSError):
+                    stream.close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
         with contextlib.suppress(OSError):
