@@ -391,6 +391,10 @@ def handle_request(book: DebugBook, method: str, path: str, query: str, body: by
             payload = json.loads(body or b"{}")
         except ValueError:
             return 400, {"message": "the body is not JSON"}
+        if debugpy_location() is None:
+            return 400, {
+                "message": "debugpy is not installed beside the engine: install the sandbox's dependencies"
+            }
         try:
             return 200, {"session": book.arm(payload).to_json()}
         except DebugRequestError as error:
