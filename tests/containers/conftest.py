@@ -36,6 +36,7 @@ from tests.integration.conftest import (  # noqa: F401
     giving_order_faults,
     make_product,
     place_with_faults,
+    saga_input,
     tables,
 )
 
