@@ -251,7 +251,7 @@ def _state_document(state: StateVisit, masks: Sequence[str]) -> dict[str, Any]:
         else None,
         "input": _payload(state.input, masks),
         "output": _payload(state.output, masks),
-    }
+    } | ({"redrive": state.redrive} if state.redrive else {})  # entered by the Nth RedriveExecution
 
 
 def _faults_document(injections: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -282,7 +282,7 @@ def history_of_trace(
         "compensations": trace.compensations,
         "injectedFaults": _faults_document(injections),
         "masks": masks,
-    }
+    } | ({"redriveCount": trace.redrive_count} if trace.redrive_count else {})
     placeholders = Placeholders(trace.name or None)
     placeholders.learn(document)
     return placeholders.apply(document)  # type: ignore[no-any-return]

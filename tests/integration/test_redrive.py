@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox.executions import TERMINAL_STATUSES, history_of
+from sandbox.histories import history_of_trace
 from sandbox.redrives import ExecutionNotRedrivableError, redrive_execution
 from sandbox.reload import Reloader
 from sandbox.settings import Settings
@@ -266,6 +267,14 @@ def test_a_redrive_after_a_hot_reloaded_fix_completes_the_saga_applying_each_ste
         ("Ship", "FAILED", 0),
         ("Ship", "FAILED", 1),
         ("Ship", "SUCCEEDED", 2),
+    ]
+    # AND its normalized history says which redrive entered each state
+    document = history_of_trace(traced, injections=None)
+    assert document["redriveCount"] == 2
+    assert [(state["name"], state.get("redrive", 0)) for state in document["states"]][2:] == [
+        ("Ship", 0),
+        ("Ship", 1),
+        ("Ship", 2),
     ]
     # AND a succeeded execution is refused with AWS's error, through boto3 and the CLI's library
     with pytest.raises(ClientError) as refused:
