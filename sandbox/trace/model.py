@@ -125,3 +125,4 @@ class TraceSources:
     replays: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     # Faults the engine injected into the order's stream deliveries (its OUTBOX# record)
     injections: list[dict[str, Any]] = field(default_factory=list)
+    holds: list[dict[str, Any]] = field(default_factory=list)  # the saga's steps a debugger held

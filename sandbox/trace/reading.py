@@ -17,6 +17,7 @@ from sandbox.queues import list_messages
 from sandbox.saga import execution_arn, executions_of
 from sandbox.settings import Settings
 from sandbox.stack import LocalStack
+from sandbox.trace.execution_reading import debugger_holds
 from sandbox.trace.model import AuditMessage, TraceSources, as_datetime
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ def collect_sources(stack: LocalStack, settings: Settings, order_id: str) -> Tra
     )
     sources.log_lines = read_order_logs(stack, region, functions, order)
     sources.injections = record_injections(stack, order_id)
+    sources.holds = debugger_holds(stack, order_id)  # the saga's execution is named after the order
     audit = peek_messages(
         stack.client("sqs", region), outputs["AuditQueueUrl"], engine_url=stack.engine.endpoint_url
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,9 +36,12 @@ class _State:
 
 
 def saga_entries(
-    history: list[dict[str, Any]], hits: list[tuple[str, datetime]] | None = None
+    history: list[dict[str, Any]],
+    hits: list[tuple[str, datetime]] | None = None,
+    holds: list[dict[str, Any]] | None = None,
 ) -> list[TraceEntry]:
-    """The execution: start, every state entered and exited, each retry and Catch, the end."""
+    """The execution: start, every state entered and exited, each retry and Catch, the end (and
+    how long a debugger held a step, from the engine's ``holds``)."""
     hits = hits or []
     entries: list[TraceEntry] = []
     state: _State | None = None
@@ -93,7 +96,16 @@ def saga_entries(
             state.result = _payload_status((event.get("taskSucceededEventDetails") or {}).get("output"))
         elif kind == "TaskStateExited" or kind in _EXECUTION_ENDS:
             within = [when for name, when in hits if name == state.name and state.entered <= when <= at]
-            entries.append(_state_entry(state, at, len(within)))
+            entry = _state_entry(state, at, len(within))
+            held = [
+                float(hold["heldSeconds"])
+                for hold in holds or []
+                if hold.get("state") == state.name
+                and state.entered.timestamp() <= float(hold["startedAt"]) <= at.timestamp()
+            ]
+            if held:
+                entry = replace(entry, detail=f"{entry.detail}; held in debugger {sum(held):.1f} s")
+            entries.append(entry)
             if not state.is_succeeded and state.failure and kind == "TaskStateExited":
                 caught = (at, state.name, state.failure[1])
             state = None

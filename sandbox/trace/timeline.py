@@ -88,7 +88,7 @@ def stored_notification_entries(notifications: list[dict[str, Any]]) -> list[Tra
 
 def execution_entries(sources: TraceSources, hits: list[tuple[str, datetime]]) -> list[TraceEntry]:
     """The saga named after the order, then each operator replay of it."""
-    entries = saga_entries(sources.history, hits) if sources.history is not None else []
+    entries = saga_entries(sources.history, hits, sources.holds) if sources.history is not None else []
     for name, history in sources.replays:
         entries += [
             replace(

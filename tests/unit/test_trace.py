@@ -230,6 +230,15 @@ def test_idempotent_hits_of_a_step_are_said_when_they_happened_in_the_state() ->
     assert "idempotent hit" not in entries["ChargePayment"].detail
 
 
+def test_a_step_a_debugger_held_says_how_long() -> None:
+    # GIVEN the engine's record of a debugger holding ChargePayment's invocation for 41.2 s
+    holds = [{"state": "ChargePayment", "startedAt": at(130).timestamp(), "heldSeconds": 41.2}]
+    entries = {entry.name: entry for entry in saga_entries(fail_shipping_history(), None, holds)}
+    # THEN that step says so, and no other
+    assert entries["ChargePayment"].detail.endswith("; held in debugger 41.2 s")
+    assert "held" not in entries["ReserveInventory"].detail
+
+
 # ---------------------------------------------------------------- the whole timeline
 
 
