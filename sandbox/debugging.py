@@ -77,9 +77,13 @@ def resolve_target(settings: Settings, stack: LocalStack, target: str) -> DebugT
     targets = StackTargets.of_stack(stack, settings.region, settings.stack_name)
     try:
         resolved = targets.resolve(target)
-    except UsageError as error:
-        raise UsageError(str(error).replace("Task state, function or stream mapping", "Task state or function"),
-                         hint=error.hint) from None  # fmt: skip
+    except UsageError:
+        known = [("Lambda task states", sorted(targets.states)), ("functions", sorted(targets.functions))]
+        raise UsageError(
+            f"the stack has no Task state or function named {target!r}",
+            hint="; ".join(f"{label}: {', '.join(names)}" for label, names in known if names)
+            or "the stack has no Lambda task state or function",
+        ) from None
     if "mapping" in resolved:
         raise UsageError(
             f"{target} is a stream mapping: debug the function it invokes",
