@@ -291,15 +291,17 @@ def status(json_output: JsonFlag = False) -> None:
     settings = Settings.load()
     report: dict[str, Any] = {"engine": {"running": False}, "stack": {"deployed": False}}
     stack: LocalStack | None = None
+    clock: EngineClock | None = None
     problem: str | None = None
     try:
         state = running_engine(settings)
+        clock = _clock(state)
         report["engine"] = {
             "running": True,
             **_engine_summary(state),
             "uptimeSeconds": int(time.time() - state.started_at),
             "memory": _memory(state),
-            "clock": _clock_json(state),
+            "clock": clock.to_json() if clock else None,
         }
         stack = find_stack(settings)
         report["stack"] = {
@@ -324,10 +326,8 @@ def status(json_output: JsonFlag = False) -> None:
         )
         if engine["memory"] is not None:
             console.print(f"memory  {_describe_memory(engine['memory'])}", highlight=False)
-        if engine["clock"] is not None:
-            scale = engine["clock"]["timeScale"]
-            speedup = None if scale is None else (float("inf") if scale == "max" else float(scale))
-            console.print(f"clock   {format_time_scale(speedup)}", highlight=False)
+        if clock is not None:
+            console.print(f"clock   {format_time_scale(clock.time_scale)}", highlight=False)
         for note in recorded.engine.status_notes(recorded.state):
             console.print(f"[dim]{note}[/dim]")
     else:
@@ -341,14 +341,13 @@ def status(json_output: JsonFlag = False) -> None:
         console.print(f"[dim]{problem}[/dim]")
 
 
-def _clock_json(state: EngineState) -> dict[str, Any] | None:
-    """The engine's saga clock as JSON; None for an engine without one (LocalStack)."""
+def _clock(state: EngineState) -> EngineClock | None:
+    """The engine's saga clock; None for an engine without one (LocalStack)."""
     if state.engine == "localstack":
         return None
     from sandbox.engine.clock import read_engine_clock
 
-    clock = read_engine_clock(state.endpoint_url)
-    return clock.to_json() if clock else None
+    return read_engine_clock(state.endpoint_url)
 
 
 def _memory(state: EngineState) -> dict[str, Any] | None:

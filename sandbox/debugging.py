@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.engine_patches.debugger import ROUTE
 from sandbox.engine_routes import engine_request
 from sandbox.errors import SandboxError, UsageError
 
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from sandbox.settings import Settings
     from sandbox.stack import LocalStack
 
-ROUTE = "/_sandbox/debug"
-DEFAULT_PORT = 5678
 # The debug ports the MiniStack container publishes (compose.yaml, on 127.0.0.1 ports Docker picks).
 CONTAINER_DEBUG_PORTS = range(5678, 5682)
 LOCALSTACK_HINT = (

@@ -54,7 +54,11 @@ def name_of_arn(arn: str) -> str:
 
 def state_machines(stack: LocalStack, region: str, stack_name: str) -> list[StateMachineRef]:
     """The stack's state machines, in the template's order as CloudFormation lists them."""
-    cfn: CloudFormationClient = stack.client("cloudformation", region)
+    return state_machines_of(stack.client("cloudformation", region), stack_name)
+
+
+def state_machines_of(cfn: CloudFormationClient, stack_name: str) -> list[StateMachineRef]:
+    """The state machines of a stack, read through any CloudFormation client (the engine's, AWS's)."""
     found: list[StateMachineRef] = []
     for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
         for resource in page["StackResourceSummaries"]:
@@ -220,18 +224,36 @@ def run_execution(
             ) from error
         raise
 
-    def ended() -> str | None:
-        status = str(sfn.describe_execution(executionArn=arn)["status"])
-        return status if status in TERMINAL_STATUSES else None
+    wait_for_end(sfn, arn, machine, wait_seconds)
+    return read_execution(sfn, arn, machine)
+
+
+def wait_for_end(sfn: SFNClient, arn: str, machine: StateMachineRef, wait_seconds: float) -> dict[str, Any]:
+    """DescribeExecution of the execution once it has ended (an error naming it past ``wait_seconds``)."""
+
+    def ended() -> dict[str, Any] | None:
+        described = dict(sfn.describe_execution(executionArn=arn))
+        return described if described["status"] in TERMINAL_STATUSES else None
 
     try:
-        wait_until(
+        return wait_until(
             ended, timeout=wait_seconds, what=f"execution {name_of_arn(arn)} of {machine.label} to end"
         )
     except SandboxError as error:
         error.hint = f"it is still running: `sandbox trace {name_of_arn(arn)}` shows it so far"
         raise
-    return read_execution(sfn, arn, machine)
+
+
+def describe_execution(
+    sfn: SFNClient, arn: str, *, hint: str = "list executions with `sandbox trace --last`"
+) -> dict[str, Any]:
+    """DescribeExecution; an execution the engine does not know is an ExecutionNotFoundError naming it."""
+    try:
+        return dict(sfn.describe_execution(executionArn=arn))
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
+            raise ExecutionNotFoundError(f"no execution {arn}", hint=hint) from error
+        raise
 
 
 def is_execution_arn(text: str) -> bool:
@@ -255,14 +277,7 @@ def find_execution(
     """
     sfn: SFNClient = stack.client("stepfunctions", region)
     if ref is not None and not last and is_execution_arn(ref):
-        try:
-            sfn.describe_execution(executionArn=ref)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
-                raise ExecutionNotFoundError(
-                    f"no execution {ref}", hint="list executions with `sandbox trace --last`"
-                ) from error
-            raise
+        describe_execution(sfn, ref)
         return ref
     if last or ref is None:
         machines = (

@@ -316,19 +316,12 @@ def read_history(
     masks: Sequence[str] = (),
 ) -> dict[str, Any]:
     """An execution's normalized history, read through the Step Functions API (any engine, or AWS)."""
-    from botocore.exceptions import ClientError
-
-    from sandbox.executions import ExecutionNotFoundError, history_of
+    from sandbox.executions import describe_execution, history_of
     from sandbox.trace.execution_reading import read_definition
 
-    try:
-        described = dict(sfn.describe_execution(executionArn=execution_arn))
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            raise ExecutionNotFoundError(
-                f"no execution {execution_arn}", hint="give the ARN `sandbox trace --last --json` shows"
-            ) from error
-        raise
+    described = describe_execution(
+        sfn, execution_arn, hint="give the ARN `sandbox trace --last --json` shows"
+    )
     definition = read_definition(sfn, str(described["stateMachineArn"]))
     return normalize_history(
         described, history_of(sfn, execution_arn), state_machine=state_machine, definition=definition,
@@ -403,18 +396,13 @@ class AwsHistories:
         """The AWS stack's state machines, ARN -> logical id (none when the stack is not there)."""
         from botocore.exceptions import ClientError
 
-        from sandbox.executions import STATE_MACHINE_TYPE
+        from sandbox.executions import state_machines_of
 
-        cfn = self._client("cloudformation")
-        found: dict[str, str] = {}
         try:
-            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=self.target.stack_name):
-                for resource in page["StackResourceSummaries"]:
-                    if resource["ResourceType"] == STATE_MACHINE_TYPE and resource.get("PhysicalResourceId"):
-                        found[resource["PhysicalResourceId"]] = resource["LogicalResourceId"]
+            machines = state_machines_of(self._client("cloudformation"), self.target.stack_name)
         except ClientError:
             return {}
-        return found
+        return {machine.arn: str(machine.logical_id) for machine in machines}
 
     def find(self, ref: str) -> str:
         from botocore.exceptions import ClientError
@@ -784,11 +772,6 @@ def render_history(document: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ snapshot assertion
-
-
-class _HasArn(Protocol):
-    @property
-    def arn(self) -> str: ...
 
 
 def execution_ref(execution: Any) -> str:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from sandbox.errors import SandboxError, UsageError
 from sandbox.executions import (
-    TERMINAL_STATUSES,
     ExecutionResult,
     find_execution,
     machine_of_execution,
     name_of_arn,
     read_execution,
+    wait_for_end,
 )
 from sandbox.stack import LocalStack
-from sandbox.waiting import wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -37,27 +35,13 @@ class RedriveResult:
 
     execution: ExecutionResult
     redrive_count: int
-    redriven_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.execution.to_json(),
-            "redriveCount": self.redrive_count,
-            "redrivenAt": self.redriven_at.isoformat() if self.redriven_at else None,
-        }
 
 
-def redrive_status(sfn: SFNClient, arn: str) -> tuple[str | None, str | None]:
-    """The execution's ``redriveStatus`` and ``redriveStatusReason`` as DescribeExecution reports them."""
-    described = sfn.describe_execution(executionArn=arn)
-    return described.get("redriveStatus"), described.get("redriveStatusReason")
-
-
-def start_redrive(sfn: SFNClient, arn: str) -> datetime:
-    """Ask Step Functions to redrive the execution; its redriveDate. Refusals become one-line errors."""
+def start_redrive(sfn: SFNClient, arn: str) -> None:
+    """Ask Step Functions to redrive the execution. Refusals become one-line errors."""
     name = name_of_arn(arn)
     try:
-        return sfn.redrive_execution(executionArn=arn)["redriveDate"]
+        sfn.redrive_execution(executionArn=arn)
     except ClientError as error:
         code = error.response["Error"]["Code"]
         message = error.response["Error"].get("Message") or code
@@ -84,22 +68,5 @@ def redrive_execution(
     machine = machine_of_execution(stack, region, stack_name, arn)
     sfn: SFNClient = stack.client("stepfunctions", region)
     start_redrive(sfn, arn)
-
-    def ended() -> dict[str, Any] | None:
-        described = sfn.describe_execution(executionArn=arn)
-        return dict(described) if described["status"] in TERMINAL_STATUSES else None
-
-    try:
-        described = wait_until(
-            ended,
-            timeout=wait_seconds,
-            what=f"redriven execution {name_of_arn(arn)} of {machine.label} to end",
-        )
-    except SandboxError as error:
-        error.hint = f"it is still running: `sandbox trace {name_of_arn(arn)}` shows it so far"
-        raise
-    return RedriveResult(
-        execution=read_execution(sfn, arn, machine),
-        redrive_count=int(described.get("redriveCount") or 0),
-        redriven_at=described.get("redriveDate"),
-    )
+    described = wait_for_end(sfn, arn, machine, wait_seconds)
+    return RedriveResult(read_execution(sfn, arn, machine), int(described.get("redriveCount") or 0))

@@ -8,10 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.engine_patches.clock import ROUTE, parse_time_scale, time_scale_json
 from sandbox.engine_routes import engine_request, engine_route
 from sandbox.errors import EngineError
-
-ROUTE = "/_sandbox/clock"  # sandbox.engine_patches.clock.ROUTE (the CLI does not import the engine's package)
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,8 @@ class EngineClock:
 
     @classmethod
     def from_json(cls, answer: dict[str, Any]) -> EngineClock:
-        scale = answer.get("timeScale")
         return cls(
-            time_scale=math.inf if scale == "max" else (None if scale is None else float(scale)),
+            time_scale=parse_time_scale(answer.get("timeScale")),
             wait_scale=answer.get("waitScale"),
             budget_floor_seconds=float(answer.get("budgetFloorSeconds") or 0.0),
         )
@@ -43,13 +41,6 @@ class EngineClock:
             "waitScale": self.wait_scale,
             "budgetFloorSeconds": self.budget_floor_seconds,
         }
-
-
-def time_scale_json(speedup: float | None) -> float | str | None:
-    """A time scale as JSON: the number, ``"max"``, or null (the default clock)."""
-    if speedup is None:
-        return None
-    return "max" if math.isinf(speedup) else speedup
 
 
 def read_engine_clock(endpoint_url: str) -> EngineClock | None:

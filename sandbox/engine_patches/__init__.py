@@ -348,7 +348,7 @@ def _patch_task_timeouts() -> None:
     from ministack.services import stepfunctions
 
     stepfunctions._invoke_resource_with_timeout = timing_from_handler_start(
-        stepfunctions._invoke_resource, stepfunctions._ExecutionError
+        stepfunctions._invoke_resource, stepfunctions._ExecutionError, budget=CLOCK.budget
     )
     # `_run_execution` slept a fixed 150 ms before every execution (65% of a warm order). The
     # execution record and its ExecutionStarted event are stored before its thread starts, so

@@ -32,8 +32,6 @@ ROUTE = "/_sandbox/clock"
 # milliseconds, a few hundred on two busy cores. Budgets count from the handler's start (the
 # worker's cold start is not in them), so the floor need not cover one.
 BUDGET_FLOOR_SECONDS = 0.5
-# A history's timeout reads the same at every scale (the engine's words, with the written value).
-TIMEOUT_CAUSE = "Task timed out after {} seconds"
 # The line of the engine's Python worker script that sets the handler's deadline from the
 # function's Timeout at spawn; rewritten to read the invocation's own (scaled) timeout. Matched
 # with its indentation: a deeper line another patch adds (the debugger's) is left alone.
@@ -134,27 +132,6 @@ CLOCK = Clock()
 # ----------------------------------------------------------------------- budgets, scaled
 
 
-def scaling_task_timeouts(
-    invoke_with_timeout: Callable[[str, Any, float], Any],
-    timeout_error: Callable[[str, str], Exception],
-    clock: Clock = CLOCK,
-) -> Callable[[str, Any, float], Any]:
-    """A Task's TimeoutSeconds on the saga clock; its timeout names the written TimeoutSeconds."""
-
-    @functools.wraps(invoke_with_timeout)  # still named for the timer it runs (and __wrapped__)
-    def invoke_on_clock(resource: str, input_data: Any, timeout: float) -> Any:
-        if clock.speedup is None:
-            return invoke_with_timeout(resource, input_data, timeout)
-        try:
-            return invoke_with_timeout(resource, input_data, clock.budget(float(timeout)))
-        except Exception as error:
-            if getattr(error, "error", None) != "States.Timeout":
-                raise
-            raise timeout_error("States.Timeout", TIMEOUT_CAUSE.format(timeout)) from None
-
-    return invoke_on_clock
-
-
 def scaling_function_timeouts(
     invoke: Callable[..., dict[str, Any]], clock: Clock = CLOCK
 ) -> Callable[..., dict[str, Any]]:
@@ -249,7 +226,10 @@ def engine_modules() -> dict[str, Any]:
 
 
 def patch_clock(environ: Mapping[str, str], clock: Clock = CLOCK) -> None:
-    """Put the engine on the saga clock (after the other patches: it wraps what they installed)."""
+    """Put the engine on the saga clock (after the other patches: it wraps what they installed).
+
+    The Task timeouts read the clock's ``budget`` themselves (``timeouts.timing_from_handler_start``).
+    """
     import ministack.app
     from ministack.core import lambda_runtime
     from ministack.services import stepfunctions
@@ -261,9 +241,6 @@ def patch_clock(environ: Mapping[str, str], clock: Clock = CLOCK) -> None:
         raise EnginePatchError(f"{TIME_SCALE_ENV}: {error}") from None
     if speedup is not None:
         clock.set(speedup, engine)
-    stepfunctions._invoke_resource_with_timeout = scaling_task_timeouts(
-        stepfunctions._invoke_resource_with_timeout, stepfunctions._ExecutionError, clock
-    )
     stepfunctions._find_matching_retrier = capping_retry_delays(stepfunctions._find_matching_retrier)
     lambda_runtime.Worker.invoke = scaling_function_timeouts(lambda_runtime.Worker.invoke, clock)
     lambda_runtime._PYTHON_WORKER_SCRIPT = reading_invocation_deadline(lambda_runtime._PYTHON_WORKER_SCRIPT)

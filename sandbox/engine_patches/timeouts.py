@@ -134,6 +134,7 @@ def timing_from_handler_start(
     *,
     start_wait: float = HANDLER_START_WAIT_SECONDS,
     clock: Callable[[], float] = time.monotonic,
+    budget: Callable[[float], float] = float,
 ) -> Callable[[str, Any, float], Any]:
     """A Task's TimeoutSeconds clock that starts when its Lambda handler starts running, and stops
     while a debugger holds it.
@@ -145,6 +146,8 @@ def timing_from_handler_start(
     then gives it TimeoutSeconds. Other resources are timed as the engine timed them. As in the
     engine, a timed-out task keeps running; the state ignores its result. Time a debugger holds
     the handler (``sandbox debug``) does not count: the step goes on as if it had been fast.
+    ``budget`` turns TimeoutSeconds into the real seconds the timer gives (the saga clock's); the
+    timeout's cause names TimeoutSeconds as written, so a history reads the same at any scale.
     """
 
     def invoke_with_timeout(resource: str, input_data: Any, timeout: float) -> Any:
@@ -161,14 +164,15 @@ def timing_from_handler_start(
             future.add_done_callback(lambda _: started.set())
             started.wait(start_wait)
         clock_start = clock()
+        limit = budget(timeout)
         while True:
-            remaining = timeout - (clock() - clock_start - held.seconds())
+            remaining = limit - (clock() - clock_start - held.seconds())
             if held.is_held:
                 remaining = max(remaining, HELD_RECHECK_SECONDS)  # frozen: look again later
             try:
                 return future.result(timeout=max(remaining, 0.0))
             except FutureTimeoutError:
-                if not held.is_held and timeout - (clock() - clock_start - held.seconds()) <= 0:
+                if not held.is_held and limit - (clock() - clock_start - held.seconds()) <= 0:
                     raise timeout_error("States.Timeout", f"Task timed out after {timeout} seconds") from None
 
     return invoke_with_timeout

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from sandbox.errors import SandboxError
-from sandbox.executions import ExecutionNotFoundError, history_of, machine_of_execution
+from sandbox.executions import describe_execution, history_of, machine_of_execution
 from sandbox.logs import Invocation, fetch_events, group_invocations, parse_events
 from sandbox.stack import LocalStack
 from sandbox.trace.execution import (
@@ -88,14 +88,7 @@ def read_invocations(
 def trace_execution(stack: LocalStack, region: str, stack_name: str, execution_arn: str) -> ExecutionTrace:
     """The trace of one execution of any state machine, read from the running engine."""
     sfn: SFNClient = stack.client("stepfunctions", region)
-    try:
-        described = dict(sfn.describe_execution(executionArn=execution_arn))
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ExecutionDoesNotExist":
-            raise ExecutionNotFoundError(
-                f"no execution {execution_arn}", hint="list executions with `sandbox trace --last`"
-            ) from error
-        raise
+    described = describe_execution(sfn, execution_arn)
     machine = machine_of_execution(stack, region, stack_name, execution_arn)
     definition = read_definition(sfn, str(described.get("stateMachineArn") or machine.arn))
     history = history_of(sfn, execution_arn)

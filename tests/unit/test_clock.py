@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import types
-from typing import Any
 
 import pytest
 
 from sandbox.engine import clock as sandbox_clock
 from sandbox.engine.compose import compose_environment
 from sandbox.engine.embedded import engine_environment
-from sandbox.engine_patches import clock
 from sandbox.engine_patches.clock import (
     Clock,
     capping_retry_delays,
@@ -20,8 +19,8 @@ from sandbox.engine_patches.clock import (
     parse_time_scale,
     reading_invocation_deadline,
     scaling_function_timeouts,
-    scaling_task_timeouts,
 )
+from sandbox.engine_patches.timeouts import timing_from_handler_start
 from sandbox.errors import UsageError
 from sandbox.settings import time_scale_of
 
@@ -77,20 +76,23 @@ def test_setting_the_clock_sets_the_engine_wait_knobs_and_unsetting_puts_them_ba
 
 
 def test_a_task_timeout_runs_on_the_budget_and_reports_the_written_seconds() -> None:
-    # GIVEN a Task timer that times out whatever it is given, recording the timeout it got
+    # GIVEN a Task timer on a clock whose budgets are recorded, and a task that never answers
     given: list[float] = []
 
-    def invoke(resource: str, data: Any, timeout: float) -> Any:
-        given.append(timeout)
-        raise TimeoutError_("States.Timeout", f"Task timed out after {timeout} seconds")
+    def budget(seconds: float) -> float:
+        given.append(seconds)
+        return 0.05
 
-    timed = scaling_task_timeouts(invoke, TimeoutError_, Clock(10.0))
-    # WHEN a 30 s Task times out at 10x
+    never = threading.Event()
+    timed = timing_from_handler_start(lambda resource, data: never.wait(1.0), TimeoutError_, budget=budget)
+    # WHEN a 30 s Task times out
     with pytest.raises(TimeoutError_) as raised:
-        timed("arn:aws:states:::lambda:invoke", {}, 30)
-    # THEN the timer ran 3 s, and the history reads the TimeoutSeconds as written
-    assert given == [3.0]
+        timed("arn:aws:states:::dynamodb:putItem", {}, 30)
+    # THEN the timer asked the clock for the budget of 30 s, and the history reads 30 as written
+    assert given == [30]
     assert raised.value.cause == "Task timed out after 30 seconds"
+    # AND at 10x the clock's budget of a 30 s Task is 3 s
+    assert Clock(10.0).budget(30) == 3.0
 
 
 def test_a_function_runs_under_its_scaled_timeout_on_a_config_copy() -> None:
@@ -141,13 +143,6 @@ def test_the_clock_route_reads_and_sets_the_scale() -> None:
     read = sandbox_clock.EngineClock.from_json(saga.to_json())
     assert read.time_scale == math.inf and read.saga_seconds(2.0) is None
     assert sandbox_clock.EngineClock.from_json(Clock(10.0).to_json()).saga_seconds(2.0) == 20.0
-
-
-def test_the_cli_side_route_and_json_match_the_engine_side() -> None:
-    # GIVEN the engine's module and the CLI's mirror of it THEN they agree
-    assert sandbox_clock.ROUTE == clock.ROUTE
-    for speedup in (None, 2.5, math.inf):
-        assert sandbox_clock.time_scale_json(speedup) == clock.time_scale_json(speedup)
 
 
 def test_the_launchers_pass_the_scale_to_the_engine() -> None:
